@@ -1,0 +1,53 @@
+// Live and kiosk pages: keep the state badge current, bring the stream back after a drop, and
+// draw the optional clock. No framework; runs in any current browser.
+'use strict';
+
+(function () {
+  const body = document.body;
+  const cameraId = body.dataset.camera;
+  const live = document.getElementById('live');
+  const state = document.getElementById('state');
+  const clock = document.getElementById('clock');
+
+  // A dropped stream (camera restart, network blip) is re-requested after a short pause.
+  if (live) {
+    let retry;
+    live.addEventListener('error', function () {
+      clearTimeout(retry);
+      retry = setTimeout(function () {
+        const url = new URL(live.src, location.href);
+        url.searchParams.set('t', String(Date.now()));
+        live.src = url.toString();
+      }, 2000);
+    });
+  }
+
+  if (state && cameraId) {
+    const refresh = function () {
+      fetch('/api/cameras', { cache: 'no-store', credentials: 'same-origin' })
+        .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+        .then(function (cameras) {
+          const camera = cameras.find(function (c) { return c.id === cameraId; });
+          if (!camera) return;
+          state.textContent = camera.state;
+          state.className = 'state state-' + camera.state;
+        })
+        .catch(function () {
+          state.textContent = 'unreachable';
+          state.className = 'state state-offline';
+        });
+    };
+    setInterval(refresh, 5000);
+  }
+
+  if (clock && body.dataset.timestamp === '1') {
+    const tick = function () {
+      const now = new Date();
+      clock.dateTime = now.toISOString();
+      clock.textContent = now.toLocaleString();
+    };
+    clock.hidden = false;
+    tick();
+    setInterval(tick, 1000);
+  }
+})();

@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+// `webcam-server`: the cameras and web server without Homebridge (`serve`), and user management
+// with flask-cam's password.py flags (`passwd`).
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+import { Command, CommanderError, Option } from 'commander';
+
+import type { PluginConfig } from './config';
+import { normalizeConfig } from './config';
+import { consoleLog } from './log';
+import { WebcamRuntime } from './runtime';
+import { DEFAULT_PORT, PLATFORM_NAME } from './settings';
+import type { PasswdAction } from './users/passwd';
+import { EXIT_FAILED, EXIT_USAGE, runPasswd } from './users/passwd';
+import { hashPassword, readUsersFile, writeUsersFile } from './users/users-file';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { version } = require('../package.json') as { version: string };
+
+/** The platform block from a file holding either the block itself or a whole Homebridge config.json. */
+export function loadConfigFile(file: string): unknown {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`Cannot read the config file ${file}: ${(error as Error).message}`);
+  }
+  const platforms = (raw as { platforms?: unknown }).platforms;
+  if (Array.isArray(platforms)) {
+    const block: unknown = platforms.find((p) => (p as { platform?: unknown })?.platform === PLATFORM_NAME);
+    if (!block) throw new Error(`${file} looks like a Homebridge config.json but has no "${PLATFORM_NAME}" platform block.`);
+    return block;
+  }
+  return raw;
+}
+
+/** The config `serve` uses with no file: /dev/video0 when present, else the test pattern. */
+export function defaultServeConfig(): unknown {
+  const device = existsSync('/dev/video0');
+  return {
+    name: 'Webcam Server',
+    cameras: [device ? { name: 'Webcam', source: '/dev/video0' } : { name: 'Test pattern', source: 'testsrc' }],
+    web: { port: DEFAULT_PORT },
+  };
+}
+
+/** With no users yet, creates `admin` with a random password and says it once on the terminal. */
+async function ensureFirstUser(file: string, log: ReturnType<typeof consoleLog>): Promise<void> {
+  const { users, problems } = await readUsersFile(file);
+  if (users.size > 0 || problems.length > 0) return;
+  const password = process.env.WEBCAM_SERVER_ADMIN_PASSWORD || randomBytes(9).toString('base64url');
+  users.set('admin', await hashPassword(password));
+  await writeUsersFile(file, users);
+  const shown = process.env.WEBCAM_SERVER_ADMIN_PASSWORD ? '(from WEBCAM_SERVER_ADMIN_PASSWORD)' : password;
+  log.info(`No users yet: created user "admin" in ${file}.`);
+  process.stdout.write(
+    `\n  First user created.  user: admin   password: ${shown}\n` +
+      `  This password is shown once. Change it with: webcam-server passwd -m -u admin -f ${file}\n\n`,
+  );
+}
+
+async function serve(options: { config?: string; port?: string; host?: string; users?: string }): Promise<void> {
+  const log = consoleLog('webcam-server');
+  const raw = options.config ? loadConfigFile(resolve(options.config)) : defaultServeConfig();
+  const { config, problems } = normalizeConfig(raw);
+  for (const problem of problems) log.warn(`Config: ${problem}`);
+  applyOverrides(config, options);
+  if (config.cameras.length === 0) throw new Error('No usable camera in the config: add one under "cameras".');
+
+  const usersFile = resolve(options.users ?? config.web.usersFile ?? 'users');
+  if (config.web.enabled) await ensureFirstUser(usersFile, log);
+
+  const runtime = new WebcamRuntime({ config, log, usersFile });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal}: shutting down.`);
+    runtime.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  try {
+    await runtime.start();
+  } catch (error) {
+    await runtime.stop();
+    throw error;
+  }
+  for (const { config: camera } of runtime.cameras) {
+    const where = runtime.address?.startsWith('unix:') ? runtime.address : `http://localhost:${config.web.port}`;
+    log.info(`Camera "${camera.name}" (${camera.source}, ${camera.width}x${camera.height} at ${camera.fps} fps): ${where}/cameras/${camera.id}/`);
+  }
+}
+
+function applyOverrides(config: PluginConfig, options: { port?: string; host?: string }): void {
+  if (options.port !== undefined) {
+    const port = Number(options.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError(`--port must be 0..65535 (got "${options.port}").`);
+    config.web.port = port;
+  }
+  if (options.host !== undefined) config.web.host = options.host;
+}
+
+class UsageError extends Error {}
+
+export function buildProgram(): Command {
+  const program = new Command('webcam-server')
+    .description('A webcam as a HomeKit camera and a private live web stream.')
+    .version(version)
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text) });
+
+  program
+    .command('serve')
+    .description('run the cameras and the web server without Homebridge')
+    .option('--config <file>', 'platform config (JSON), or a Homebridge config.json')
+    .option('--port <port>', `web port (default ${DEFAULT_PORT})`)
+    .option('--host <address>', 'address to listen on (default 0.0.0.0)')
+    .option('--users <file>', 'users file (default ./users)')
+    .action(serve);
+
+  program
+    .command('passwd')
+    .description("manage the users file (flask-cam's password.py flags)")
+    .addOption(new Option('-a, --add-user [user]', 'add a user'))
+    .addOption(new Option('-m, --modify-user [user]', "change a user's password"))
+    .addOption(new Option('-d, --delete-user [user]', 'delete a user'))
+    .addOption(new Option('-c, --check-password [user]', 'check a password: prints True or False'))
+    .addOption(new Option('-l, --list', 'list the user names'))
+    .option('-u, --user <user>', 'the user')
+    .option('-p, --password <password>', 'the password (asked for when left out)')
+    .option('-f, --filepath <file>', 'the users file', 'users')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      const flags: Array<[string, PasswdAction]> = [
+        ['addUser', 'add'],
+        ['modifyUser', 'modify'],
+        ['deleteUser', 'delete'],
+        ['checkPassword', 'check'],
+        ['list', 'list'],
+      ];
+      const chosen = flags.filter(([key]) => opts[key] !== undefined);
+      if (chosen.length !== 1) {
+        throw new UsageError('Give exactly one of -a/--add-user, -m/--modify-user, -d/--delete-user, -c/--check-password, -l/--list.');
+      }
+      const [key, action] = chosen[0];
+      const named = typeof opts[key] === 'string' ? (opts[key] as string) : undefined;
+      const user = (opts.user as string | undefined) ?? named;
+      if (named && opts.user && named !== opts.user) throw new UsageError(`Two different users given: "${named}" and "${opts.user as string}".`);
+      process.exitCode = await runPasswd({
+        action,
+        user,
+        password: opts.password as string | undefined,
+        file: opts.filepath as string,
+      });
+    });
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end here with code 0; parse errors are usage errors.
+      process.exitCode = error.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
+    process.stderr.write(`webcam-server: ${(error as Error).message}\n`);
+    process.exitCode = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
+    if (process.argv[2] === 'serve') process.exit(process.exitCode);
+  }
+}
+
+if (require.main === module) void main();

@@ -1,0 +1,249 @@
+// The plugin's config: types, defaults and validation. One bad camera entry is reported and
+// skipped; the others keep working. Every message names the key and says how to fix it.
+import { DEFAULT_PORT } from './settings';
+
+export interface MotionConfig {
+  enabled: boolean;
+  sensitivity: number;
+  cooldownSeconds: number;
+}
+
+export interface HomeKitConfig {
+  enabled: boolean;
+  unbridge: boolean;
+  maxStreams: number;
+  encoder: string;
+}
+
+export interface CameraConfig {
+  /** The display name; its slug is the camera's id in URLs. */
+  name: string;
+  id: string;
+  /** A V4L2 device path, `testsrc`, or a URL ffmpeg can read. */
+  source: string;
+  /** The V4L2 pixel format to ask the device for: `mjpeg` (passed through) or a raw one (encoded). */
+  inputFormat: string;
+  width: number;
+  height: number;
+  fps: number;
+  /** JPEG quality for encoded sources, ffmpeg's -q:v scale: 2 (best) .. 31 (smallest). */
+  quality: number;
+  /** Show a clock over the live image on the pages (flask-cam drew a timestamp into the frame). */
+  timestamp: boolean;
+  controls: Record<string, number | boolean>;
+  controlsDevice?: string;
+  motion: MotionConfig;
+  homekit: HomeKitConfig;
+}
+
+export interface WebConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+  socket?: string;
+  usersFile?: string;
+  trustedNetworks: string[];
+  tls?: { cert: string; key: string };
+}
+
+export interface PluginConfig {
+  name: string;
+  videoProcessor?: string;
+  cameras: CameraConfig[];
+  web: WebConfig;
+  /** Raw alert settings, validated by the alerts module. */
+  alerts?: Record<string, unknown>;
+}
+
+export interface ConfigResult {
+  config: PluginConfig;
+  /** Problems found; each disables only what it names. */
+  problems: string[];
+}
+
+export const SOURCE_TESTSRC = 'testsrc';
+
+const CAMERA_DEFAULTS = {
+  inputFormat: 'mjpeg',
+  width: 1280,
+  height: 720,
+  fps: 30,
+  quality: 5,
+} as const;
+
+/** `Front Porch!` -> `front-porch`; empty names fall back to `camera`. */
+export function slugify(name: string): string {
+  const slug = name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+  return slug || 'camera';
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+type Problems = string[];
+
+function integer(raw: unknown, key: string, fallback: number, min: number, max: number, problems: Problems): number {
+  if (raw === undefined || raw === null || raw === '') return fallback;
+  const value = typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    problems.push(`"${key}" must be a whole number from ${min} to ${max} (got ${JSON.stringify(raw)}); using ${fallback}.`);
+    return fallback;
+  }
+  return value;
+}
+
+function bool(raw: unknown, key: string, fallback: boolean, problems: Problems): boolean {
+  if (raw === undefined || raw === null) return fallback;
+  if (typeof raw !== 'boolean') {
+    problems.push(`"${key}" must be true or false (got ${JSON.stringify(raw)}); using ${fallback}.`);
+    return fallback;
+  }
+  return raw;
+}
+
+function str(raw: unknown, key: string, problems: Problems): string | undefined {
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  if (typeof raw !== 'string') {
+    problems.push(`"${key}" must be a string (got ${JSON.stringify(raw)}); ignoring it.`);
+    return undefined;
+  }
+  return raw.trim();
+}
+
+/** Validates one camera entry; returns undefined (with a problem) when it cannot run at all. */
+function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, problems: Problems): CameraConfig | undefined {
+  const where = `cameras[${index}]`;
+  if (!isRecord(raw)) {
+    problems.push(`${where} must be an object with at least "name" and "source"; this camera is disabled.`);
+    return undefined;
+  }
+  const name = str(raw.name, `${where}.name`, problems) ?? `Camera ${index + 1}`;
+  const at = `${where} ("${name}")`;
+  const source = str(raw.source, `${at}.source`, problems);
+  if (!source) {
+    problems.push(`${at} has no "source": set a device such as "/dev/video0", "testsrc", or a stream URL; this camera is disabled.`);
+    return undefined;
+  }
+  if (!(source === SOURCE_TESTSRC || source.startsWith('/dev/') || /^[a-z][a-z0-9+.-]*:\/\//i.test(source))) {
+    problems.push(`${at}.source "${source}" is neither a /dev/ device, "testsrc", nor a URL; this camera is disabled.`);
+    return undefined;
+  }
+  const inputFormat = str(raw.inputFormat, `${at}.inputFormat`, problems) ?? CAMERA_DEFAULTS.inputFormat;
+  if (!/^[a-z0-9_]+$/i.test(inputFormat)) {
+    problems.push(`${at}.inputFormat "${inputFormat}" is not a pixel format name (e.g. mjpeg, yuyv422); this camera is disabled.`);
+    return undefined;
+  }
+
+  let id = slugify(name);
+  for (let n = 2; usedIds.has(id); n++) id = `${slugify(name)}-${n}`;
+  usedIds.add(id);
+
+  const controls: Record<string, number | boolean> = {};
+  if (raw.controls !== undefined) {
+    if (!isRecord(raw.controls)) {
+      problems.push(`${at}.controls must be an object of control name to value; ignoring it.`);
+    } else {
+      for (const [control, value] of Object.entries(raw.controls)) {
+        if (typeof value === 'number' || typeof value === 'boolean') controls[control] = value;
+        else problems.push(`${at}.controls["${control}"] must be a number or true/false; ignoring it.`);
+      }
+    }
+  }
+
+  const motion = isRecord(raw.motion) ? raw.motion : {};
+  const homekit = isRecord(raw.homekit) ? raw.homekit : {};
+  return {
+    name,
+    id,
+    source,
+    inputFormat: inputFormat.toLowerCase(),
+    width: integer(raw.width, `${at}.width`, CAMERA_DEFAULTS.width, 16, 7680, problems),
+    height: integer(raw.height, `${at}.height`, CAMERA_DEFAULTS.height, 16, 4320, problems),
+    fps: integer(raw.fps, `${at}.fps`, CAMERA_DEFAULTS.fps, 1, 120, problems),
+    quality: integer(raw.quality, `${at}.quality`, CAMERA_DEFAULTS.quality, 2, 31, problems),
+    timestamp: bool(raw.timestamp, `${at}.timestamp`, false, problems),
+    controls,
+    controlsDevice: str(raw.controlsDevice, `${at}.controlsDevice`, problems),
+    motion: {
+      enabled: bool(motion.enabled, `${at}.motion.enabled`, true, problems),
+      sensitivity: integer(motion.sensitivity, `${at}.motion.sensitivity`, 50, 0, 100, problems),
+      cooldownSeconds: integer(motion.cooldownSeconds, `${at}.motion.cooldownSeconds`, 30, 0, 86_400, problems),
+    },
+    homekit: {
+      enabled: bool(homekit.enabled, `${at}.homekit.enabled`, true, problems),
+      unbridge: bool(homekit.unbridge, `${at}.homekit.unbridge`, true, problems),
+      maxStreams: integer(homekit.maxStreams, `${at}.homekit.maxStreams`, 2, 1, 8, problems),
+      encoder: str(homekit.encoder, `${at}.homekit.encoder`, problems) ?? 'libx264',
+    },
+  };
+}
+
+function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
+  const web = isRecord(raw) ? raw : {};
+  if (raw !== undefined && !isRecord(raw)) problems.push('"web" must be an object; using the defaults.');
+  const trusted: string[] = [];
+  if (web.trustedNetworks !== undefined) {
+    if (!Array.isArray(web.trustedNetworks)) problems.push('"web.trustedNetworks" must be a list of CIDR ranges; ignoring it.');
+    else {
+      for (const entry of web.trustedNetworks) {
+        if (typeof entry === 'string' && entry.trim()) trusted.push(entry.trim());
+        else problems.push(`"web.trustedNetworks" entry ${JSON.stringify(entry)} is not a CIDR range; ignoring it.`);
+      }
+    }
+  }
+  let tls: WebConfig['tls'];
+  if (isRecord(web.tls)) {
+    const cert = str(web.tls.cert, 'web.tls.cert', problems);
+    const key = str(web.tls.key, 'web.tls.key', problems);
+    if (cert && key) tls = { cert, key };
+    else if (cert || key) problems.push('"web.tls" needs both "cert" and "key" (PEM file paths); serving plain HTTP.');
+  }
+  return {
+    enabled: bool(web.enabled, 'web.enabled', true, problems),
+    host: str(web.host, 'web.host', problems) ?? '0.0.0.0',
+    port: integer(web.port, 'web.port', DEFAULT_PORT, 0, 65_535, problems),
+    socket: str(web.socket, 'web.socket', problems),
+    usersFile: str(web.usersFile, 'web.usersFile', problems),
+    trustedNetworks: trusted,
+    tls,
+  };
+}
+
+/** Validates a raw platform block (from Homebridge's config.json or `serve --config`). */
+export function normalizeConfig(raw: unknown): ConfigResult {
+  const problems: Problems = [];
+  const block = isRecord(raw) ? raw : {};
+  if (!isRecord(raw)) problems.push('The plugin config must be an object; using the defaults.');
+  const cameras: CameraConfig[] = [];
+  const usedIds = new Set<string>();
+  if (block.cameras !== undefined && !Array.isArray(block.cameras)) {
+    problems.push('"cameras" must be a list of camera objects; no camera is configured.');
+  } else if (Array.isArray(block.cameras)) {
+    block.cameras.forEach((entry, index) => {
+      const camera = normalizeCamera(entry, index, usedIds, problems);
+      if (camera) cameras.push(camera);
+    });
+  }
+  return {
+    config: {
+      name: str(block.name, 'name', problems) ?? 'Webcam Server',
+      videoProcessor: str(block.videoProcessor, 'videoProcessor', problems),
+      cameras,
+      web: normalizeWeb(block.web, problems),
+      alerts: isRecord(block.alerts) ? block.alerts : undefined,
+    },
+    problems,
+  };
+}
+
+/** The device whose controls are tuned: `controlsDevice`, else the source when it is a device. */
+export function controlsDeviceOf(camera: CameraConfig): string | undefined {
+  if (camera.controlsDevice) return camera.controlsDevice;
+  return camera.source.startsWith('/dev/') ? camera.source.replace(/^\/dev\//, '') : undefined;
+}

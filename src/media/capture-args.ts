@@ -1,0 +1,74 @@
+// Pure policy: the ffmpeg arguments that turn a camera source into a stream of JPEG frames on
+// stdout. Built as arrays (never a string split on spaces); nothing here spawns anything.
+import type { CameraConfig } from '../config';
+import { SOURCE_TESTSRC } from '../config';
+
+export type CaptureSource = Pick<CameraConfig, 'source' | 'inputFormat' | 'width' | 'height' | 'fps' | 'quality'>;
+
+export type SourceKind = 'testsrc' | 'device' | 'url';
+
+export function sourceKind(source: string): SourceKind {
+  if (source === SOURCE_TESTSRC) return 'testsrc';
+  if (source.startsWith('/dev/')) return 'device';
+  return 'url';
+}
+
+/** True when the frames arrive as JPEG already and are passed through untouched. */
+export function isPassThrough(camera: CaptureSource): boolean {
+  return sourceKind(camera.source) === 'device' && camera.inputFormat === 'mjpeg';
+}
+
+const OUTPUT_MJPEG = ['-f', 'mjpeg', 'pipe:1'];
+
+function encodeArgs(camera: CaptureSource): string[] {
+  // Full-range YUV is what JPEG viewers expect; -q:v sets the quality (2 best .. 31 smallest).
+  return ['-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', String(camera.quality)];
+}
+
+/** The whole ffmpeg command line after the binary, for one capture. */
+export function buildCaptureArgs(camera: CaptureSource): string[] {
+  const size = `${camera.width}x${camera.height}`;
+  const head = ['-hide_banner', '-loglevel', 'error', '-nostdin'];
+  switch (sourceKind(camera.source)) {
+    case 'testsrc':
+      return [
+        ...head,
+        '-re',
+        '-f', 'lavfi',
+        '-i', `testsrc=size=${size}:rate=${camera.fps}`,
+        '-an',
+        ...encodeArgs(camera),
+        ...OUTPUT_MJPEG,
+      ];
+    case 'device':
+      return [
+        ...head,
+        '-f', 'v4l2',
+        '-input_format', camera.inputFormat,
+        '-video_size', size,
+        '-framerate', String(camera.fps),
+        '-i', camera.source,
+        '-an',
+        ...(isPassThrough(camera) ? ['-c:v', 'copy'] : encodeArgs(camera)),
+        ...OUTPUT_MJPEG,
+      ];
+    case 'url': {
+      const rtsp = /^rtsps?:/i.test(camera.source) ? ['-rtsp_transport', 'tcp'] : [];
+      return [
+        ...head,
+        ...rtsp,
+        '-i', camera.source,
+        '-an',
+        '-vf', `scale=${camera.width}:${camera.height}`,
+        '-r', String(camera.fps),
+        ...encodeArgs(camera),
+        ...OUTPUT_MJPEG,
+      ];
+    }
+  }
+}
+
+/** Hides credentials in URLs (`rtsp://user:secret@host` -> `rtsp://***@host`) for log lines. */
+export function redactSecrets(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
+}

@@ -1,0 +1,130 @@
+// Finds the ffmpeg binary and learns what it can do. The order is the user's `videoProcessor`,
+// then the static build shipped by ffmpeg-for-homebridge (when its install script could download
+// one), then `ffmpeg` on PATH. The probe runs once per binary and is cached.
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+export interface FfmpegInfo {
+  path: string;
+  /** The version word from `ffmpeg -version`, e.g. `5.1.6-0+deb12u1`. */
+  version: string;
+  /** Encoder names from `ffmpeg -encoders` (libx264, mjpeg, libopus, ...). */
+  encoders: Set<string>;
+}
+
+export class FfmpegNotFoundError extends Error {
+  constructor(tried: string[]) {
+    super(
+      `No usable ffmpeg found (tried: ${tried.join('; ')}). ` +
+        'Install one (on Debian or Raspberry Pi OS: sudo apt-get install ffmpeg), ' +
+        'or set "videoProcessor" in the plugin config to the full path of an ffmpeg binary.',
+    );
+    this.name = 'FfmpegNotFoundError';
+  }
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Looks a bare command name up on PATH, the way a shell would. */
+export function whichSync(command: string, pathEnv = process.env.PATH ?? ''): string | undefined {
+  if (command.includes('/')) return isExecutable(command) ? command : undefined;
+  for (const dir of pathEnv.split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, command);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** The binary shipped by ffmpeg-for-homebridge, when its install script managed to download it. */
+function bundledFfmpeg(): string | undefined {
+  try {
+    // The package exports the path of its binary, or undefined when the download failed.
+    const bundled = require('ffmpeg-for-homebridge') as string | undefined;
+    return bundled && isExecutable(bundled) ? bundled : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Picks the ffmpeg binary: `configured` (the `videoProcessor` option) when given, else
+ * ffmpeg-for-homebridge's, else `ffmpeg` on PATH. Throws FfmpegNotFoundError naming all three.
+ */
+export function resolveFfmpegPath(configured?: string, pathEnv = process.env.PATH ?? ''): string {
+  const tried: string[] = [];
+  if (configured) {
+    const found = whichSync(configured, pathEnv);
+    if (found) return found;
+    tried.push(`videoProcessor "${configured}" (not found or not executable)`);
+  } else {
+    tried.push('videoProcessor (not set)');
+  }
+  const bundled = bundledFfmpeg();
+  if (bundled) return bundled;
+  tried.push('ffmpeg-for-homebridge (no binary downloaded)');
+  const onPath = whichSync('ffmpeg', pathEnv);
+  if (onPath) return onPath;
+  tried.push('ffmpeg on PATH (not found)');
+  throw new FfmpegNotFoundError(tried);
+}
+
+/** Parses `ffmpeg -encoders` output into encoder names. */
+export function parseEncoders(output: string): Set<string> {
+  const names = new Set<string>();
+  let inList = false;
+  for (const line of output.split('\n')) {
+    if (/^\s*-{6}\s*$/.test(line)) {
+      inList = true;
+      continue;
+    }
+    if (!inList) continue;
+    const match = /^\s*[VAS][F.][S.][X.][B.][D.]\s+(\S+)/.exec(line);
+    if (match) names.add(match[1]);
+  }
+  return names;
+}
+
+/** Parses the version word from `ffmpeg -version`. */
+export function parseVersion(output: string): string {
+  return /ffmpeg version (\S+)/.exec(output)?.[1] ?? 'unknown';
+}
+
+const probes = new Map<string, Promise<FfmpegInfo>>();
+
+/** Runs `-version` and `-encoders` once per binary path. */
+export function probeFfmpeg(path: string): Promise<FfmpegInfo> {
+  let probe = probes.get(path);
+  if (!probe) {
+    probe = (async () => {
+      const run = async (flag: string) =>
+        (await execFileAsync(path, ['-hide_banner', flag], { timeout: 15_000, maxBuffer: 8 * 1024 * 1024 })).stdout;
+      const [versionOut, encodersOut] = await Promise.all([run('-version'), run('-encoders')]);
+      return { path, version: parseVersion(versionOut), encoders: parseEncoders(encodersOut) };
+    })();
+    probe.catch(() => probes.delete(path));
+    probes.set(path, probe);
+  }
+  return probe;
+}
+
+/** resolveFfmpegPath + probeFfmpeg, with an error that says what failed. */
+export async function findFfmpeg(configured?: string): Promise<FfmpegInfo> {
+  const path = resolveFfmpegPath(configured);
+  try {
+    return await probeFfmpeg(path);
+  } catch (error) {
+    throw new Error(`ffmpeg at ${path} did not run (${(error as Error).message}). Check the binary, or set "videoProcessor".`);
+  }
+}

@@ -1,0 +1,331 @@
+// The FrameHub owns one camera's capture and shares its frames with every consumer: web viewers,
+// snapshots, HomeKit streams, motion detection. It keeps the latest frame; it runs the capture
+// only while something consumes it (plus an idle grace period); it restarts the capture with
+// exponential backoff when it exits or stalls, and consumers stay attached across restarts.
+// Delivery is latest-frame-wins: a busy consumer has at most one frame waiting, the newest.
+import { EventEmitter } from 'node:events';
+
+import type { Log } from '../log';
+import type { CaptureExit, FrameSource } from './capture';
+
+export interface Frame {
+  /** One complete JPEG. Consumers must not modify it. */
+  data: Buffer;
+  /** Counts frames from this hub, starting at 1. */
+  seq: number;
+  /** Arrival time, milliseconds since the epoch. */
+  time: number;
+}
+
+export type HubState = 'idle' | 'starting' | 'streaming' | 'offline';
+
+/** Called with a frame; call `done` once the consumer can take the next one. */
+export type Deliver = (frame: Frame, done: () => void) => void;
+
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+export interface FrameHubOptions {
+  /** Camera name, for log lines. */
+  name: string;
+  /** Makes a new, unstarted source (an ffmpeg capture) each time the hub starts one. */
+  createSource: () => FrameSource;
+  log: Log;
+  /** How long the capture keeps running after its last consumer left (default 10 s). */
+  idleGraceMs?: number;
+  /** No frame for this long while streaming counts as a stall (default 5 s). */
+  stallTimeoutMs?: number;
+  /** No first frame for this long after a start counts as a failure (default 15 s). */
+  startTimeoutMs?: number;
+  /** Restart delays: the first, doubled per consecutive failure up to the max (0.5 s .. 30 s). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+/** Pure policy: the delay before restart number `failures` (0-based). */
+export function backoffDelay(failures: number, initialMs: number, maxMs: number): number {
+  return Math.min(maxMs, initialMs * 2 ** Math.min(failures, 30));
+}
+
+/** One consumer's delivery slot: one frame in flight, at most one waiting. */
+class Subscriber {
+  private busy = false;
+  private pending?: Frame;
+  private token = 0;
+  closed = false;
+
+  constructor(private readonly deliver: Deliver) {}
+
+  offer(frame: Frame): void {
+    if (this.closed) return;
+    if (this.busy) {
+      this.pending = frame;
+      return;
+    }
+    this.busy = true;
+    const token = ++this.token;
+    this.deliver(frame, () => this.done(token));
+  }
+
+  private done(token: number): void {
+    if (token !== this.token || !this.busy) return; // a second call for the same frame
+    this.busy = false;
+    const next = this.pending;
+    this.pending = undefined;
+    if (next) this.offer(next);
+  }
+}
+
+export class FrameHub extends EventEmitter {
+  readonly name: string;
+  private readonly opts: Required<Omit<FrameHubOptions, 'name' | 'createSource' | 'log'>>;
+  private readonly createSource: () => FrameSource;
+  private readonly log: Log;
+
+  private source?: FrameSource;
+  private readonly subscribers = new Set<Subscriber>();
+  private holds = 0;
+  private _latest?: Frame;
+  private _state: HubState = 'idle';
+  private seq = 0;
+  private failures = 0;
+  private startedAt = 0;
+  private lastFrameAt = 0;
+  private restartTimer?: NodeJS.Timeout;
+  private idleTimer?: NodeJS.Timeout;
+  private watchdog?: NodeJS.Timeout;
+  private stalled = false;
+  private closed = false;
+  private _lastError = '';
+  /** How many sources this hub has started (tests check there is one capture per camera). */
+  starts = 0;
+
+  constructor(options: FrameHubOptions) {
+    super();
+    this.name = options.name;
+    this.createSource = options.createSource;
+    this.log = options.log;
+    this.opts = {
+      idleGraceMs: options.idleGraceMs ?? 10_000,
+      stallTimeoutMs: options.stallTimeoutMs ?? 5_000,
+      startTimeoutMs: options.startTimeoutMs ?? 15_000,
+      backoffInitialMs: options.backoffInitialMs ?? 500,
+      backoffMaxMs: options.backoffMaxMs ?? 30_000,
+    };
+  }
+
+  get state(): HubState {
+    return this._state;
+  }
+
+  /** False only while the capture is failing; an idle hub is not offline. */
+  get online(): boolean {
+    return this._state !== 'offline';
+  }
+
+  get latest(): Frame | undefined {
+    return this._latest;
+  }
+
+  /** The last error the capture reported, for pages and log lines ('' when none). */
+  get lastError(): string {
+    return this._lastError;
+  }
+
+  get consumerCount(): number {
+    return this.subscribers.size + this.holds;
+  }
+
+  /**
+   * Receives every frame, latest-frame-wins. A new subscriber is handed the latest frame at once
+   * when the capture is streaming. The capture starts if it is not running.
+   */
+  subscribe(deliver: Deliver): Subscription {
+    const subscriber = new Subscriber(deliver);
+    this.subscribers.add(subscriber);
+    this.demand();
+    if (this._state === 'streaming' && this._latest) subscriber.offer(this._latest);
+    return {
+      unsubscribe: () => {
+        if (subscriber.closed) return;
+        subscriber.closed = true;
+        this.subscribers.delete(subscriber);
+        this.release();
+      },
+    };
+  }
+
+  /** Keeps the capture running without receiving frames; call the returned function to let go. */
+  hold(): () => void {
+    this.holds++;
+    this.demand();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      this.release();
+    };
+  }
+
+  /**
+   * The latest frame when it is at most `maxAgeMs` old; else starts the capture (if needed) and
+   * waits for the next frame, up to `timeoutMs`.
+   */
+  async snapshot(maxAgeMs = 1_000, timeoutMs = 5_000): Promise<Frame> {
+    const latest = this._latest;
+    if (latest && this._state === 'streaming' && Date.now() - latest.time <= maxAgeMs) return latest;
+    if (this.closed) throw new Error(`${this.name}: the camera is shut down`);
+    const release = this.hold();
+    try {
+      return await new Promise<Frame>((resolve, reject) => {
+        const onFrame = (frame: Frame) => {
+          clearTimeout(timer);
+          resolve(frame);
+        };
+        const timer = setTimeout(() => {
+          this.off('frame', onFrame);
+          const why = this._lastError ? `: ${this._lastError.split('\n').pop()}` : '';
+          reject(new Error(`${this.name}: no frame within ${timeoutMs} ms (camera ${this._state}${why})`));
+        }, timeoutMs);
+        this.once('frame', onFrame);
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /** Stops the capture for good; later demand is ignored. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.idleTimer);
+    await this.stopSource();
+    this.setState('idle');
+    for (const subscriber of this.subscribers) subscriber.closed = true;
+    this.subscribers.clear();
+    this.emit('close');
+  }
+
+  /** Ends the current capture as if it had failed (used by the stall watchdog; tests too). */
+  async restart(reason: string): Promise<void> {
+    if (!this.source) return;
+    this.log.warn(`Restarting the capture: ${reason}`);
+    this.stalled = true;
+    this._lastError = reason;
+    await this.source.stop();
+  }
+
+  private demand(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (!this.source && !this.restartTimer && !this.closed) this.startSource();
+  }
+
+  private release(): void {
+    if (this.consumerCount > 0 || this.closed) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.consumerCount > 0) return;
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.log.debug('No consumers left: stopping the capture.');
+      void this.stopSource().then(() => {
+        if (this.consumerCount === 0 && !this.closed) this.setState('idle');
+      });
+    }, this.opts.idleGraceMs);
+    this.idleTimer.unref();
+  }
+
+  private startSource(): void {
+    const source = this.createSource();
+    this.source = source;
+    this.starts++;
+    this.stalled = false;
+    this.startedAt = Date.now();
+    this.lastFrameAt = 0;
+    if (this._state !== 'offline') this.setState('starting');
+    source.on('frame', (data: Buffer) => this.onFrame(source, data));
+    source.once('exit', (exit: CaptureExit) => this.onExit(source, exit));
+    this.watchdog = setInterval(() => this.checkStall(source), Math.min(1_000, this.opts.stallTimeoutMs / 2));
+    this.watchdog.unref();
+    this.log.debug('Capture starting.');
+    try {
+      source.start();
+    } catch (error) {
+      this.onExit(source, { code: null, signal: null, stderr: '', requested: false, spawnError: error as Error });
+    }
+  }
+
+  private async stopSource(): Promise<void> {
+    const source = this.source;
+    if (!source) return;
+    clearInterval(this.watchdog);
+    await source.stop();
+  }
+
+  private onFrame(source: FrameSource, data: Buffer): void {
+    if (source !== this.source) return;
+    const frame: Frame = { data, seq: ++this.seq, time: Date.now() };
+    this.lastFrameAt = frame.time;
+    this._latest = frame;
+    if (this._state !== 'streaming') {
+      const wasOffline = this._state === 'offline';
+      this.setState('streaming');
+      this._lastError = '';
+      this.log.info(wasOffline ? 'Camera is back online.' : `Capture running (${data.length} bytes a frame).`);
+      this.emit('online');
+    }
+    this.emit('frame', frame);
+    for (const subscriber of this.subscribers) subscriber.offer(frame);
+  }
+
+  private checkStall(source: FrameSource): void {
+    if (source !== this.source || this.stalled) return;
+    const now = Date.now();
+    if (this.lastFrameAt > 0 && now - this.lastFrameAt > this.opts.stallTimeoutMs) {
+      void this.restart(`no frame for ${Math.round((now - this.lastFrameAt) / 1000)} s (stalled)`);
+    } else if (this.lastFrameAt === 0 && now - this.startedAt > this.opts.startTimeoutMs) {
+      void this.restart(`no first frame within ${Math.round(this.opts.startTimeoutMs / 1000)} s`);
+    }
+  }
+
+  private onExit(source: FrameSource, exit: CaptureExit): void {
+    if (source !== this.source) return;
+    clearInterval(this.watchdog);
+    this.source = undefined;
+    const ranFor = Date.now() - this.startedAt;
+    if (exit.requested && !this.stalled) return; // stopped on purpose (idle or close)
+    if (this.closed) return;
+
+    const detail = exit.spawnError
+      ? `could not start ffmpeg (${exit.spawnError.message})`
+      : exit.stderr || `ffmpeg exited with ${exit.signal ?? `code ${exit.code}`}`;
+    if (!this.stalled) this._lastError = detail;
+    if (this.lastFrameAt > 0 && ranFor > 30_000) this.failures = 0;
+    const delay = backoffDelay(this.failures++, this.opts.backoffInitialMs, this.opts.backoffMaxMs);
+    const wasUp = this._state !== 'offline';
+    this.setState('offline');
+    const message = `Capture ended: ${this._lastError.split('\n').slice(-3).join(' | ')}. Retrying in ${(delay / 1000).toFixed(1)} s.`;
+    if (wasUp) {
+      this.log.error(message);
+      this.emit('offline', this._lastError);
+    } else {
+      this.log.debug(message);
+    }
+    if (this.consumerCount === 0) return; // nothing wants frames: start again on demand
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.closed && !this.source && this.consumerCount > 0) this.startSource();
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  private setState(state: HubState): void {
+    if (state === this._state) return;
+    this._state = state;
+    this.emit('state', state);
+  }
+}

@@ -1,0 +1,109 @@
+// Puts the parts together for one configuration: a FrameHub per camera (each with its ffmpeg
+// capture) and the web server. Both the Homebridge platform and `webcam-server serve` use it.
+import { existsSync } from 'node:fs';
+
+import type { FastifyInstance } from 'fastify';
+
+import type { CameraConfig, PluginConfig } from './config';
+import type { Log } from './log';
+import { prefixed } from './log';
+import { FfmpegCapture } from './media/capture';
+import { buildCaptureArgs, redactSecrets, sourceKind } from './media/capture-args';
+import type { FfmpegInfo } from './media/ffmpeg';
+import { findFfmpeg } from './media/ffmpeg';
+import { FrameHub } from './media/frame-hub';
+import type { WebCamera } from './web/cameras';
+import { buildWebServer, listen } from './web/server';
+
+export interface RuntimeOptions {
+  config: PluginConfig;
+  log: Log;
+  /** Where the users file is (config's web.usersFile resolved by the caller). */
+  usersFile: string;
+  /** Override of the hubs' idle grace period (tests). */
+  idleGraceMs?: number;
+}
+
+export interface CameraRuntime {
+  config: CameraConfig;
+  hub: FrameHub;
+}
+
+export class WebcamRuntime {
+  readonly cameras: CameraRuntime[] = [];
+  app?: FastifyInstance;
+  /** Where the web server listens, once started. */
+  address?: string;
+  ffmpeg?: FfmpegInfo;
+
+  constructor(private readonly options: RuntimeOptions) {}
+
+  /** Finds ffmpeg, creates the cameras and starts the web server. Throws with a clear message. */
+  async start(): Promise<void> {
+    const { config, log } = this.options;
+    this.ffmpeg = await findFfmpeg(config.videoProcessor);
+    log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
+    for (const camera of config.cameras) this.cameras.push({ config: camera, hub: this.createHub(camera, this.ffmpeg) });
+
+    if (!config.web.enabled) {
+      log.info('The web server is disabled ("web.enabled": false).');
+      return;
+    }
+    const webCameras: WebCamera[] = this.cameras.map(({ config: c, hub }) => ({
+      id: c.id,
+      name: c.name,
+      width: c.width,
+      height: c.height,
+      fps: c.fps,
+      timestamp: c.timestamp,
+      hub,
+    }));
+    this.app = await buildWebServer({
+      cameras: webCameras,
+      usersFile: this.options.usersFile,
+      trustedNetworks: config.web.trustedNetworks,
+      siteName: config.name,
+      log: prefixed(log, 'web'),
+      tls: config.web.tls,
+    });
+    try {
+      this.address = await listen(this.app, config.web);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const where = config.web.socket ?? `${config.web.host}:${config.web.port}`;
+      const hint =
+        code === 'EADDRINUSE'
+          ? `something else already listens on ${where}: stop it or set "web.port" to a free port`
+          : code === 'EACCES'
+            ? `no permission to listen on ${where}: use a port above 1023`
+            : (error as Error).message;
+      await this.app.close();
+      this.app = undefined;
+      throw new Error(`The web server could not start: ${hint}.`);
+    }
+    log.info(`Web server listening on ${this.address.replace('0.0.0.0', 'localhost')} (users file ${this.options.usersFile}).`);
+  }
+
+  async stop(): Promise<void> {
+    await this.app?.close();
+    await Promise.all(this.cameras.map(({ hub }) => hub.close()));
+  }
+
+  private createHub(camera: CameraConfig, ffmpeg: FfmpegInfo): FrameHub {
+    const log = prefixed(this.options.log, camera.name);
+    if (sourceKind(camera.source) === 'device' && !existsSync(camera.source)) {
+      log.warn(
+        `${camera.source} does not exist: is the webcam plugged in? (ls /dev/video* lists devices.) ` +
+          'The camera will keep retrying and comes online when the device appears.',
+      );
+    }
+    const args = buildCaptureArgs(camera);
+    log.debug(redactSecrets(`Capture command: ${ffmpeg.path} ${args.join(' ')}`));
+    return new FrameHub({
+      name: camera.name,
+      log,
+      createSource: () => new FfmpegCapture(ffmpeg.path, args),
+      idleGraceMs: this.options.idleGraceMs,
+    });
+  }
+}

@@ -1,0 +1,210 @@
+// Who may see the cameras: HTTP basic auth against the users file (bcrypt), with
+//  - the users file re-read when it changes, so a user added with the CLI can log in at once;
+//  - the same bcrypt work for an unknown user as for a wrong password (no user enumeration by timing);
+//  - verified credentials remembered briefly under a SHA-256 key (never the password itself), so a
+//    page that makes several requests pays for one bcrypt;
+//  - optional trusted networks that skip the check (flask-cam's LAN bypass), off by default.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+
+import basicAuth from '@fastify/basic-auth';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import ipaddr from 'ipaddr.js';
+
+import type { Log } from '../log';
+import { AUTH_REALM } from '../settings';
+import type { Users } from '../users/users-file';
+import { checkPassword, hashCost, hashPassword, readUsersFile } from '../users/users-file';
+
+/** The users file, reloaded when its size, mtime or inode changes (checked at most every `checkMs`). */
+export class UsersStore {
+  private users: Users = new Map();
+  private signature = '';
+  private checkedAt = 0;
+  private loading?: Promise<void>;
+
+  constructor(
+    readonly path: string,
+    private readonly log: Log,
+    private readonly checkMs = 250,
+  ) {}
+
+  /** The bcrypt hash of `name`, from the file as it is now. */
+  async lookup(name: string): Promise<string | undefined> {
+    await this.refresh();
+    return this.users.get(name);
+  }
+
+  async count(): Promise<number> {
+    await this.refresh();
+    return this.users.size;
+  }
+
+  /** The most common cost factor in the file, so the dummy check costs what a real one does. */
+  typicalCost(): number {
+    const counts = new Map<number, number>();
+    for (const hash of this.users.values()) counts.set(hashCost(hash), (counts.get(hashCost(hash)) ?? 0) + 1);
+    let best = 0;
+    let cost = 12;
+    for (const [c, n] of counts) if (n > best) [best, cost] = [n, c];
+    return cost;
+  }
+
+  refresh(force = false): Promise<void> {
+    if (!force && Date.now() - this.checkedAt < this.checkMs) return this.loading ?? Promise.resolve();
+    this.loading ??= this.reload().finally(() => {
+      this.loading = undefined;
+    });
+    return this.loading;
+  }
+
+  private async reload(): Promise<void> {
+    this.checkedAt = Date.now();
+    let signature: string;
+    try {
+      const stat = await fs.stat(this.path);
+      signature = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+    } catch {
+      signature = 'missing';
+    }
+    if (signature === this.signature) return;
+    try {
+      const { users, problems } = await readUsersFile(this.path);
+      for (const problem of problems) this.log.warn(`Users file: ${problem} (that line is ignored).`);
+      if (signature !== 'missing' && this.signature !== '') this.log.info(`Users file changed: ${users.size} user(s).`);
+      this.users = users;
+      this.signature = signature;
+    } catch (error) {
+      // Keep the users we had: a half-written or unreadable file must not lock everyone out.
+      this.log.error(`${(error as Error).message}; keeping the previous user list.`);
+    }
+  }
+}
+
+export interface VerifierOptions {
+  /** How long a verified user/password pair is remembered (default 5 minutes). */
+  cacheTtlMs?: number;
+  /** At most this many remembered pairs (default 1000). */
+  cacheMax?: number;
+}
+
+/** Checks a user name and password in (near) constant time with respect to which part was wrong. */
+export class CredentialVerifier {
+  private readonly cache = new Map<string, number>();
+  private readonly dummies = new Map<number, Promise<string>>();
+  private readonly ttl: number;
+  private readonly max: number;
+  private readonly salt = randomBytes(16);
+
+  constructor(
+    private readonly store: UsersStore,
+    options: VerifierOptions = {},
+  ) {
+    this.ttl = options.cacheTtlMs ?? 5 * 60_000;
+    this.max = options.cacheMax ?? 1000;
+  }
+
+  async verify(user: string, password: string): Promise<boolean> {
+    const hash = await this.store.lookup(user);
+    // The key covers the stored hash, so a changed password or a deleted user invalidates it.
+    const key = createHash('sha256')
+      .update(this.salt)
+      .update(`${user}\0${password}\0${hash ?? ''}`)
+      .digest('base64');
+    const expires = this.cache.get(key);
+    if (hash && expires !== undefined) {
+      if (expires > Date.now()) return true;
+      this.cache.delete(key);
+    }
+    // An unknown user is checked against a dummy hash of the usual cost: same time as a wrong password.
+    const ok = await checkPassword(password, hash ?? (await this.dummyHash(this.store.typicalCost())));
+    if (!ok || !hash) return false;
+    if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(key, Date.now() + this.ttl);
+    return true;
+  }
+
+  private dummyHash(cost: number): Promise<string> {
+    let dummy = this.dummies.get(cost);
+    if (!dummy) {
+      dummy = hashPassword(randomBytes(18).toString('base64'), cost);
+      this.dummies.set(cost, dummy);
+    }
+    return dummy;
+  }
+}
+
+/** Parses `trustedNetworks` entries; throws naming the bad entry. */
+export function parseNetworks(entries: string[]): Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> {
+  return entries.map((entry): [ipaddr.IPv4 | ipaddr.IPv6, number] => {
+    try {
+      if (entry.includes('/')) return ipaddr.parseCIDR(entry);
+      const address = ipaddr.parse(entry);
+      return [address, address.kind() === 'ipv4' ? 32 : 128];
+    } catch {
+      throw new Error(`"web.trustedNetworks" entry "${entry}" is not an IP address or CIDR range (e.g. 192.168.1.0/24).`);
+    }
+  });
+}
+
+/** True when `ip` falls in one of the networks (IPv4-mapped IPv6 addresses count as IPv4). */
+export function inNetworks(ip: string | undefined, networks: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>): boolean {
+  if (!ip || networks.length === 0 || !ipaddr.isValid(ip)) return false;
+  const address = ipaddr.process(ip);
+  return networks.some(([range, bits]) => address.kind() === range.kind() && address.match(range, bits));
+}
+
+/** Compares two strings without leaking where they differ (for tokens; not for passwords). */
+export function safeEqual(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+export interface AuthOptions {
+  store: UsersStore;
+  trustedNetworks: string[];
+  /** Paths answered without credentials. */
+  publicPaths: string[];
+  log: Log;
+  /** Told of every failed login (the alerts issue counts them per address). */
+  onFailure?: (event: { ip: string; user?: string; url: string }) => void;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated user, or undefined for a trusted network or a public path. */
+    user?: string;
+  }
+}
+
+async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
+  const verifier = new CredentialVerifier(options.store);
+  const networks = parseNetworks(options.trustedNetworks);
+  const publicPaths = new Set(options.publicPaths);
+
+  await app.register(basicAuth, {
+    authenticate: { realm: AUTH_REALM },
+    async validate(user: string, password: string, request: FastifyRequest) {
+      if (await verifier.verify(user, password)) {
+        request.user = user;
+        return;
+      }
+      options.log.warn(`Failed login for user "${user.slice(0, 64)}" from ${request.ip}.`);
+      options.onFailure?.({ ip: request.ip, user, url: request.url });
+      throw new Error('Unauthorized');
+    },
+  });
+
+  app.addHook('onRequest', (request, reply, done) => {
+    const path = request.url.split('?', 1)[0];
+    if (publicPaths.has(path) || inNetworks(request.ip, networks)) {
+      done();
+      return;
+    }
+    app.basicAuth(request, reply, done);
+  });
+}
+
+export const authPlugin = fp(auth, { name: 'webcam-auth', dependencies: [] });

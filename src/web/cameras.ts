@@ -1,0 +1,41 @@
+// What the web side knows of a camera: its public description and its FrameHub (never ffmpeg).
+import type { FrameHub } from '../media/frame-hub';
+
+export interface WebCamera {
+  id: string;
+  name: string;
+  width: number;
+  height: number;
+  fps: number;
+  /** Draw a clock over the live image on the pages. */
+  timestamp: boolean;
+  hub: FrameHub;
+}
+
+export class CameraNotFoundError extends Error {
+  readonly statusCode = 404;
+  constructor(id: string, known: string[]) {
+    super(`No camera "${id.slice(0, 64)}". Cameras: ${known.join(', ') || 'none configured'}.`);
+    this.name = 'CameraNotFoundError';
+  }
+}
+
+/** The camera for an `:id` route parameter, or the first camera for the root routes. */
+export function findCamera(cameras: WebCamera[], id?: string): WebCamera {
+  const camera = id === undefined ? cameras[0] : cameras.find((c) => c.id === id);
+  if (!camera) throw new CameraNotFoundError(id ?? '', cameras.map((c) => c.id));
+  return camera;
+}
+
+/** The JSON description of a camera in /api/cameras. */
+export function describeCamera(camera: WebCamera) {
+  return {
+    id: camera.id,
+    name: camera.name,
+    width: camera.width,
+    height: camera.height,
+    fps: camera.fps,
+    online: camera.hub.online,
+    state: camera.hub.state,
+  };
+}

@@ -1,0 +1,78 @@
+// Writes a FrameHub's frames to one HTTP response as multipart/x-mixed-replace (MJPEG):
+//  - every part has Content-Type and Content-Length, and the boundary that closes a part goes out
+//    in the same write (one writev) as the JPEG, so a browser paints the frame at once;
+//  - no chunked encoding; the connection closes when the stream ends;
+//  - latest-frame-wins: while the socket has not drained, newer frames replace the waiting one,
+//    so a slow viewer costs at most one frame of memory and never slows the others;
+//  - `maxFps` skips frames to cap the rate.
+import type { ServerResponse } from 'node:http';
+
+import type { Frame, FrameHub } from '../media/frame-hub';
+
+export const BOUNDARY = 'webcamframe';
+const OPENING = Buffer.from(`--${BOUNDARY}\r\n`);
+const CLOSING = Buffer.from(`\r\n--${BOUNDARY}\r\n`);
+
+/** Pure policy: may a frame at `now` go out, given the last one sent at `lastSent`? */
+export function allowedByRate(now: number, lastSent: number, maxFps: number | undefined): boolean {
+  if (!maxFps) return true;
+  // A little slack so a 30 fps source capped at 30 does not drop frames to timer jitter.
+  return now - lastSent >= (1000 / maxFps) * 0.9;
+}
+
+export function partHeader(length: number): Buffer {
+  return Buffer.from(`Content-Type: image/jpeg\r\nContent-Length: ${length}\r\n\r\n`);
+}
+
+/**
+ * Streams `hub` to `res` until the client goes away or the hub closes. `headers` are extra
+ * response headers (security headers set earlier in the request).
+ */
+export function streamMjpeg(
+  res: ServerResponse,
+  hub: FrameHub,
+  options: { maxFps?: number; headers?: Record<string, string | string[] | number | undefined> } = {},
+): void {
+  res.useChunkedEncodingByDefault = false;
+  res.socket?.setNoDelay(true);
+  res.writeHead(200, {
+    ...options.headers,
+    'Content-Type': `multipart/x-mixed-replace; boundary=${BOUNDARY}`,
+    'Cache-Control': 'no-store, no-cache, must-revalidate, private',
+    Pragma: 'no-cache',
+    // nginx in front must not buffer the stream.
+    'X-Accel-Buffering': 'no',
+    Connection: 'close',
+  });
+  res.write(OPENING);
+
+  let lastSent = 0;
+  const writeFrame = (frame: Frame, done: () => void): void => {
+    if (res.destroyed || res.writableEnded) return; // 'close' unsubscribes
+    const now = Date.now();
+    if (!allowedByRate(now, lastSent, options.maxFps)) {
+      done();
+      return;
+    }
+    lastSent = now;
+    res.cork();
+    res.write(partHeader(frame.data.length));
+    res.write(frame.data);
+    const flushed = res.write(CLOSING);
+    res.uncork();
+    if (flushed) done();
+    else res.once('drain', done);
+  };
+
+  const subscription = hub.subscribe(writeFrame);
+  const end = (): void => {
+    subscription.unsubscribe();
+    hub.off('close', endResponse);
+  };
+  const endResponse = (): void => {
+    end();
+    if (!res.writableEnded) res.end();
+  };
+  hub.once('close', endResponse);
+  res.once('close', end);
+}

@@ -1,0 +1,65 @@
+// Media routes: the MJPEG live stream and snapshots, for the first camera at the root paths and
+// for any camera under /cameras/:id/.
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+
+import type { WebCamera } from '../cameras';
+import { findCamera } from '../cameras';
+import { streamMjpeg } from '../mjpeg';
+
+interface MediaOptions {
+  cameras: WebCamera[];
+}
+
+interface StreamRequest {
+  Params: { id?: string };
+  Querystring: { fps?: number };
+}
+
+const idParam = {
+  type: 'object',
+  properties: { id: { type: 'string', maxLength: 128 } },
+} as const;
+
+const streamSchema = {
+  params: idParam,
+  querystring: {
+    type: 'object',
+    properties: {
+      fps: { type: 'number', exclusiveMinimum: 0, maximum: 120, description: 'Cap on frames per second for this viewer' },
+    },
+  },
+} as const;
+
+export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras }) => {
+  const stream = (paths: string[]) => {
+    for (const url of paths) {
+      app.get<StreamRequest>(url, { schema: streamSchema }, (request, reply) => {
+        const camera = findCamera(cameras, request.params.id);
+        reply.hijack();
+        streamMjpeg(reply.raw, camera.hub, { maxFps: request.query.fps, headers: reply.getHeaders() });
+      });
+    }
+  };
+  stream(['/stream.mjpg', '/stream', '/cameras/:id/stream.mjpg', '/cameras/:id/stream']);
+
+  for (const url of ['/snapshot.jpg', '/cameras/:id/snapshot.jpg']) {
+    app.get<{ Params: { id?: string } }>(url, { schema: { params: idParam } }, async (request, reply) => {
+      const camera = findCamera(cameras, request.params.id);
+      try {
+        const frame = await camera.hub.snapshot();
+        return await reply
+          .type('image/jpeg')
+          .header('Cache-Control', 'no-store')
+          .header('Last-Modified', new Date(frame.time).toUTCString())
+          .send(frame.data);
+      } catch (error) {
+        request.log.warn(error);
+        return reply
+          .code(503)
+          .header('Retry-After', '5')
+          .type('text/plain; charset=utf-8')
+          .send(`Camera "${camera.name}" has no picture right now: ${(error as Error).message}\n`);
+      }
+    });
+  }
+};

@@ -1,0 +1,107 @@
+// HTML pages: the live page (image, name, online state, optional clock) and the kiosk page (the
+// image alone on black). Markup is rendered here with every value escaped; styles and scripts
+// are static files under /static/, served by @fastify/static.
+import { join } from 'node:path';
+
+import fastifyStatic from '@fastify/static';
+import type { FastifyPluginAsync } from 'fastify';
+
+import type { WebCamera } from '../cameras';
+import { findCamera } from '../cameras';
+
+/** public/ at the package root, from both src/web/routes (tsx) and dist/web/routes (built). */
+export const PUBLIC_DIR = join(__dirname, '..', '..', '..', 'public');
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
+}
+
+const cameraBase = (camera: WebCamera): string => `/cameras/${encodeURIComponent(camera.id)}`;
+
+function layout(title: string, bodyAttributes: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex, nofollow">
+<title>${escapeHtml(title)}</title>
+<link rel="stylesheet" href="/static/style.css">
+<script src="/static/app.js" defer></script>
+</head>
+<body ${bodyAttributes}>
+${body}
+</body>
+</html>
+`;
+}
+
+function dataAttributes(camera: WebCamera, page: string): string {
+  return `class="${page}" data-camera="${escapeHtml(camera.id)}" data-timestamp="${camera.timestamp ? '1' : '0'}"`;
+}
+
+export function renderLivePage(camera: WebCamera, cameras: WebCamera[], siteName: string): string {
+  const base = cameraBase(camera);
+  const nav =
+    cameras.length > 1
+      ? `<nav aria-label="Cameras">${cameras
+          .map((c) => `<a href="${cameraBase(c)}/"${c === camera ? ' aria-current="page"' : ''}>${escapeHtml(c.name)}</a>`)
+          .join(' ')}</nav>`
+      : '';
+  return layout(
+    `${camera.name} · ${siteName}`,
+    dataAttributes(camera, 'live-page'),
+    `<header>
+  <h1>${escapeHtml(camera.name)}</h1>
+  <span id="state" class="state state-${camera.hub.state}" role="status">${camera.hub.state}</span>
+  ${nav}
+</header>
+<main>
+  <figure class="viewer">
+    <img id="live" src="${base}/stream.mjpg" alt="Live view of ${escapeHtml(camera.name)}" width="${camera.width}" height="${camera.height}">
+    <time id="clock" class="clock" hidden></time>
+  </figure>
+  <p class="actions">
+    <a href="${base}/snapshot.jpg" target="_blank" rel="noopener">Snapshot</a>
+    <a href="${base}/kiosk">Kiosk view</a>
+    <span class="size">${camera.width}×${camera.height} at ${camera.fps} fps</span>
+  </p>
+</main>`,
+  );
+}
+
+export function renderKioskPage(camera: WebCamera, siteName: string): string {
+  return layout(
+    `${camera.name} · ${siteName}`,
+    dataAttributes(camera, 'kiosk-page'),
+    `<img id="live" src="${cameraBase(camera)}/stream.mjpg" alt="Live view of ${escapeHtml(camera.name)}">
+<time id="clock" class="clock" hidden></time>`,
+  );
+}
+
+interface PageOptions {
+  cameras: WebCamera[];
+  siteName: string;
+}
+
+const idParam = { params: { type: 'object', properties: { id: { type: 'string', maxLength: 128 } } } } as const;
+
+export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras, siteName }) => {
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, maxAge: 60_000 });
+
+  const html = (text: string) => ({ type: 'text/html; charset=utf-8', text });
+  for (const url of ['/', '/cameras/:id', '/cameras/:id/']) {
+    app.get<{ Params: { id?: string } }>(url, { schema: idParam }, async (request, reply) => {
+      const page = html(renderLivePage(findCamera(cameras, request.params.id), cameras, siteName));
+      return reply.type(page.type).header('Cache-Control', 'no-store').send(page.text);
+    });
+  }
+  for (const url of ['/kiosk', '/cameras/:id/kiosk']) {
+    app.get<{ Params: { id?: string } }>(url, { schema: idParam }, async (request, reply) => {
+      const page = html(renderKioskPage(findCamera(cameras, request.params.id), siteName));
+      return reply.type(page.type).header('Cache-Control', 'no-store').send(page.text);
+    });
+  }
+};
