@@ -1,0 +1,117 @@
+// The capture command line per source kind, ffmpeg discovery, and config validation.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { controlsDeviceOf, normalizeConfig, slugify } from '../src/config';
+import { buildCaptureArgs, isPassThrough, redactSecrets } from '../src/media/capture-args';
+import { FfmpegNotFoundError, parseEncoders, resolveFfmpegPath } from '../src/media/ffmpeg';
+
+const camera = { source: '/dev/video0', inputFormat: 'mjpeg', width: 1280, height: 720, fps: 30, quality: 5 };
+
+/** The value after `flag` in an argument list. */
+const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
+
+describe('buildCaptureArgs', () => {
+  it('passes an MJPEG webcam through untouched', () => {
+    const args = buildCaptureArgs(camera);
+    assert.equal(after(args, '-f'), 'v4l2');
+    assert.equal(after(args, '-input_format'), 'mjpeg');
+    assert.equal(after(args, '-video_size'), '1280x720');
+    assert.equal(after(args, '-framerate'), '30');
+    assert.equal(after(args, '-i'), '/dev/video0');
+    assert.equal(after(args, '-c:v'), 'copy');
+    assert.ok(isPassThrough(camera));
+    assert.deepEqual(args.slice(-3), ['-f', 'mjpeg', 'pipe:1']);
+  });
+
+  it('encodes a raw-format webcam to JPEG', () => {
+    const args = buildCaptureArgs({ ...camera, inputFormat: 'yuyv422', quality: 7 });
+    assert.equal(after(args, '-input_format'), 'yuyv422');
+    assert.equal(after(args, '-c:v'), 'mjpeg');
+    assert.equal(after(args, '-q:v'), '7');
+    assert.ok(!args.includes('copy'));
+  });
+
+  it('makes testsrc a real-time moving pattern at the configured size and rate', () => {
+    const args = buildCaptureArgs({ ...camera, source: 'testsrc', width: 320, height: 240, fps: 15 });
+    assert.ok(args.includes('-re'));
+    assert.equal(after(args, '-f'), 'lavfi');
+    assert.equal(after(args, '-i'), 'testsrc=size=320x240:rate=15');
+  });
+
+  it('reads a URL over TCP for RTSP, scaled to the configured size, each argument whole', () => {
+    const url = 'rtsp://user:pa ss@cam.local/stream one';
+    const args = buildCaptureArgs({ ...camera, source: url });
+    assert.equal(after(args, '-rtsp_transport'), 'tcp');
+    assert.equal(after(args, '-i'), url, 'a URL with spaces stays one argument');
+    assert.equal(after(args, '-vf'), 'scale=1280:720');
+    assert.ok(!buildCaptureArgs({ ...camera, source: 'http://cam/video.mjpg' }).includes('-rtsp_transport'));
+  });
+
+  it('hides credentials in log text', () => {
+    assert.equal(redactSecrets('-i rtsp://admin:hunter2@10.0.0.2/live'), '-i rtsp://***@10.0.0.2/live');
+    assert.equal(redactSecrets('http://cam/no-secret'), 'http://cam/no-secret');
+  });
+});
+
+describe('resolveFfmpegPath', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ffmpeg-path-'));
+  const fake = join(dir, 'ffmpeg');
+  writeFileSync(fake, '#!/bin/sh\n');
+  chmodSync(fake, 0o755);
+
+  it('prefers videoProcessor, then falls back to ffmpeg on PATH', () => {
+    assert.equal(resolveFfmpegPath(fake, '/nonexistent'), fake);
+    assert.equal(resolveFfmpegPath(undefined, dir), fake);
+    assert.equal(resolveFfmpegPath('/no/such/ffmpeg', dir), fake);
+  });
+
+  it('names all three places when there is no ffmpeg', () => {
+    assert.throws(
+      () => resolveFfmpegPath('/no/such/ffmpeg', '/nonexistent'),
+      (error: Error) =>
+        error instanceof FfmpegNotFoundError &&
+        /videoProcessor "\/no\/such\/ffmpeg"/.test(error.message) &&
+        /ffmpeg-for-homebridge/.test(error.message) &&
+        /on PATH/.test(error.message) &&
+        /apt-get install ffmpeg/.test(error.message),
+    );
+  });
+
+  it('parses the encoder list', () => {
+    const encoders = parseEncoders(' V..... = Video\n ------\n V....D libx264              libx264 H.264\n A....D libopus              Opus\n V....D mjpeg                MJPEG\n');
+    assert.deepEqual([...encoders].sort(), ['libopus', 'libx264', 'mjpeg']);
+  });
+});
+
+describe('normalizeConfig', () => {
+  it('fills defaults and gives each camera a unique slug id', () => {
+    const { config, problems } = normalizeConfig({ cameras: [{ name: 'Front Porch!', source: 'testsrc' }, { name: 'front porch', source: '/dev/video1' }] });
+    assert.deepEqual(problems, []);
+    assert.deepEqual(config.cameras.map((c) => c.id), ['front-porch', 'front-porch-2']);
+    assert.equal(config.cameras[0].width, 1280);
+    assert.equal(config.web.port, 8181);
+    assert.equal(controlsDeviceOf(config.cameras[1]), 'video1');
+    assert.equal(controlsDeviceOf(config.cameras[0]), undefined);
+  });
+
+  it('disables only the bad camera and says how to fix it', () => {
+    const { config, problems } = normalizeConfig({
+      cameras: [{ name: 'No source' }, { name: 'Good', source: 'testsrc', fps: 'fast' }, 'oops', { name: 'Bad', source: 'C:\\cam' }],
+    });
+    assert.deepEqual(config.cameras.map((c) => c.name), ['Good']);
+    assert.equal(config.cameras[0].fps, 30);
+    assert.ok(problems.some((p) => /"No source"\) has no "source"/.test(p)));
+    assert.ok(problems.some((p) => /fps" must be a whole number/.test(p)));
+    assert.ok(problems.some((p) => /cameras\[2\] must be an object/.test(p)));
+    assert.ok(problems.some((p) => /neither a \/dev\/ device/.test(p)));
+  });
+
+  it('slugifies names for URLs', () => {
+    assert.equal(slugify('Café Door #2'), 'cafe-door-2');
+    assert.equal(slugify('***'), 'camera');
+  });
+});

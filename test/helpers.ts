@@ -1,0 +1,214 @@
+// Shared test helpers: temp folders, users files, a real server on a loopback port with real
+// ffmpeg `testsrc` cameras, and an MJPEG client that parses the multipart stream.
+import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import type { FastifyInstance } from 'fastify';
+
+import { normalizeConfig } from '../src/config';
+import { silentLog } from '../src/log';
+import { WebcamRuntime } from '../src/runtime';
+import { hashPassword, writeUsersFile } from '../src/users/users-file';
+
+export const execFileAsync = promisify(execFile);
+
+export function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'webcam-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Writes a users file; cost 4 keeps tests fast (the cost is read from each hash). */
+export async function writeUsers(file: string, users: Record<string, string>): Promise<void> {
+  const map = new Map<string, string>();
+  for (const [name, password] of Object.entries(users)) map.set(name, await hashPassword(password, 4));
+  await writeUsersFile(file, map);
+}
+
+export function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
+export interface TestServer {
+  runtime: WebcamRuntime;
+  app: FastifyInstance;
+  port: number;
+  url: string;
+  usersFile: string;
+  close(): Promise<void>;
+}
+
+/** The real runtime (ffmpeg testsrc cameras + Fastify) on 127.0.0.1 and a free port. */
+export async function startTestServer(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  options: { cameras?: unknown[]; users?: Record<string, string>; web?: Record<string, unknown>; idleGraceMs?: number } = {},
+): Promise<TestServer> {
+  const dir = tempDir(t);
+  const usersFile = join(dir, 'users');
+  await writeUsers(usersFile, options.users ?? { alice: 'wonderland' });
+  const { config, problems } = normalizeConfig({
+    cameras: options.cameras ?? [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 15 }],
+    web: { host: '127.0.0.1', port: 0, ...options.web },
+  });
+  if (problems.length) throw new Error(problems.join('\n'));
+  const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: options.idleGraceMs ?? 1000 });
+  await runtime.start();
+  const app = runtime.app!;
+  const port = (app.server.address() as AddressInfo).port;
+  const close = () => runtime.stop();
+  t.after(close);
+  return { runtime, app, port, url: `http://127.0.0.1:${port}`, usersFile, close };
+}
+
+export interface Part {
+  headers: Record<string, string>;
+  body: Buffer;
+  at: number;
+}
+
+/** An MJPEG viewer over a real socket: parses parts by Content-Length. */
+export class MjpegClient {
+  readonly parts: Part[] = [];
+  status = 0;
+  headers: http.IncomingHttpHeaders = {};
+  private buffer: Buffer = Buffer.alloc(0);
+  private waiters: Array<() => void> = [];
+  request?: http.ClientRequest;
+  response?: http.IncomingMessage;
+  ended = false;
+  /** Keep only the newest parts' bodies to bound memory in long tests. */
+  keepBodies = Infinity;
+  count = 0;
+
+  constructor(
+    readonly url: string,
+    readonly authorization?: string,
+  ) {}
+
+  open(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.request = http.get(this.url, { headers: this.authorization ? { authorization: this.authorization } : {} }, (res) => {
+        this.response = res;
+        this.status = res.statusCode ?? 0;
+        this.headers = res.headers;
+        res.on('data', (chunk: Buffer) => this.onData(chunk));
+        res.on('end', () => {
+          this.ended = true;
+          this.wake();
+        });
+        res.on('error', () => {});
+        resolve();
+      });
+      this.request.on('error', reject);
+    });
+  }
+
+  close(): void {
+    this.request?.destroy();
+  }
+
+  /** Resolves once `n` parts (in total) have arrived; rejects after `timeoutMs`. */
+  async waitForParts(n: number, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.count < n) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`only ${this.count} of ${n} parts within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      if (this.ended && this.count < n) throw new Error(`stream ended after ${this.count} parts`);
+    }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    for (;;) {
+      // Each part: "--boundary\r\n" headers "\r\n\r\n" body(Content-Length) "\r\n"
+      const headerEnd = this.buffer.indexOf('\r\n\r\n');
+      if (headerEnd === -1) return;
+      const head = this.buffer.subarray(0, headerEnd).toString('latin1');
+      const lines = head.split('\r\n').filter((l) => l && !l.startsWith('--'));
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const colon = line.indexOf(':');
+        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      const length = Number(headers['content-length']);
+      if (!Number.isFinite(length)) throw new Error(`part without Content-Length: ${JSON.stringify(head)}`);
+      const start = headerEnd + 4;
+      if (this.buffer.length < start + length + 2) return;
+      const body = Buffer.from(this.buffer.subarray(start, start + length));
+      const trailer = this.buffer.subarray(start + length, start + length + 2).toString('latin1');
+      if (trailer !== '\r\n') throw new Error(`part not followed by CRLF: ${JSON.stringify(trailer)}`);
+      this.buffer = this.buffer.subarray(start + length + 2);
+      this.count++;
+      this.parts.push({ headers, body, at: Date.now() });
+      if (this.parts.length > this.keepBodies) this.parts.shift();
+      this.wake();
+    }
+  }
+}
+
+/** A complete JPEG: starts with SOI, ends with EOI. */
+export function isCompleteJpeg(data: Buffer): boolean {
+  return data.length > 4 && data[0] === 0xff && data[1] === 0xd8 && data[data.length - 2] === 0xff && data[data.length - 1] === 0xd9;
+}
+
+/** Width and height of a JPEG file as ffprobe decodes it. */
+export async function probeSize(file: string): Promise<[number, number]> {
+  const { stdout } = await execFileAsync('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]);
+  const [w, h] = stdout.trim().split(',').map(Number);
+  return [w, h];
+}
+
+/** Simple GET over a real socket. */
+export function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      })
+      .on('error', reject);
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Pids of processes whose parent is `ppid` and whose command is `name` (from /proc). */
+export async function childProcessesNamed(ppid: number, name: string): Promise<number[]> {
+  const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,comm=']);
+  return stdout
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, parent, comm]) => Number(parent) === ppid && comm === name)
+    .map(([pid]) => Number(pid));
+}
+
+export function waitForExit(child: ChildProcess, timeoutMs = 10_000): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    const timer = setTimeout(() => reject(new Error('process did not exit')), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
