@@ -25,7 +25,7 @@ export function loadConfigFile(file: string): unknown {
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new Error(`Cannot read the config file ${file}: ${(error as Error).message}`);
+    throw new Error(`Cannot read the config file ${file}: ${(error as Error).message}`, { cause: error });
   }
   const platforms = (raw as { platforms?: unknown }).platforms;
   if (Array.isArray(platforms)) {
@@ -148,7 +148,7 @@ export function buildProgram(): Command {
         throw new UsageError('Give exactly one of -a/--add-user, -m/--modify-user, -d/--delete-user, -c/--check-password, -l/--list.');
       }
       const [key, action] = chosen[0];
-      const named = typeof opts[key] === 'string' ? (opts[key] as string) : undefined;
+      const named = typeof opts[key] === 'string' ? opts[key] : undefined;
       const user = (opts.user as string | undefined) ?? named;
       if (named && opts.user && named !== opts.user) throw new UsageError(`Two different users given: "${named}" and "${opts.user as string}".`);
       process.exitCode = await runPasswd({

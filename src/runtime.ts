@@ -79,7 +79,7 @@ export class WebcamRuntime {
             : (error as Error).message;
       await this.app.close();
       this.app = undefined;
-      throw new Error(`The web server could not start: ${hint}.`);
+      throw new Error(`The web server could not start: ${hint}.`, { cause: error });
     }
     log.info(`Web server listening on ${this.address.replace('0.0.0.0', 'localhost')} (users file ${this.options.usersFile}).`);
   }

@@ -36,7 +36,7 @@ describe('users file', () => {
     assert.ok(!(await checkPassword('wrong', users.get('dexter')!)));
   });
 
-  it('writes the file back byte for byte', async () => {
+  it('writes the file back byte for byte', () => {
     const text = readFileSync(FIXTURE, 'utf8');
     assert.equal(serializeUsers(parseUsers(text).users), text);
   });

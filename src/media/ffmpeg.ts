@@ -50,7 +50,9 @@ export function whichSync(command: string, pathEnv = process.env.PATH ?? ''): st
 /** The binary shipped by ffmpeg-for-homebridge, when its install script managed to download it. */
 function bundledFfmpeg(): string | undefined {
   try {
-    // The package exports the path of its binary, or undefined when the download failed.
+    // The package exports the path of its binary, or undefined when the download failed. Loaded
+    // lazily with require so a broken install of it cannot stop the plugin from loading.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const bundled = require('ffmpeg-for-homebridge') as string | undefined;
     return bundled && isExecutable(bundled) ? bundled : undefined;
   } catch {
@@ -125,6 +127,8 @@ export async function findFfmpeg(configured?: string): Promise<FfmpegInfo> {
   try {
     return await probeFfmpeg(path);
   } catch (error) {
-    throw new Error(`ffmpeg at ${path} did not run (${(error as Error).message}). Check the binary, or set "videoProcessor".`);
+    throw new Error(`ffmpeg at ${path} did not run (${(error as Error).message}). Check the binary, or set "videoProcessor".`, {
+      cause: error,
+    });
   }
 }

@@ -1,0 +1,256 @@
+// Benchmark child: the load generator. Opens N fast and K slow MJPEG viewers over real TCP sockets
+// on 127.0.0.1 against one server, measures delivered fps, frame loss and latency (from the COM
+// stamp in each frame) during a window, then probes snapshot latency and a new viewer's time to
+// first frame while the viewers keep streaming. Fast viewers read everything as it comes; slow
+// viewers take about one frame per interval (the socket is paused in between, so the kernel
+// buffers fill and the server sees backpressure). Driven by bench/fanout.ts over IPC; every wait
+// is bounded.
+import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+
+import { nowMs, readStamp } from './corpus';
+import { MjpegReader } from './multipart';
+import type { ReceivedFrame } from './multipart';
+import type { LoadConfig, LoadMessage, LoadStats, RunMessage } from './protocol';
+import { percentiles } from './protocol';
+
+const CONNECT_TIMEOUT_MS = 15_000;
+const PROBE_TIMEOUT_MS = 5_000;
+
+const errors: string[] = [];
+function noteError(message: string): void {
+  if (errors.length < 10) errors.push(message);
+}
+
+function send(message: LoadMessage): void {
+  process.send?.(message);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function streamRequest(config: LoadConfig): string {
+  return (
+    `GET ${config.streamPath} HTTP/1.1\r\nHost: 127.0.0.1:${config.port}\r\n` +
+    `Authorization: ${config.authorization}\r\nAccept: */*\r\nUser-Agent: webcam-bench\r\n\r\n`
+  );
+}
+
+/** One persistent viewer. */
+class Viewer {
+  readonly socket: Socket;
+  readonly firstFrame: Promise<void>;
+  counting = false;
+  frames = 0;
+  lost = 0;
+  latencies: number[] = [];
+  disconnected = false;
+  private lastSeq = 0;
+  private gotFirst!: () => void;
+  private slowTimer?: NodeJS.Timeout;
+
+  constructor(
+    config: LoadConfig,
+    private readonly slow: boolean,
+  ) {
+    this.firstFrame = new Promise((resolve) => (this.gotFirst = resolve));
+    const reader = new MjpegReader(
+      (frame) => this.onFrame(frame),
+      (message) => {
+        noteError(`viewer: ${message}`);
+        this.socket.destroy();
+      },
+    );
+    this.socket = connect({ host: '127.0.0.1', port: config.port, noDelay: true }, () => {
+      this.socket.write(streamRequest(config));
+    });
+    this.socket.on('data', (chunk: Buffer) => reader.push(chunk));
+    this.socket.on('error', (error) => noteError(`viewer socket: ${error.message}`));
+    this.socket.on('close', () => {
+      this.disconnected = true;
+      clearInterval(this.slowTimer);
+    });
+    if (slow) this.slowTimer = setInterval(() => this.socket.resume(), config.slowIntervalMs);
+  }
+
+  close(): void {
+    clearInterval(this.slowTimer);
+    this.disconnected = false;
+    this.socket.removeAllListeners('close');
+    this.socket.destroy();
+  }
+
+  private onFrame(frame: ReceivedFrame): void {
+    const now = nowMs();
+    if (this.slow) this.socket.pause();
+    this.gotFirst();
+    const stamp = frame.stamp;
+    if (!stamp) {
+      noteError('a frame without a bench stamp');
+      return;
+    }
+    if (this.counting) {
+      this.frames++;
+      this.latencies.push(now - stamp.time);
+      if (this.lastSeq > 0 && stamp.seq > this.lastSeq + 1) this.lost += stamp.seq - this.lastSeq - 1;
+    }
+    if (stamp.seq > this.lastSeq) this.lastSeq = stamp.seq;
+  }
+}
+
+/** A new viewer: connect, wait for the first whole frame, leave. Resolves with the time taken. */
+function timeToFirstFrame(config: LoadConfig): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = nowMs();
+    const socket = connect({ host: '127.0.0.1', port: config.port, noDelay: true }, () => socket.write(streamRequest(config)));
+    const finish = (error?: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(nowMs() - start);
+    };
+    const reader = new MjpegReader(
+      () => finish(),
+      (message) => finish(new Error(message)),
+    );
+    const timer = setTimeout(() => finish(new Error(`no first frame within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+    socket.on('data', (chunk: Buffer) => reader.push(chunk));
+    socket.on('error', (error) => finish(error));
+    socket.on('close', () => finish(new Error('closed before the first frame')));
+  });
+}
+
+/** One snapshot over a kept-alive connection: resolves with the time taken and the frame's age. */
+function snapshot(config: LoadConfig, agent: Agent): Promise<{ ms: number; age: number }> {
+  return new Promise((resolve, reject) => {
+    const start = nowMs();
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: config.port,
+        path: config.snapshotPath,
+        agent,
+        headers: { Authorization: config.authorization },
+        timeout: PROBE_TIMEOUT_MS,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const end = nowMs();
+          if (res.statusCode !== 200) {
+            reject(new Error(`snapshot: HTTP ${res.statusCode}`));
+            return;
+          }
+          const stamp = readStamp(Buffer.concat(chunks));
+          resolve({ ms: end - start, age: stamp ? end - stamp.time : NaN });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('snapshot: timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function run(config: LoadConfig): Promise<LoadStats> {
+  const fast = Array.from({ length: config.fast }, () => new Viewer(config, false));
+  const slow = Array.from({ length: config.slow }, () => new Viewer(config, true));
+  const all = [...fast, ...slow];
+  try {
+    await withTimeout(Promise.all(all.map((v) => v.firstFrame)), CONNECT_TIMEOUT_MS, 'viewers connecting');
+  } catch (error) {
+    noteError((error as Error).message);
+  }
+  send({ type: 'mark', name: 'connected' });
+  await sleep(config.warmupSeconds * 1000);
+
+  for (const viewer of all) viewer.counting = true;
+  const cpuStart = process.cpuUsage();
+  const windowStart = nowMs();
+  send({ type: 'mark', name: 'window-start' });
+  await sleep(config.windowSeconds * 1000);
+  for (const viewer of all) viewer.counting = false;
+  const windowMs = nowMs() - windowStart;
+  const cpu = process.cpuUsage(cpuStart);
+  send({ type: 'mark', name: 'window-end' });
+
+  const stats: LoadStats = {
+    windowMs,
+    fastFps: fast.map((v) => (v.frames * 1000) / windowMs),
+    framesDelivered: all.reduce((sum, v) => sum + v.frames, 0),
+    fastLost: fast.reduce((sum, v) => sum + v.lost, 0),
+    fastViewersWithLoss: fast.filter((v) => v.lost > 0).length,
+    latency: percentiles(fast.flatMap((v) => v.latencies)),
+    slowFps: slow.map((v) => (v.frames * 1000) / windowMs),
+    slowAge: percentiles(slow.flatMap((v) => v.latencies)),
+    snapshotErrors: 0,
+    firstFrameErrors: 0,
+    clientCpuMs: (cpu.user + cpu.system) / 1000,
+    errors,
+    disconnected: all.filter((v) => v.disconnected).length,
+  };
+  for (const viewer of all) viewer.latencies = [];
+
+  if (config.snapshots > 0) {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const times: number[] = [];
+    const ages: number[] = [];
+    for (let i = 0; i < config.snapshots; i++) {
+      try {
+        const { ms, age } = await snapshot(config, agent);
+        // The first request pays for the TCP connection and the bcrypt check; a page's would too,
+        // but once: keep it out of the steady-state figure.
+        if (i > 0) {
+          times.push(ms);
+          ages.push(age);
+        }
+      } catch (error) {
+        stats.snapshotErrors++;
+        noteError((error as Error).message);
+      }
+      await sleep(config.snapshotGapMs);
+    }
+    agent.destroy();
+    stats.snapshot = percentiles(times);
+    stats.snapshotAge = percentiles(ages);
+  }
+
+  if (config.connects > 0) {
+    const times: number[] = [];
+    for (let i = 0; i < config.connects; i++) {
+      try {
+        times.push(await timeToFirstFrame(config));
+      } catch (error) {
+        stats.firstFrameErrors++;
+        noteError(`first frame: ${(error as Error).message}`);
+      }
+      await sleep(config.connectGapMs);
+    }
+    stats.firstFrame = percentiles(times);
+  }
+
+  for (const viewer of all) viewer.close();
+  return stats;
+}
+
+if (!process.send) {
+  console.error('bench/load.ts is started by bench/fanout.ts (it needs an IPC channel).');
+  process.exit(2);
+}
+process.on('disconnect', () => process.exit(0));
+process.once('message', (message: unknown) => {
+  const { config } = message as RunMessage;
+  run(config)
+    .then((stats) => send({ type: 'done', stats }))
+    .catch((error: unknown) => send({ type: 'error', message: (error as Error).stack ?? String(error) }));
+});

@@ -1,0 +1,74 @@
+// Benchmark child: the naive MJPEG fan-out that many small camera servers use (the pattern of the
+// npm `mjpeg-server` package, written here from scratch): plain node:http, and for every frame
+// and every client `res.write(header); res.write(jpeg)`, ignoring write()'s return value, so a
+// client that reads slowly makes the server buffer every frame for it. Same replay source and the
+// same wire format as our server (multipart/x-mixed-replace, each part with Content-Length, no
+// chunked encoding). Authentication is a plain string comparison of the Authorization header
+// (no bcrypt: the naive server gets the cheaper deal). It also serves /snapshot.jpg from its
+// latest frame, for comparison. Listens on 127.0.0.1 only. Started by bench/fanout.ts.
+import { createServer } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { ReplaySource, ReplayStats } from './replay-source';
+import { runServerChild } from './server-child';
+
+const BOUNDARY = 'naiveframe';
+const stats = new ReplayStats();
+
+runServerChild('naive-server', stats, async ({ frames, authorization }) => {
+  const clients = new Set<ServerResponse>();
+  let latest: Buffer | undefined;
+  const source = new ReplaySource(frames, stats);
+  source.on('frame', (jpeg: Buffer) => {
+    latest = jpeg;
+    for (const res of clients) {
+      // The naive pattern: two writes per frame per client, return values ignored.
+      res.write(`--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`);
+      res.write(jpeg);
+      res.write('\r\n');
+    }
+  });
+
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (req.headers.authorization !== authorization) {
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="naive"', 'Content-Type': 'text/plain' });
+      res.end('Authentication required.\n');
+      return;
+    }
+    if (path === '/stream.mjpg') {
+      res.useChunkedEncodingByDefault = false;
+      res.writeHead(200, {
+        'Content-Type': `multipart/x-mixed-replace; boundary=${BOUNDARY}`,
+        'Cache-Control': 'no-cache',
+        Connection: 'close',
+        Pragma: 'no-cache',
+      });
+      clients.add(res);
+      res.once('close', () => clients.delete(res));
+      return;
+    }
+    if (path === '/snapshot.jpg' && latest) {
+      res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': latest.length, 'Cache-Control': 'no-store' });
+      res.end(latest);
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' });
+    res.end('Not found.\n');
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  source.start();
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      await source.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+});

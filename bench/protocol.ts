@@ -1,0 +1,102 @@
+// The messages the benchmark's processes exchange over their IPC channels (orchestrator <-> server
+// child, orchestrator <-> load generator), and small statistics helpers they share.
+
+/** Server child -> orchestrator, once listening. */
+export interface ReadyMessage {
+  type: 'ready';
+  port: number;
+}
+
+/** Server child -> orchestrator, answering { type: 'stats' }. */
+export interface ServerStatsMessage {
+  type: 'stats';
+  replay: { seq: number; emitted: number; skipped: number; maxLateMs: number; meanLateMs: number; starts: number };
+  memory: NodeJS.MemoryUsage;
+}
+
+export type ServerMessage = ReadyMessage | ServerStatsMessage;
+
+/** What one load run does; durations in seconds. */
+export interface LoadConfig {
+  port: number;
+  streamPath: string;
+  snapshotPath: string;
+  /** The value of the Authorization header. */
+  authorization: string;
+  fast: number;
+  slow: number;
+  /** A slow viewer takes one frame this often. */
+  slowIntervalMs: number;
+  warmupSeconds: number;
+  windowSeconds: number;
+  /** Snapshot requests made one after another while streaming (0: none). */
+  snapshots: number;
+  snapshotGapMs: number;
+  /** New viewers connected one after another, each until its first frame (0: none). */
+  connects: number;
+  connectGapMs: number;
+}
+
+/** Orchestrator -> load generator. */
+export interface RunMessage {
+  type: 'run';
+  config: LoadConfig;
+}
+
+export interface Percentiles {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** The figures of one load run. */
+export interface LoadStats {
+  windowMs: number;
+  /** Delivered frames per second, per fast viewer. */
+  fastFps: number[];
+  /** Frames received by all persistent viewers (fast and slow) during the window. */
+  framesDelivered: number;
+  /** Frames fast viewers never saw (gaps in sequence numbers) during the window. */
+  fastLost: number;
+  /** Fast viewers that lost at least one frame. */
+  fastViewersWithLoss: number;
+  /** Receive time (whole frame in) minus stamp, over every fast viewer's frames, ms. */
+  latency: Percentiles;
+  slowFps: number[];
+  /** Age of the frames slow viewers received (receive time minus stamp), ms. */
+  slowAge: Percentiles;
+  /** Request sent to whole body received, ms. */
+  snapshot?: Percentiles;
+  /** Age of the frame a snapshot returned, ms. */
+  snapshotAge?: Percentiles;
+  snapshotErrors: number;
+  /** Connect to first whole frame received, ms. */
+  firstFrame?: Percentiles;
+  firstFrameErrors: number;
+  /** The load generator's own CPU during the window, ms (to show whether it was the bottleneck). */
+  clientCpuMs: number;
+  /** Viewer errors and early disconnects (at most a few, for the report). */
+  errors: string[];
+  /** Viewers that were disconnected before the end. */
+  disconnected: number;
+}
+
+/** Load generator -> orchestrator. */
+export type LoadMessage =
+  | { type: 'mark'; name: 'connected' | 'window-start' | 'window-end' }
+  | { type: 'done'; stats: LoadStats }
+  | { type: 'error'; message: string };
+
+/** Nearest-rank percentiles of `values` (empty -> all NaN). */
+export function percentiles(values: number[]): Percentiles {
+  const sorted = Float64Array.from(values).sort();
+  const at = (q: number): number =>
+    sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+  return { count: sorted.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) };
+}
+
+export function median(values: number[]): number {
+  return percentiles(values).p50;
+}

@@ -1,0 +1,284 @@
+// Turns the benchmark's results (as saved in bench/results/*.json) into the markdown tables of
+// bench/README.md: one row per configuration and server, a ratio row (ours/naive), the soak's RSS
+// over time, and the acceptance targets with PASS/FAIL.
+import type { LoadStats, Percentiles, ServerStatsMessage } from './protocol';
+
+export type ServerName = 'ours' | 'naive';
+
+export interface RssSample {
+  /** Seconds since the measurement window started (negative: warm-up). */
+  t: number;
+  mib: number;
+}
+
+export interface RunResult {
+  server: ServerName;
+  fast: number;
+  slow: number;
+  soak: boolean;
+  load?: LoadStats;
+  /** Server CPU during the window, ms. */
+  serverCpuMs?: number;
+  cpuPerFrameMs?: number;
+  rss: RssSample[];
+  rssStart?: number;
+  rssEnd?: number;
+  rssMax?: number;
+  /** Robust growth over the window: median of the last samples minus median of the first, MiB. */
+  rssGrowth?: number;
+  /** Set when the server passed the RSS cap and was killed. */
+  exceeded?: { t: number; mib: number };
+  replay?: ServerStatsMessage['replay'];
+  memory?: NodeJS.MemoryUsage;
+  error?: string;
+}
+
+export interface BenchResults {
+  meta: {
+    date: string;
+    node: string;
+    cpu: string;
+    cores: number;
+    quick: boolean;
+    corpus: { frames: number; width: number; height: number; quality: number; averageBytes: number };
+    windowSeconds: number;
+    soakSeconds: number;
+    rssCapMiB: number;
+    durationSeconds?: number;
+  };
+  runs: RunResult[];
+}
+
+const f = (n: number | undefined, digits = 1): string =>
+  n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits);
+
+function ratio(ours: number | undefined, naive: number | undefined, digits = 2): string {
+  if (ours === undefined || naive === undefined || !Number.isFinite(ours) || !Number.isFinite(naive) || naive === 0) return '–';
+  return `${(ours / naive).toFixed(digits)}×`;
+}
+
+const minOf = (values: number[] | undefined): number | undefined => (values?.length ? Math.min(...values) : undefined);
+
+function medianOf(values: number[] | undefined): number | undefined {
+  if (!values?.length) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.ceil(sorted.length / 2) - 1];
+}
+
+const pair = (p: Percentiles | undefined, a: keyof Percentiles, b: keyof Percentiles, digits = 1): string =>
+  p && p.count > 0 ? `${f(p[a], digits)} / ${f(p[b], digits)}` : '–';
+
+function label(run: RunResult): string {
+  return `${run.fast} fast${run.slow ? ` + ${run.slow} slow` : ''}`;
+}
+
+function rssCell(run: RunResult): string {
+  if (run.rssStart === undefined) return '–';
+  const end = run.exceeded ? `**exceeded ${f(run.exceeded.mib, 0)} at ${f(run.exceeded.t, 0)} s**` : f(run.rssEnd, 0);
+  return `${f(run.rssStart, 0)} → ${end} (max ${f(run.rssMax, 0)})`;
+}
+
+const TABLE_HEAD =
+  '| viewers | server | fps min / median | lost | latency ms | CPU ms/frame (server / client CPU) | RSS MiB | snapshot ms | first frame ms | slow fps / age |';
+const TABLE_RULE = '|---|---|---|---|---|---|---|---|---|---|';
+
+function cpuCell(run: RunResult): string {
+  const load = run.load;
+  if (run.cpuPerFrameMs === undefined || !load) return '–';
+  const percent = (ms: number | undefined): string => `${f(ms === undefined ? undefined : (ms / load.windowMs) * 100, 0)}%`;
+  return `${f(run.cpuPerFrameMs, 3)} (${percent(run.serverCpuMs)} / ${percent(load.clientCpuMs)})`;
+}
+
+function mainRow(run: RunResult): string {
+  const load = run.load;
+  const slow = load && run.slow > 0 ? `${f(medianOf(load.slowFps), 2)} / ${f(load.slowAge.p50 / 1000, 1)} s` : '–';
+  return [
+    label(run),
+    run.server,
+    load ? `${f(minOf(load.fastFps))} / ${f(medianOf(load.fastFps))}` : run.error ?? '–',
+    load ? String(load.fastLost) : '–',
+    pair(load?.latency, 'p50', 'p99'),
+    cpuCell(run),
+    rssCell(run),
+    pair(load?.snapshot, 'p50', 'p99'),
+    pair(load?.firstFrame, 'p50', 'p99'),
+    slow,
+  ].join(' | ');
+}
+
+function ratioRow(ours: RunResult, naive: RunResult): string {
+  const a = ours.load;
+  const b = naive.load;
+  return [
+    '',
+    '*ours/naive*',
+    ratio(medianOf(a?.fastFps), medianOf(b?.fastFps)),
+    '',
+    `${ratio(a?.latency.p50, b?.latency.p50)} / ${ratio(a?.latency.p99, b?.latency.p99)}`,
+    ratio(ours.cpuPerFrameMs, naive.cpuPerFrameMs),
+    ratio(ours.rssEnd, naive.exceeded ? naive.exceeded.mib : naive.rssEnd),
+    `${ratio(a?.snapshot?.p50, b?.snapshot?.p50)} / ${ratio(a?.snapshot?.p99, b?.snapshot?.p99)}`,
+    `${ratio(a?.firstFrame?.p50, b?.firstFrame?.p50)} / ${ratio(a?.firstFrame?.p99, b?.firstFrame?.p99)}`,
+    '',
+  ].join(' | ');
+}
+
+function find(results: BenchResults, server: ServerName, fast: number, slow: number, soak: boolean): RunResult | undefined {
+  return results.runs.find((r) => r.server === server && r.fast === fast && r.slow === slow && r.soak === soak);
+}
+
+interface Target {
+  name: string;
+  ours?: number;
+  naive?: number;
+  /** How the value is shown. */
+  unit: string;
+  pass: (value: number) => boolean;
+  where: string;
+  /** Extra words for the naive column (e.g. "exceeded"). */
+  naiveNote?: string;
+}
+
+function targets(results: BenchResults): Target[] {
+  const list: Target[] = [];
+  const ours50 = find(results, 'ours', 50, 0, false);
+  const naive50 = find(results, 'naive', 50, 0, false);
+  list.push({
+    name: 'With 50 viewers every viewer gets >= 29 fps (slowest viewer)',
+    ours: minOf(ours50?.load?.fastFps),
+    naive: minOf(naive50?.load?.fastFps),
+    unit: 'fps',
+    pass: (v) => v >= 29,
+    where: '50 fast',
+  });
+  // The worst configuration counts for the latency targets.
+  const worst = (server: ServerName, pick: (s: LoadStats) => number | undefined): { value?: number; where: string } => {
+    let value: number | undefined;
+    let where = '';
+    for (const run of results.runs) {
+      if (run.server !== server || run.soak || !run.load) continue;
+      const v = pick(run.load);
+      if (v !== undefined && Number.isFinite(v) && (value === undefined || v > value)) {
+        value = v;
+        where = label(run);
+      }
+    }
+    return { value, where };
+  };
+  const snapOurs = worst('ours', (s) => s.snapshot?.p50);
+  const snapNaive = worst('naive', (s) => s.snapshot?.p50);
+  list.push({
+    name: 'Snapshot p50 <= 10 ms while streaming (worst configuration)',
+    ours: snapOurs.value,
+    naive: snapNaive.value,
+    unit: 'ms',
+    pass: (v) => v <= 10,
+    where: `ours: ${snapOurs.where}; naive: ${snapNaive.where}`,
+  });
+  const ttffOurs = worst('ours', (s) => s.firstFrame?.p50);
+  const ttffNaive = worst('naive', (s) => s.firstFrame?.p50);
+  list.push({
+    name: "A new viewer's first frame <= 50 ms (p50, worst configuration)",
+    ours: ttffOurs.value,
+    naive: ttffNaive.value,
+    unit: 'ms',
+    pass: (v) => v <= 50,
+    where: `ours: ${ttffOurs.where}; naive: ${ttffNaive.where}`,
+  });
+  const soakOurs = results.runs.find((r) => r.server === 'ours' && r.soak);
+  const soakNaive = results.runs.find((r) => r.server === 'naive' && r.soak);
+  const soakWhere = soakOurs ? `soak: ${label(soakOurs)}, ${results.meta.soakSeconds} s` : 'soak';
+  list.push({
+    name: 'With 2 slow viewers the fast ones lose nothing (frames lost)',
+    ours: soakOurs?.load?.fastLost,
+    naive: soakNaive?.load?.fastLost,
+    unit: 'frames',
+    pass: (v) => v === 0,
+    where: soakWhere,
+    naiveNote: soakNaive?.exceeded ? ' (killed: RSS cap)' : '',
+  });
+  list.push({
+    name: `With 2 slow viewers RSS grows < 20 MB over ${results.meta.soakSeconds} s`,
+    ours: soakOurs?.rssGrowth,
+    naive: soakNaive?.exceeded ? soakNaive.exceeded.mib - (soakNaive.rssStart ?? 0) : soakNaive?.rssGrowth,
+    unit: 'MiB',
+    pass: (v) => v < 20,
+    where: soakWhere,
+    naiveNote: soakNaive?.exceeded ? ` (exceeded the ${results.meta.rssCapMiB} MiB cap at ${f(soakNaive.exceeded.t, 0)} s)` : '',
+  });
+  return list;
+}
+
+export function renderReport(results: BenchResults): string {
+  const m = results.meta;
+  const lines: string[] = [];
+  lines.push(
+    `Run: ${m.date}, Node ${m.node}, ${m.cpu} (${m.cores} cores)${m.quick ? ', **quick mode**' : ''}; ` +
+      `corpus ${m.corpus.frames} frames ${m.corpus.width}x${m.corpus.height}, q=${m.corpus.quality}, ` +
+      `${f(m.corpus.averageBytes / 1024, 0)} KiB a frame, replayed at 30 fps; ` +
+      `${m.windowSeconds} s measurement window per configuration, soak ${m.soakSeconds} s` +
+      (m.durationSeconds ? `; whole run ${f(m.durationSeconds / 60, 1)} min.` : '.'),
+    '',
+    '### Targets',
+    '',
+    '| target | ours | naive | ours/naive | ours |',
+    '|---|---|---|---|---|',
+  );
+  for (const t of targets(results)) {
+    const verdict = t.ours === undefined ? 'no data' : t.pass(t.ours) ? '**PASS**' : '**FAIL**';
+    lines.push(
+      `| ${t.name} (${t.where}) | ${f(t.ours)} ${t.unit} | ${f(t.naive)} ${t.unit}${t.naiveNote ?? ''} | ${ratio(t.ours, t.naive)} | ${verdict} |`,
+    );
+  }
+  lines.push(
+    '',
+    '### Per configuration',
+    '',
+    'fps: delivered frames per second per fast viewer (slowest / median). lost: frames fast viewers never got. ' +
+      'latency: whole frame received minus stamp, all fast viewers\' frames (p50 / p99). CPU/frame: server CPU ' +
+      'during the window divided by frames delivered to all viewers; in brackets the server\'s and the load ' +
+      'generator\'s CPU use (100% = one core). RSS: server, window start → end (max). ' +
+      'snapshot and first frame: p50 / p99, while the viewers stream. slow: a slow viewer\'s fps / the age of what it sees (p50).',
+    '',
+    TABLE_HEAD,
+    TABLE_RULE,
+  );
+  const configs = [...new Set(results.runs.filter((r) => !r.soak).map((r) => `${r.fast}:${r.slow}`))];
+  for (const key of configs) {
+    const [fast, slow] = key.split(':').map(Number);
+    const ours = find(results, 'ours', fast, slow, false);
+    const naive = find(results, 'naive', fast, slow, false);
+    if (ours) lines.push(`| ${mainRow(ours)} |`);
+    if (naive) lines.push(`| ${mainRow(naive)} |`);
+    if (ours && naive) lines.push(`| ${ratioRow(ours, naive)} |`);
+  }
+  const soaks = results.runs.filter((r) => r.soak);
+  if (soaks.length) {
+    lines.push('', `### Soak: ${label(soaks[0])}, ${m.soakSeconds} s`, '', TABLE_HEAD, TABLE_RULE, ...soaks.map((run) => `| ${mainRow(run)} |`));
+    const step = Math.max(1, Math.round(m.soakSeconds / 8));
+    const marks: number[] = [];
+    for (let t = 0; t <= m.soakSeconds; t += step) marks.push(t);
+    lines.push('', 'Server RSS (MiB) over the soak window:', '', `| server | ${marks.map((t) => `${t} s`).join(' | ')} | growth |`, `|---|${marks.map(() => '---').join('|')}|---|`);
+    for (const run of soaks) {
+      const at = (t: number): string => {
+        const sample = run.rss.filter((s) => s.t <= t + 0.5).pop();
+        if (run.exceeded && t > run.exceeded.t) return 'killed';
+        return sample ? f(sample.mib, 0) : '–';
+      };
+      const growth = run.exceeded ? `> ${f(run.exceeded.mib - (run.rssStart ?? 0), 0)} (exceeded)` : f(run.rssGrowth, 1);
+      lines.push(`| ${run.server} | ${marks.map(at).join(' | ')} | ${growth} |`);
+    }
+  }
+  const notes: string[] = [];
+  for (const run of results.runs) {
+    const where = `${run.server}, ${label(run)}${run.soak ? ' (soak)' : ''}`;
+    if (run.error) notes.push(`${where}: ${run.error}`);
+    if (run.replay && run.replay.skipped > 0) notes.push(`${where}: the replay fell behind and skipped ${run.replay.skipped} frames (worst lateness ${f(run.replay.maxLateMs, 0)} ms).`);
+    if (run.load?.errors.length) notes.push(`${where}: ${run.load.errors.slice(0, 3).join('; ')}`);
+    if (run.load && (run.load.snapshotErrors || run.load.firstFrameErrors)) {
+      notes.push(`${where}: ${run.load.snapshotErrors} snapshot errors, ${run.load.firstFrameErrors} first-frame errors.`);
+    }
+  }
+  if (notes.length) lines.push('', 'Problems seen during the run:', '', ...notes.map((n) => `- ${n}`));
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,72 @@
+// Headless Chromium (Debian's, driven by playwright-core) logs in with basic auth and watches the
+// live page: the image is the camera's, it changes over time, and the kiosk page shows it too.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { chromium } from 'playwright-core';
+
+import { startTestServer } from './helpers';
+
+export const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((path) => existsSync(path));
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+describe('live page in Chromium', { skip: CHROMIUM ? false : 'Chromium is not installed (apt-get install chromium)' }, () => {
+  it('logs in, shows the camera and a moving live image', async (t) => {
+    const server = await startTestServer(t, {
+      cameras: [{ name: 'Garden <Cam>', source: 'testsrc', width: 320, height: 240, fps: 10, timestamp: true }],
+    });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    t.after(() => browser.close());
+
+    // Without credentials Chromium gets no page (Playwright reports the refused challenge).
+    const refused = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wrong' } });
+    const denied = await (await refused.newPage()).goto(server.url + '/').then(
+      (res) => `status ${res?.status()}`,
+      (error: Error) => error.message,
+    );
+    assert.match(denied, /status 401|ERR_INVALID_AUTH_CREDENTIALS/);
+
+    const context = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wonderland' } });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error') errors.push(message.text());
+    });
+    const response = await page.goto(server.url + '/');
+    assert.equal(response?.status(), 200);
+    assert.equal(await page.locator('h1').textContent(), 'Garden <Cam>', 'the name, escaped');
+    const live = page.locator('#live');
+    await page.waitForFunction(() => {
+      const img = document.getElementById('live') as HTMLImageElement | null;
+      return img !== null && img.naturalWidth > 0;
+    });
+    assert.deepEqual(
+      await live.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]),
+      [320, 240],
+    );
+    await page.waitForFunction(() => document.getElementById('clock')?.hidden === false);
+
+    const first = await live.screenshot();
+    await page.waitForTimeout(1200);
+    const second = await live.screenshot();
+    assert.notDeepEqual(first, second, 'the live image changed');
+    await page.waitForFunction(() => document.getElementById('state')?.textContent === 'streaming', undefined, { timeout: 8000 });
+    assert.deepEqual(errors, [], 'no script or CSP errors');
+
+    const kiosk = await context.newPage();
+    await kiosk.goto(server.url + '/cameras/garden-cam/kiosk');
+    await kiosk.waitForFunction(() => ((document.getElementById('live') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0);
+    assert.equal(await kiosk.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(0, 0, 0)');
+  });
+});

@@ -1,0 +1,138 @@
+// The live stream for real: ffmpeg testsrc -> FrameHub -> Fastify on a loopback port -> HTTP
+// clients that parse the multipart stream. Covers the wire format, one capture for everyone,
+// the ?fps cap, recovery after the capture is killed, and slow viewers.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { JpegSplitter } from '../src/media/jpeg-splitter';
+import { basic, childProcessesNamed, get, isCompleteJpeg, MjpegClient, probeSize, sleep, startTestServer, tempDir } from './helpers';
+
+const AUTH = basic('alice', 'wonderland');
+
+describe('MJPEG stream', () => {
+  it('sends complete JPEG parts with Content-Length, at the configured size, from one capture', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 640, height: 360, fps: 15 }] });
+    const a = new MjpegClient(`${server.url}/stream.mjpg`, AUTH);
+    const b = new MjpegClient(`${server.url}/cameras/test-cam/stream.mjpg`, AUTH);
+    await a.open();
+    await b.open();
+    assert.equal(a.status, 200);
+    assert.match(String(a.headers['content-type']), /^multipart\/x-mixed-replace; boundary=\w+$/);
+    assert.equal(a.headers['transfer-encoding'], undefined, 'no chunked encoding');
+    assert.match(String(a.headers['cache-control']), /no-store/);
+    await Promise.all([a.waitForParts(10), b.waitForParts(10)]);
+    const snapshot = await get(`${server.url}/snapshot.jpg`, { authorization: AUTH });
+
+    for (const part of [...a.parts, ...b.parts]) {
+      assert.equal(part.headers['content-type'], 'image/jpeg');
+      assert.equal(Number(part.headers['content-length']), part.body.length);
+      assert.ok(isCompleteJpeg(part.body));
+      // The structural splitter agrees it is exactly one frame.
+      const frames: Buffer[] = [];
+      new JpegSplitter((f) => frames.push(f)).push(part.body);
+      assert.equal(frames.length, 1);
+    }
+    const file = join(tempDir(t), 'part.jpg');
+    writeFileSync(file, a.parts[5].body);
+    assert.deepEqual(await probeSize(file), [640, 360]);
+    assert.equal(snapshot.status, 200);
+    assert.equal(snapshot.headers['content-type'], 'image/jpeg');
+    assert.ok(isCompleteJpeg(snapshot.body));
+
+    // Two viewers and a snapshot: one capture, one ffmpeg.
+    assert.equal(server.runtime.cameras[0].hub.starts, 1);
+    assert.equal((await childProcessesNamed(process.pid, 'ffmpeg')).length, 1);
+    a.close();
+    b.close();
+  });
+
+  it('caps the rate with ?fps=N', async (t) => {
+    const server = await startTestServer(t);
+    const capped = new MjpegClient(`${server.url}/stream.mjpg?fps=2`, AUTH);
+    const full = new MjpegClient(`${server.url}/stream.mjpg`, AUTH);
+    await capped.open();
+    await full.open();
+    await full.waitForParts(1);
+    const start = capped.count;
+    const fullStart = full.count;
+    await sleep(3000);
+    const cappedFrames = capped.count - start;
+    const fullFrames = full.count - fullStart;
+    assert.ok(cappedFrames >= 3 && cappedFrames <= 8, `about 6 frames in 3 s at fps=2, got ${cappedFrames}`);
+    assert.ok(fullFrames > cappedFrames * 3, `uncapped viewer got ${fullFrames}`);
+    capped.close();
+    full.close();
+  });
+
+  it('resumes on the same connection after the capture ffmpeg is killed', async (t) => {
+    const server = await startTestServer(t);
+    const viewer = new MjpegClient(`${server.url}/stream.mjpg`, AUTH);
+    await viewer.open();
+    await viewer.waitForParts(3);
+    const [pid] = await childProcessesNamed(process.pid, 'ffmpeg');
+    assert.ok(pid, 'the capture runs');
+    process.kill(pid, 'SIGKILL');
+    await sleep(200);
+    const before = viewer.count;
+    await viewer.waitForParts(before + 5, 8000);
+    assert.equal(viewer.ended, false, 'same connection');
+    const now = await childProcessesNamed(process.pid, 'ffmpeg');
+    assert.equal(now.length, 1);
+    assert.notEqual(now[0], pid, 'a new capture');
+    assert.equal(server.runtime.cameras[0].hub.starts, 2);
+    viewer.close();
+  });
+
+  it('keeps a fast viewer at full rate and holds at most one frame for a viewer reading one chunk a second', async (t) => {
+    // Large frames at 30 fps fill the kernel's socket buffers within seconds, so the server's own
+    // backpressure handling is what the slow viewer meets.
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 1280, height: 720, fps: 30, quality: 2 }] });
+    const sockets: Socket[] = [];
+    server.app.server.on('connection', (socket: Socket) => sockets.push(socket));
+    const hub = server.runtime.cameras[0].hub;
+
+    // The slow viewer: a raw socket that takes one read from the kernel a second.
+    const slow = net.connect(server.port, '127.0.0.1');
+    let slowBytes = 0;
+    slow.on('data', (data: Buffer) => {
+      slowBytes += data.length;
+      slow.pause();
+    });
+    slow.write(`GET /stream.mjpg HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${AUTH}\r\n\r\n`);
+    const pacer = setInterval(() => slow.resume(), 1000);
+    t.after(() => {
+      clearInterval(pacer);
+      slow.destroy();
+    });
+
+    const fast = new MjpegClient(`${server.url}/stream.mjpg`, AUTH);
+    fast.keepBodies = 2;
+    await fast.open();
+    await fast.waitForParts(2);
+
+    const seqStart = hub.latest!.seq;
+    const fastStart = fast.count;
+    const buffered: number[] = [];
+    let maxFrame = 0;
+    for (let i = 0; i < 36; i++) {
+      await sleep(250);
+      maxFrame = Math.max(maxFrame, hub.latest!.data.length);
+      buffered.push(Math.max(...sockets.map((socket) => socket.writableLength)));
+    }
+    const produced = hub.latest!.seq - seqStart;
+    const delivered = fast.count - fastStart;
+    assert.ok(produced > 150, `the camera produced ${produced} frames`);
+    assert.ok(delivered >= produced * 0.9, `fast viewer got ${delivered} of ${produced} frames`);
+    const sentToSlow = slowBytes / maxFrame;
+    assert.ok(sentToSlow < produced / 2, `slow viewer read about ${sentToSlow.toFixed(0)} frames' worth`);
+    // The slow socket did back up (the kernel buffers were full), and the server held at most
+    // about one frame for it however long that lasted.
+    assert.ok(buffered.some((bytes) => bytes > 0), 'backpressure reached the server');
+    assert.ok(Math.max(...buffered) <= maxFrame * 2 + 1024, `server buffered up to ${Math.max(...buffered)} bytes (frame ${maxFrame})`);
+    fast.close();
+  });
+});
