@@ -12,6 +12,7 @@ import { buildCaptureArgs, redactSecrets, sourceKind } from './media/capture-arg
 import type { FfmpegInfo } from './media/ffmpeg';
 import { findFfmpeg } from './media/ffmpeg';
 import { FrameHub } from './media/frame-hub';
+import { readUsersFile } from './users/users-file';
 import type { WebCamera } from './web/cameras';
 import { buildWebServer, listen } from './web/server';
 
@@ -81,7 +82,20 @@ export class WebcamRuntime {
       this.app = undefined;
       throw new Error(`The web server could not start: ${hint}.`, { cause: error });
     }
-    log.info(`Web server listening on ${this.address.replace('0.0.0.0', 'localhost')} (users file ${this.options.usersFile}).`);
+    log.info(`Web server listening on ${this.address} (users file ${this.options.usersFile}).`);
+    await this.warnIfNoUsers();
+  }
+
+  /** Every request is refused while the users file is empty: say so, and how to fix it. */
+  private async warnIfNoUsers(): Promise<void> {
+    const { usersFile } = this.options;
+    const { users, problems } = await readUsersFile(usersFile).catch((error: Error) => ({ users: new Map(), problems: [error.message] }));
+    if (users.size > 0) return;
+    const why = problems.length > 0 ? `has no readable user (${problems[0]})` : 'has no users yet';
+    this.options.log.warn(
+      `The users file ${usersFile} ${why}: every request is refused. Add one with: webcam-server passwd -a -u NAME -f ${usersFile}` +
+        (this.options.config.web.trustedNetworks.length > 0 ? ' (trusted networks still get in).' : ''),
+    );
   }
 
   async stop(): Promise<void> {
