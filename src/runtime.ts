@@ -116,7 +116,7 @@ export class WebcamRuntime {
     return new FrameHub({
       name: camera.name,
       log,
-      createSource: () => new FfmpegCapture(ffmpeg.path, args),
+      createSource: () => new FfmpegCapture(ffmpeg.path, args, camera.source),
       idleGraceMs: this.options.idleGraceMs,
     });
   }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { controlsDeviceOf, normalizeConfig, slugify } from '../src/config';
-import { buildCaptureArgs, isPassThrough, redactSecrets } from '../src/media/capture-args';
+import { buildCaptureArgs, explainCaptureError, isPassThrough, redactSecrets } from '../src/media/capture-args';
 import { FfmpegNotFoundError, parseEncoders, resolveFfmpegPath } from '../src/media/ffmpeg';
 
 const camera = { source: '/dev/video0', inputFormat: 'mjpeg', width: 1280, height: 720, fps: 30, quality: 5 };
@@ -49,6 +49,14 @@ describe('buildCaptureArgs', () => {
     assert.equal(after(args, '-i'), url, 'a URL with spaces stays one argument');
     assert.equal(after(args, '-vf'), 'scale=1280:720');
     assert.ok(!buildCaptureArgs({ ...camera, source: 'http://cam/video.mjpg' }).includes('-rtsp_transport'));
+  });
+
+  it('explains common capture failures', () => {
+    assert.match(explainCaptureError('[video4linux2,v4l2 @ 0x1] Cannot open video device /dev/video0: No such file or directory', '/dev/video0'), /is the webcam plugged in/);
+    assert.match(explainCaptureError('Cannot open video device /dev/video0: Device or resource busy', '/dev/video0'), /in use by another program/);
+    assert.match(explainCaptureError('/dev/video0: Permission denied', '/dev/video0'), /"video" group/);
+    assert.match(explainCaptureError('rtsp://***@cam: Connection refused', 'rtsp://cam'), /could not be read/);
+    assert.equal(explainCaptureError('something new', '/dev/video0'), '');
   });
 
   it('hides credentials in log text', () => {

@@ -202,6 +202,16 @@ describe('FrameHub', () => {
     await hub.close();
   });
 
+  it('fails a waiting snapshot at once when the capture fails, with its reason', async () => {
+    const { hub, current } = makeHub();
+    const pending = hub.snapshot(1000, 5000);
+    const started = Date.now();
+    current().exit({ stderr: 'boom\n/dev/video0 does not exist: is the webcam plugged in?' });
+    await assert.rejects(pending, /camera offline: \/dev\/video0 does not exist/);
+    assert.ok(Date.now() - started < 1000);
+    await hub.close();
+  });
+
   it('stops everything on close and starts nothing after', async () => {
     const { hub, sources, current } = makeHub();
     hub.subscribe((_f, done) => done());

@@ -135,4 +135,16 @@ describe('MJPEG stream', () => {
     assert.ok(Math.max(...buffered) <= maxFrame * 2 + 1024, `server buffered up to ${Math.max(...buffered)} bytes (frame ${maxFrame})`);
     fast.close();
   });
+
+  it('explains a missing webcam on the API and snapshots, never with a 500', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Gone', source: '/dev/video9', inputFormat: 'mjpeg', width: 640, height: 480, fps: 15 }] });
+    const auth = { authorization: AUTH };
+    const first = await get(`${server.url}/snapshot.jpg`, auth);
+    assert.equal(first.status, 503);
+    assert.match(first.body.toString(), /\/dev\/video9 does not exist: is the webcam plugged in\?/);
+    const cameras = JSON.parse((await get(`${server.url}/api/cameras`, auth)).body.toString()) as Array<{ online: boolean; state: string }>;
+    assert.deepEqual([cameras[0].online, cameras[0].state], [false, 'offline']);
+    const page = await get(`${server.url}/`, auth);
+    assert.equal(page.status, 200);
+  });
 });

@@ -72,3 +72,19 @@ export function buildCaptureArgs(camera: CaptureSource): string[] {
 export function redactSecrets(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
 }
+
+/** Known ffmpeg complaints, and what the user can do about each. */
+const HINTS: Array<[RegExp, (source: string) => string]> = [
+  [/No such file or directory/i, (s) => (sourceKind(s) === 'device' ? `${s} does not exist: is the webcam plugged in? (ls /dev/video* lists devices)` : 'the source was not found')],
+  [/Device or resource busy/i, (s) => `${s} is in use by another program (another camera plugin, motion, a second server): stop it, or let this plugin be the only one to open the camera`],
+  [/Permission denied/i, (s) => `no permission to open ${s}: add the user running this to the "video" group (sudo usermod -aG video homebridge) and restart`],
+  [/Inappropriate ioctl|Not a video capture device/i, (s) => `${s} is not a video capture device: webcams often have several /dev/video* nodes, try another`],
+  [/Cannot find a proper format|Invalid argument|not supported|Specified pixel format/i, () => 'the webcam does not offer this input format, size or frame rate: check "inputFormat", "width", "height" and "fps" (v4l2-ctl --list-formats-ext lists what it supports)'],
+  [/Connection refused|timed out|Server returned 40[13]|401 Unauthorized|404 Not Found|Name or service not known/i, () => 'the stream URL could not be read: check the address, the credentials and that the camera is reachable'],
+];
+
+/** A one-line explanation of why a capture failed, for the log and the pages; '' if unknown. */
+export function explainCaptureError(stderr: string, source: string): string {
+  for (const [pattern, hint] of HINTS) if (pattern.test(stderr)) return hint(source);
+  return '';
+}

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
-import { redactSecrets } from './capture-args';
+import { explainCaptureError, redactSecrets } from './capture-args';
 import { JpegSplitter } from './jpeg-splitter';
 import { stopProcess, track } from './processes';
 
@@ -63,6 +63,8 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
   constructor(
     private readonly ffmpegPath: string,
     private readonly args: string[],
+    /** The camera source, for explaining failures (`/dev/video0`, a URL, `testsrc`). */
+    private readonly source = '',
   ) {
     super();
   }
@@ -92,7 +94,9 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
   private finish(result: { code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }): void {
     if (this.exited) return;
     this.exited = true;
-    const exit: CaptureExit = { ...result, stderr: redactSecrets(this.stderr.toString()), requested: this.stopping };
+    const stderr = redactSecrets(this.stderr.toString());
+    const hint = explainCaptureError(stderr, this.source);
+    const exit: CaptureExit = { ...result, stderr: hint ? `${stderr}\n${hint}` : stderr, requested: this.stopping };
     this.emit('exit', exit);
   }
 }

@@ -180,20 +180,36 @@ export class FrameHub extends EventEmitter {
     const release = this.hold();
     try {
       return await new Promise<Frame>((resolve, reject) => {
-        const onFrame = (frame: Frame) => {
+        const cleanup = () => {
           clearTimeout(timer);
+          this.off('frame', onFrame);
+          this.off('offline', onOffline);
+        };
+        const fail = (why: string) => {
+          cleanup();
+          reject(new Error(`${this.name}: ${why}`));
+        };
+        const onFrame = (frame: Frame) => {
+          cleanup();
           resolve(frame);
         };
+        // A capture that fails while we wait answers at once, with its reason.
+        const onOffline = () => fail(`camera offline: ${this.lastErrorLine()}`);
         const timer = setTimeout(() => {
-          this.off('frame', onFrame);
-          const why = this._lastError ? `: ${this._lastError.split('\n').pop()}` : '';
-          reject(new Error(`${this.name}: no frame within ${timeoutMs} ms (camera ${this._state}${why})`));
-        }, timeoutMs);
-        this.once('frame', onFrame);
+          const why = this._lastError ? `: ${this.lastErrorLine()}` : '';
+          fail(`no frame within ${timeoutMs} ms (camera ${this._state}${why})`);
+        }, this._state === 'offline' ? Math.min(timeoutMs, 1_000) : timeoutMs);
+        this.on('frame', onFrame);
+        this.on('offline', onOffline);
       });
     } finally {
       release();
     }
+  }
+
+  /** The most useful line of the last error: the hint when there is one, else ffmpeg's last word. */
+  private lastErrorLine(): string {
+    return this._lastError.split('\n').filter(Boolean).pop() ?? 'unknown error';
   }
 
   /** Stops the capture for good; later demand is ignored. */
