@@ -1,5 +1,7 @@
 // The plugin's config: types, defaults and validation. One bad camera entry is reported and
 // skipped; the others keep working. Every message names the key and says how to fix it.
+import ipaddr from 'ipaddr.js';
+
 import { DEFAULT_PORT } from './settings';
 
 export interface MotionConfig {
@@ -192,8 +194,9 @@ function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
     if (!Array.isArray(web.trustedNetworks)) problems.push('"web.trustedNetworks" must be a list of CIDR ranges; ignoring it.');
     else {
       for (const entry of web.trustedNetworks) {
-        if (typeof entry === 'string' && entry.trim()) trusted.push(entry.trim());
-        else problems.push(`"web.trustedNetworks" entry ${JSON.stringify(entry)} is not a CIDR range; ignoring it.`);
+        const range = typeof entry === 'string' ? entry.trim() : '';
+        if (range && (ipaddr.isValidCIDR(range) || ipaddr.isValid(range))) trusted.push(range);
+        else problems.push(`"web.trustedNetworks" entry ${JSON.stringify(entry)} is not an IP address or CIDR range (e.g. 192.168.1.0/24); ignoring it.`);
       }
     }
   }

@@ -1,7 +1,7 @@
 // The Homebridge dynamic platform `WebcamServer`: reads the config, starts the cameras and the
 // web server once Homebridge has launched, and stops them (and every ffmpeg) on shutdown.
 // HomeKit accessories join in the HomeKit issue; this file only wires parts together.
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import type { API, DynamicPlatformPlugin, Logging, PlatformAccessory, PlatformConfig } from 'homebridge';
 
@@ -27,7 +27,8 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
       this.log.warn('No usable camera configured: add one under "cameras" in the plugin settings.');
       return;
     }
-    const usersFile = config.web.usersFile ?? join(this.api.user.storagePath(), 'webcam-server', 'users');
+    // Relative paths are taken inside the Homebridge storage folder, the only place we write.
+    const usersFile = resolve(this.api.user.storagePath(), config.web.usersFile ?? join('webcam-server', 'users'));
     this.runtime = new WebcamRuntime({ config, log: this.log, usersFile });
 
     this.api.on('didFinishLaunching', () => {

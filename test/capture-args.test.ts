@@ -118,6 +118,13 @@ describe('normalizeConfig', () => {
     assert.ok(problems.some((p) => /neither a \/dev\/ device/.test(p)));
   });
 
+  it('keeps valid trusted networks and names the bad ones', () => {
+    const { config, problems } = normalizeConfig({ web: { trustedNetworks: ['192.168.1.0/24', 'fd00::/8', '10.0.0.7', 'lan', 42] } });
+    assert.deepEqual(config.web.trustedNetworks, ['192.168.1.0/24', 'fd00::/8', '10.0.0.7']);
+    assert.equal(problems.length, 2);
+    assert.match(problems[0], /"lan" is not an IP address or CIDR range/);
+  });
+
   it('slugifies names for URLs', () => {
     assert.equal(slugify('Café Door #2'), 'cafe-door-2');
     assert.equal(slugify('***'), 'camera');
