@@ -128,6 +128,41 @@ describe('FrameHub', () => {
     await hub.close();
   });
 
+  it('starts a new capture for a consumer that arrives while an idle stop is under way', async () => {
+    const sources: ScriptedSource[] = [];
+    let finishStop: () => void = () => {};
+    const hub = new FrameHub({
+      name: 'test',
+      log: silentLog,
+      idleGraceMs: 10,
+      createSource: () => {
+        const source = new ScriptedSource();
+        // The first source takes its time to stop, like ffmpeg finishing its last frame.
+        if (sources.length === 0) source.stop = () => {
+          source.stopped = true;
+          return new Promise<void>((resolve) => {
+            finishStop = () => {
+              source.exit({ requested: true });
+              resolve();
+            };
+          });
+        };
+        sources.push(source);
+        return source;
+      },
+    });
+    hub.subscribe((_f, done) => done()).unsubscribe();
+    await sleep(30);
+    assert.equal(sources[0].stopped, true, 'the idle stop began');
+    const got: string[] = [];
+    hub.subscribe((frame, done) => (got.push(text(frame)), done()));
+    finishStop();
+    assert.equal(sources.length, 2, 'a new capture for the newcomer');
+    sources[1].frame('after');
+    assert.deepEqual(got, ['after']);
+    await hub.close();
+  });
+
   it('restarts after the capture exits, keeps subscribers, and reports offline then online', async () => {
     const { hub, sources, current } = makeHub();
     const events: string[] = [];

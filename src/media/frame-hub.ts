@@ -313,8 +313,12 @@ export class FrameHub extends EventEmitter {
     clearInterval(this.watchdog);
     this.source = undefined;
     const ranFor = Date.now() - this.startedAt;
-    if (exit.requested && !this.stalled) return; // stopped on purpose (idle or close)
     if (this.closed) return;
+    if (exit.requested && !this.stalled) {
+      // Stopped on purpose for idleness; a consumer that arrived during the stop gets a new capture.
+      if (this.consumerCount > 0) this.startSource();
+      return;
+    }
 
     const detail = exit.spawnError
       ? `could not start ffmpeg (${exit.spawnError.message})`
