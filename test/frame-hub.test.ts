@@ -138,15 +138,17 @@ describe('FrameHub', () => {
       createSource: () => {
         const source = new ScriptedSource();
         // The first source takes its time to stop, like ffmpeg finishing its last frame.
-        if (sources.length === 0) source.stop = () => {
-          source.stopped = true;
-          return new Promise<void>((resolve) => {
-            finishStop = () => {
-              source.exit({ requested: true });
-              resolve();
-            };
-          });
-        };
+        if (sources.length === 0) {
+          source.stop = () => {
+            source.stopped = true;
+            return new Promise<void>((resolve) => {
+              finishStop = () => {
+                source.exit({ requested: true });
+                resolve();
+              };
+            });
+          };
+        }
         sources.push(source);
         return source;
       },
