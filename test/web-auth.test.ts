@@ -3,6 +3,8 @@
 // file works; trusted networks skip the check; malformed requests get 4xx, never a 500.
 import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -104,6 +106,47 @@ describe('authentication', () => {
     await store.refresh(true);
     assert.equal(await verifier.verify('alice', 'wonderland'), false, 'a changed password voids the remembered login');
     assert.equal(await verifier.verify('alice', 'changed'), true);
+  });
+});
+
+describe('HTTPS', () => {
+  it('serves over TLS with web.tls, still behind the password', async (t) => {
+    const dir = tempDir(t);
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
+    const { runtime, port } = await startTestServer(t, { web: { tls: { cert, key } } });
+    assert.match(runtime.address ?? '', /^https:\/\/127\.0\.0\.1:\d+$/);
+    const fetchTls = (authorization?: string) =>
+      new Promise<number>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, path: '/api/cameras', rejectUnauthorized: false, headers: authorization ? { authorization } : {} }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          })
+          .on('error', reject);
+      });
+    assert.equal(await fetchTls(), 401);
+    assert.equal(await fetchTls(basic('alice', 'wonderland')), 200);
+  });
+});
+
+describe('unix socket', () => {
+  it('listens on web.socket for a proxy in front, still behind the password', async (t) => {
+    const socketPath = join(tempDir(t), 'webcam.sock');
+    const { runtime } = await startTestServer(t, { web: { socket: socketPath } });
+    assert.equal(runtime.address, `unix:${socketPath}`);
+    const status = (authorization?: string) =>
+      new Promise<number>((resolve, reject) => {
+        http
+          .get({ socketPath, path: '/api/cameras', headers: authorization ? { authorization } : {} }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          })
+          .on('error', reject);
+      });
+    assert.equal(await status(), 401);
+    assert.equal(await status(basic('alice', 'wonderland')), 200);
   });
 });
 

@@ -1,6 +1,8 @@
 // The Fastify app factory: security headers, authentication on every route but /healthz, then
 // one plugin per route group. It knows cameras only through their FrameHubs.
 import { promises as fs } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 
 import helmet from '@fastify/helmet';
 import Fastify from 'fastify';
@@ -102,5 +104,9 @@ export async function listen(app: FastifyInstance, where: ListenOptions): Promis
     await fs.chmod(where.socket, 0o660);
     return `unix:${where.socket}`;
   }
-  return app.listen({ host: where.host, port: where.port });
+  await app.listen({ host: where.host, port: where.port });
+  const { port } = app.server.address() as AddressInfo;
+  const scheme = app.server instanceof TlsServer ? 'https' : 'http';
+  const wildcard = where.host === '0.0.0.0' || where.host === '::';
+  return wildcard ? `${scheme}://localhost:${port} (and every network interface)` : `${scheme}://${where.host.includes(':') ? `[${where.host}]` : where.host}:${port}`;
 }
