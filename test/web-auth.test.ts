@@ -170,6 +170,9 @@ describe('bad input', () => {
       const res = await app.inject({ url, headers: auth });
       assert.equal(res.statusCode, status, `${url}: ${res.body}`);
     }
+    const head = await app.inject({ method: 'HEAD', url: '/stream.mjpg', headers: auth });
+    assert.equal(head.statusCode, 200);
+    assert.match(String(head.headers['content-type']), /^multipart\/x-mixed-replace/);
     const notFound = await app.inject({ url: '/cameras/nope/', headers: auth });
     assert.match(notFound.json<{ message: string }>().message, /No camera "nope"\. Cameras: test-cam/);
   });

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 
 import type { WebCamera } from '../cameras';
 import { findCamera } from '../cameras';
-import { streamMjpeg } from '../mjpeg';
+import { BOUNDARY, streamMjpeg } from '../mjpeg';
 
 interface MediaOptions {
   cameras: WebCamera[];
@@ -35,6 +35,10 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
     for (const url of paths) {
       app.get<StreamRequest>(url, { schema: streamSchema }, (request, reply) => {
         const camera = findCamera(cameras, request.params.id);
+        if (request.method === 'HEAD') {
+          // Headers only: no subscription, no endless response.
+          return reply.type(`multipart/x-mixed-replace; boundary=${BOUNDARY}`).header('Cache-Control', 'no-store').send();
+        }
         reply.hijack();
         streamMjpeg(reply.raw, camera.hub, { maxFps: request.query.fps, headers: reply.getHeaders() });
       });
