@@ -12,6 +12,7 @@
 //   BENCH_CONFIGS=50x0,10x2  only these configurations (fast x slow)
 //   BENCH_SERVERS=ours       only these servers (ours, naive)
 //   BENCH_RSS_CAP_MB=N       kill a server whose RSS passes N MiB (default 1536)
+//   BENCH_PROFILE=1          run the servers with --cpu-prof (profiles in bench/results/profiles/)
 //   node --import tsx bench/fanout.ts --report bench/results/X.json   re-renders a saved report
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
@@ -23,8 +24,8 @@ import { join } from 'node:path';
 import { hashPassword, writeUsersFile } from '../src/users/users-file';
 import { ensureCorpus, nowMs } from './corpus';
 import type { CorpusInfo } from './corpus';
-import { cpuModel, cpuMs, rssMiB } from './proc';
-import type { LoadConfig, LoadMessage, RunMessage, ServerMessage, ServerStatsMessage } from './protocol';
+import { cpuModel, cpuMs, cpuTimes, machineBusyMs, rssMiB } from './proc';
+import type { LoadConfig, LoadMessage, RunMessage, ServerMessage, ServerRequest, ServerStatsMessage } from './protocol';
 import { renderReport } from './report';
 import type { BenchResults, RssSample, RunResult, ServerName } from './report';
 
@@ -77,8 +78,8 @@ function servers(): ServerName[] {
 
 const children = new Set<ChildProcess>();
 
-function spawnChild(file: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, file)], {
+function spawnChild(file: string, env: Record<string, string>, nodeArgs: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(__dirname, file)], {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -158,11 +159,14 @@ function robustGrowth(samples: RssSample[]): number | undefined {
 async function runOne(server: ServerName, fast: number, slow: number, soak: boolean, shared: Shared): Promise<RunResult> {
   const result: RunResult = { server, fast, slow, soak, rss: [] };
   const windowSeconds = soak ? timing.soakSeconds : timing.windowSeconds;
-  const serverChild = spawnChild(server === 'ours' ? 'our-server.ts' : 'naive-server.ts', {
-    BENCH_CORPUS: shared.corpus.path,
-    BENCH_USERS_FILE: shared.usersFile,
-    BENCH_AUTHORIZATION: shared.authorization,
-  });
+  // One folder per run: the tsx loader thread writes a profile of its own beside the main thread's.
+  const profileDir = join(RESULTS_DIR, 'profiles', `${server}-${fast}x${slow}${soak ? '-soak' : ''}-${Date.now()}`);
+  const profile = process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const serverChild = spawnChild(
+    server === 'ours' ? 'our-server.ts' : 'naive-server.ts',
+    { BENCH_CORPUS: shared.corpus.path, BENCH_USERS_FILE: shared.usersFile, BENCH_AUTHORIZATION: shared.authorization },
+    profile,
+  );
   const pid = serverChild.pid ?? 0;
   let load: ChildProcess | undefined;
   let sampler: NodeJS.Timeout | undefined;
@@ -203,13 +207,24 @@ async function runOne(server: ServerName, fast: number, slow: number, soak: bool
       connectGapMs: timing.connectGapMs,
     };
     load = spawnChild('load.ts', {});
-    const marks = new Map<string, { at: number; serverCpu?: number }>();
+    const loadPid = load.pid ?? 0;
+    const marks = new Map<string, { at: number; serverCpu?: number; serverSys?: number; loadCpu?: number; machine?: number }>();
+    let windowStats: Promise<ServerStatsMessage> | undefined;
     load.on('message', (message: unknown) => {
       const m = message as LoadMessage;
       if (m.type !== 'mark') return;
       const at = nowMs();
-      if (m.name === 'window-start') windowStart = at;
-      marks.set(m.name, { at, serverCpu: cpuMs(pid) ?? lastCpu });
+      const times = cpuTimes(pid);
+      marks.set(m.name, { at, serverCpu: times ? times.userMs + times.sysMs : lastCpu, serverSys: times?.sysMs, loadCpu: cpuMs(loadPid), machine: machineBusyMs() });
+      if (!alive(serverChild)) return;
+      if (m.name === 'window-start') {
+        windowStart = at;
+        serverChild.send({ type: 'reset' } satisfies ServerRequest);
+      } else if (m.name === 'window-end') {
+        windowStats = waitFor(serverChild, (r) => ((r as ServerMessage).type === 'stats' ? (r as ServerStatsMessage) : undefined), 5_000, 'server stats');
+        windowStats.catch(() => undefined); // awaited below; a server killed by the RSS cap has none
+        serverChild.send({ type: 'stats' } satisfies ServerRequest);
+      }
     });
     const run: RunMessage = { type: 'run', config };
     load.send(run);
@@ -231,6 +246,13 @@ async function runOne(server: ServerName, fast: number, slow: number, soak: bool
     if (start?.serverCpu !== undefined && end?.serverCpu !== undefined) {
       result.serverCpuMs = end.serverCpu - start.serverCpu;
       result.cpuPerFrameMs = done.stats.framesDelivered > 0 ? result.serverCpuMs / done.stats.framesDelivered : undefined;
+      if (start.serverSys !== undefined && end.serverSys !== undefined) result.serverSysMs = end.serverSys - start.serverSys;
+      if (start.machine !== undefined && end.machine !== undefined && start.loadCpu !== undefined && end.loadCpu !== undefined) {
+        // Everything else the machine did meanwhile: other processes, and kernel work (softirq)
+        // not charged to ours. It shows when the shared machine was busy with something else.
+        const other = end.machine - start.machine - result.serverCpuMs - (end.loadCpu - start.loadCpu);
+        result.otherCpuPercent = (Math.max(0, other) / (end.at - start.at)) * 100;
+      }
     }
     if (start) {
       result.rss = samples.map((s) => ({ t: Math.round((s.at - start.at) / 100) / 10, mib: Math.round(s.mib * 10) / 10 }));
@@ -242,14 +264,14 @@ async function runOne(server: ServerName, fast: number, slow: number, soak: bool
         result.rssGrowth = robustGrowth(inWindow.map((s) => ({ t: 0, mib: s.mib })));
       }
     }
-    if (alive(serverChild)) {
-      serverChild.send({ type: 'stats' });
+    if (windowStats) {
       try {
-        const stats = await waitFor(serverChild, (m) => ((m as ServerMessage).type === 'stats' ? (m as ServerStatsMessage) : undefined), 5_000, 'server stats');
+        const stats = await windowStats;
         result.replay = stats.replay;
         result.memory = stats.memory;
+        result.health = { loopDelay: stats.loopDelay, gc: stats.gc };
       } catch (error) {
-        result.error = (error as Error).message;
+        if (!result.exceeded) result.error = (error as Error).message;
       }
     }
   } catch (error) {

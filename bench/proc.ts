@@ -18,18 +18,23 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** User + system CPU time of `pid` so far, in ms (10 ms resolution), or undefined when it is gone. */
-export function cpuMs(pid: number): number | undefined {
+/** User and system CPU time of `pid` so far, in ms (10 ms resolution), or undefined when it is gone. */
+export function cpuTimes(pid: number): { userMs: number; sysMs: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start at field 3 (state).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const utime = Number(fields[11]);
-    const stime = Number(fields[12]);
-    return ((utime + stime) * 1000) / clockTicks();
+    const tick = 1000 / clockTicks();
+    return { userMs: Number(fields[11]) * tick, sysMs: Number(fields[12]) * tick };
   } catch {
     return undefined;
   }
+}
+
+/** User + system CPU time of `pid` so far, in ms, or undefined when it is gone. */
+export function cpuMs(pid: number): number | undefined {
+  const times = cpuTimes(pid);
+  return times && times.userMs + times.sysMs;
 }
 
 /** Resident set size of `pid` in MiB, or undefined when it is gone. */
@@ -49,5 +54,17 @@ export function cpuModel(): string {
     return match ? match[1].trim() : 'unknown';
   } catch {
     return 'unknown';
+  }
+}
+
+/** CPU time the whole machine spent busy so far (all cores, user + system + irq + steal), in ms. */
+export function machineBusyMs(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return ((user + nice + system + irq + softirq + (steal || 0)) * 1000) / clockTicks();
+  } catch {
+    return undefined;
   }
 }

@@ -7,11 +7,20 @@ export interface ReadyMessage {
   port: number;
 }
 
-/** Server child -> orchestrator, answering { type: 'stats' }. */
+/** Orchestrator -> server child: restart the counters (window start), or report them (window end). */
+export interface ServerRequest {
+  type: 'reset' | 'stats';
+}
+
+/** Server child -> orchestrator, answering { type: 'stats' }: figures since the last reset. */
 export interface ServerStatsMessage {
   type: 'stats';
   replay: { seq: number; emitted: number; skipped: number; maxLateMs: number; meanLateMs: number; starts: number };
   memory: NodeJS.MemoryUsage;
+  /** Event-loop delay, ms (perf_hooks.monitorEventLoopDelay, 10 ms resolution). */
+  loopDelay: { p50: number; p99: number; max: number };
+  /** Garbage collection: pauses, their total and the longest, ms. */
+  gc: { count: number; totalMs: number; maxMs: number; maxKind: string };
 }
 
 export type ServerMessage = ReadyMessage | ServerStatsMessage;

@@ -20,6 +20,14 @@ export class ReplayStats {
   maxLateMs = 0;
   totalLateMs = 0;
   starts = 0;
+
+  /** Restarts the counters (not the sequence number). */
+  reset(): void {
+    this.emitted = 0;
+    this.skipped = 0;
+    this.maxLateMs = 0;
+    this.totalLateMs = 0;
+  }
 }
 
 export class ReplaySource extends EventEmitter implements FrameSource {

@@ -17,8 +17,9 @@ export interface RunResult {
   slow: number;
   soak: boolean;
   load?: LoadStats;
-  /** Server CPU during the window, ms. */
+  /** Server CPU during the window, ms, and the part of it spent in the kernel. */
   serverCpuMs?: number;
+  serverSysMs?: number;
   cpuPerFrameMs?: number;
   rss: RssSample[];
   rssStart?: number;
@@ -28,8 +29,12 @@ export interface RunResult {
   rssGrowth?: number;
   /** Set when the server passed the RSS cap and was killed. */
   exceeded?: { t: number; mib: number };
+  /** Replay timing, memory, event-loop delay and GC of the server during the window. */
   replay?: ServerStatsMessage['replay'];
   memory?: NodeJS.MemoryUsage;
+  health?: Pick<ServerStatsMessage, 'loopDelay' | 'gc'>;
+  /** CPU the rest of the machine used during the window (100% = one core). */
+  otherCpuPercent?: number;
   error?: string;
 }
 
@@ -268,6 +273,33 @@ export function renderReport(results: BenchResults): string {
       const growth = run.exceeded ? `> ${f(run.exceeded.mib - (run.rssStart ?? 0), 0)} (exceeded)` : f(run.rssGrowth, 1);
       lines.push(`| ${run.server} | ${marks.map(at).join(' | ')} | ${growth} |`);
     }
+  }
+  lines.push(
+    '',
+    '### Inside the servers, during the window',
+    '',
+    'The share of the server\'s CPU time spent in the kernel (system time: mostly copying frames into loopback sockets), ' +
+      'event-loop delay (perf_hooks, 10 ms resolution: ~10 ms means no delay), the longest GC pause, ' +
+      'how late the replay emitted frames (mean / worst) and frames it had to skip, heap and external ' +
+      'memory at the end, and the CPU the rest of the machine used meanwhile (other processes and ' +
+      'uncharged kernel work; 100% = one core).',
+    '',
+    '| viewers | server | CPU in kernel | loop delay p99 / max ms | GC count / longest ms | replay late mean / max ms, skipped | heap / external MiB | other CPU |',
+    '|---|---|---|---|---|---|---|---|',
+  );
+  for (const run of results.runs) {
+    const h = run.health;
+    const r = run.replay;
+    const mem = run.memory;
+    lines.push(
+      `| ${label(run)}${run.soak ? ' (soak)' : ''} | ${run.server} | ` +
+        `${run.serverCpuMs && run.serverSysMs !== undefined ? `${f((run.serverSysMs / run.serverCpuMs) * 100, 0)}%` : '–'} | ` +
+        `${h ? `${f(h.loopDelay.p99)} / ${f(h.loopDelay.max)}` : '–'} | ` +
+        `${h ? `${h.gc.count} / ${f(h.gc.maxMs)}${h.gc.maxKind ? ` (${h.gc.maxKind})` : ''}` : '–'} | ` +
+        `${r ? `${f(r.meanLateMs)} / ${f(r.maxLateMs)}, ${r.skipped}` : '–'} | ` +
+        `${mem ? `${f(mem.heapUsed / 2 ** 20, 0)} / ${f(mem.external / 2 ** 20, 0)}` : '–'} | ` +
+        `${run.otherCpuPercent === undefined ? '–' : `${f(run.otherCpuPercent, 0)}%`} |`,
+    );
   }
   const notes: string[] = [];
   for (const run of results.runs) {

@@ -1,9 +1,13 @@
 // Plumbing shared by the two benchmarked servers, each run as a child process of bench/fanout.ts:
 // load the corpus, start the server on 127.0.0.1 (an ephemeral port), report the port over IPC,
-// answer stats requests, and exit when told to or when the orchestrator goes away.
-import type { ReplayStats } from './replay-source';
+// answer stats requests (replay timing, event-loop delay, GC pauses, memory), and exit when told
+// to or when the orchestrator goes away.
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import type { PerformanceEntry } from 'node:perf_hooks';
+
 import { loadCorpus } from './corpus';
-import type { ServerMessage, ServerStatsMessage } from './protocol';
+import type { ServerMessage, ServerRequest, ServerStatsMessage } from './protocol';
+import type { ReplayStats } from './replay-source';
 
 export interface StartedServer {
   port: number;
@@ -28,10 +32,54 @@ function send(message: ServerMessage): void {
   process.send?.(message);
 }
 
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
+
+/** Event-loop delay and GC pauses since the last reset. */
+class Health {
+  private readonly loop = monitorEventLoopDelay({ resolution: 10 });
+  private gc = { count: 0, totalMs: 0, maxMs: 0, maxKind: '' };
+
+  constructor() {
+    this.loop.enable();
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) this.onGc(entry);
+    }).observe({ entryTypes: ['gc'] });
+  }
+
+  reset(): void {
+    this.loop.reset();
+    this.gc = { count: 0, totalMs: 0, maxMs: 0, maxKind: '' };
+  }
+
+  report(): Pick<ServerStatsMessage, 'loopDelay' | 'gc'> {
+    const ms = (ns: number): number => ns / 1e6;
+    return {
+      loopDelay: { p50: ms(this.loop.percentile(50)), p99: ms(this.loop.percentile(99)), max: ms(this.loop.max) },
+      gc: { ...this.gc },
+    };
+  }
+
+  private onGc(entry: PerformanceEntry): void {
+    const kind = ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind) ?? -1;
+    this.gc.count++;
+    this.gc.totalMs += entry.duration;
+    if (entry.duration > this.gc.maxMs) {
+      this.gc.maxMs = entry.duration;
+      this.gc.maxKind = GC_KINDS[kind] ?? String(kind);
+    }
+  }
+}
+
 /** Runs a server child: `start` builds and starts the server. */
 export function runServerChild(name: string, stats: ReplayStats, start: (env: ChildEnvironment) => Promise<StartedServer>): void {
   const main = async (): Promise<void> => {
     if (!process.send) throw new Error(`${name}: start me from bench/fanout.ts (an IPC channel is needed)`);
+    const health = new Health();
     const frames = await loadCorpus(required('BENCH_CORPUS'));
     const server = await start({
       frames,
@@ -49,7 +97,13 @@ export function runServerChild(name: string, stats: ReplayStats, start: (env: Ch
     process.on('SIGTERM', shutdown);
     process.on('disconnect', shutdown);
     process.on('message', (message: unknown) => {
-      if ((message as { type?: string }).type !== 'stats') return;
+      const { type } = message as ServerRequest;
+      if (type === 'reset') {
+        stats.reset();
+        health.reset();
+        return;
+      }
+      if (type !== 'stats') return;
       const reply: ServerStatsMessage = {
         type: 'stats',
         replay: {
@@ -61,6 +115,7 @@ export function runServerChild(name: string, stats: ReplayStats, start: (env: Ch
           starts: stats.starts,
         },
         memory: process.memoryUsage(),
+        ...health.report(),
       };
       send(reply);
     });
