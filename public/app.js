@@ -22,19 +22,26 @@
     });
   }
 
-  if (state && cameraId) {
+  if (cameraId && (state || clock)) {
     const refresh = function () {
       fetch('/api/cameras', { cache: 'no-store', credentials: 'same-origin' })
         .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
         .then(function (cameras) {
           const camera = cameras.find(function (c) { return c.id === cameraId; });
           if (!camera) return;
-          state.textContent = camera.state;
-          state.className = 'state state-' + camera.state;
+          if (state) {
+            state.textContent = camera.state;
+            state.className = 'state state-' + camera.state;
+          }
+          // The clock is the viewer's time: mark it when the picture is not live.
+          if (clock) clock.classList.toggle('stale', camera.state !== 'streaming');
         })
         .catch(function () {
-          state.textContent = 'unreachable';
-          state.className = 'state state-offline';
+          if (state) {
+            state.textContent = 'unreachable';
+            state.className = 'state state-offline';
+          }
+          if (clock) clock.classList.add('stale');
         });
     };
     setInterval(refresh, 5000);

@@ -2,6 +2,7 @@
 // `webcam-server`: the cameras and web server without Homebridge (`serve`), and user management
 // with flask-cam's password.py flags (`passwd`).
 import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -10,6 +11,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { PluginConfig } from './config';
 import { normalizeConfig } from './config';
 import { consoleLog } from './log';
+import { redactSecrets } from './media/capture-args';
 import { WebcamRuntime } from './runtime';
 import { DEFAULT_PORT, PLATFORM_NAME } from './settings';
 import type { PasswdAction } from './users/passwd';
@@ -46,19 +48,29 @@ export function defaultServeConfig(): unknown {
   };
 }
 
-/** With no users yet, creates `admin` with a random password and says it once on the terminal. */
+/**
+ * With no users yet, creates `admin` with a random password (or WEBCAM_SERVER_ADMIN_PASSWORD).
+ * On a terminal the password is shown once; otherwise (systemd, a container) it goes to a file
+ * readable by its owner only, so it never lands in a log.
+ */
 async function ensureFirstUser(file: string, log: ReturnType<typeof consoleLog>): Promise<void> {
   const { users, problems } = await readUsersFile(file);
   if (users.size > 0 || problems.length > 0) return;
-  const password = process.env.WEBCAM_SERVER_ADMIN_PASSWORD || randomBytes(9).toString('base64url');
+  const chosen = process.env.WEBCAM_SERVER_ADMIN_PASSWORD;
+  const password = chosen || randomBytes(9).toString('base64url');
   users.set('admin', await hashPassword(password));
   await writeUsersFile(file, users);
-  const shown = process.env.WEBCAM_SERVER_ADMIN_PASSWORD ? '(from WEBCAM_SERVER_ADMIN_PASSWORD)' : password;
-  log.info(`No users yet: created user "admin" in ${file}.`);
-  process.stdout.write(
-    `\n  First user created.  user: admin   password: ${shown}\n` +
-      `  This password is shown once. Change it with: webcam-server passwd -m -u admin -f ${file}\n\n`,
-  );
+  const change = `Change it with: webcam-server passwd -m -u admin -f ${file}`;
+  if (chosen) {
+    log.info(`No users yet: created user "admin" with the password from WEBCAM_SERVER_ADMIN_PASSWORD in ${file}.`);
+  } else if (process.stdout.isTTY) {
+    log.info(`No users yet: created user "admin" in ${file}.`);
+    process.stdout.write(`\n  First user created.  user: admin   password: ${password}\n  This password is shown once. ${change}\n\n`);
+  } else {
+    const note = `${file}.first-password`;
+    await writeFile(note, `admin\t${password}\n`, { mode: 0o600 });
+    log.info(`No users yet: created user "admin"; its password is in ${note} (readable by this user only). ${change}, then delete that file.`);
+  }
 }
 
 async function serve(options: { config?: string; port?: string; host?: string; users?: string }): Promise<void> {
@@ -91,9 +103,10 @@ async function serve(options: { config?: string; port?: string; host?: string; u
     await runtime.stop();
     throw error;
   }
+  const base = runtime.address?.split(' ', 1)[0] ?? '';
   for (const { config: camera } of runtime.cameras) {
-    const where = runtime.address?.startsWith('unix:') ? runtime.address : `http://localhost:${config.web.port}`;
-    log.info(`Camera "${camera.name}" (${camera.source}, ${camera.width}x${camera.height} at ${camera.fps} fps): ${where}/cameras/${camera.id}/`);
+    const page = base.startsWith('unix:') ? `${base} /cameras/${camera.id}/` : `${base}/cameras/${camera.id}/`;
+    log.info(redactSecrets(`Camera "${camera.name}" (${camera.source}, ${camera.width}x${camera.height} at ${camera.fps} fps): ${page}`));
   }
 }
 
@@ -173,7 +186,7 @@ export async function main(argv = process.argv): Promise<void> {
     }
     process.stderr.write(`webcam-server: ${(error as Error).message}\n`);
     process.exitCode = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILED;
-    if (process.argv[2] === 'serve') process.exit(process.exitCode);
+    if (argv[2] === 'serve') process.exit(process.exitCode);
   }
 }
 

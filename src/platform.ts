@@ -38,7 +38,7 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
       });
     });
     this.api.on('shutdown', () => {
-      void this.runtime?.stop();
+      this.runtime?.stop().catch((error: Error) => this.log.error(`Error while stopping: ${error.message}`));
     });
   }
 

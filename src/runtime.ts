@@ -32,6 +32,7 @@ export interface CameraRuntime {
 
 export class WebcamRuntime {
   readonly cameras: CameraRuntime[] = [];
+  private stopping = false;
   app?: FastifyInstance;
   /** Where the web server listens, once started. */
   address?: string;
@@ -43,6 +44,7 @@ export class WebcamRuntime {
   async start(): Promise<void> {
     const { config, log } = this.options;
     this.ffmpeg = await findFfmpeg(config.videoProcessor);
+    if (this.stopping) return;
     log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
     for (const camera of config.cameras) this.cameras.push({ config: camera, hub: this.createHub(camera, this.ffmpeg) });
 
@@ -67,6 +69,7 @@ export class WebcamRuntime {
       log: prefixed(log, 'web'),
       tls: config.web.tls,
     });
+    if (this.stopping) return;
     try {
       this.address = await listen(this.app, config.web);
     } catch (error) {
@@ -98,7 +101,9 @@ export class WebcamRuntime {
     );
   }
 
+  /** Stops the web server and every capture; safe to call during or after start(). */
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.app?.close();
     await Promise.all(this.cameras.map(({ hub }) => hub.close()));
   }

@@ -249,6 +249,45 @@ describe('FrameHub', () => {
     await hub.close();
   });
 
+  it('detaches a consumer that throws and keeps serving the others', async () => {
+    const { hub, current } = makeHub();
+    const got: string[] = [];
+    hub.subscribe(() => {
+      throw new Error('broken consumer');
+    });
+    hub.subscribe((frame, done) => (got.push(text(frame)), done()));
+    current().frame('1');
+    current().frame('2');
+    assert.deepEqual(got, ['1', '2']);
+    assert.equal(hub.consumerCount, 1);
+    await hub.close();
+  });
+
+  it('keeps the restart backoff when only snapshots ask for a failing camera', async () => {
+    const { hub, sources, current } = makeHub({ backoffInitialMs: 300, backoffMaxMs: 1000 });
+    const first = hub.snapshot(1000, 2000);
+    current().exit();
+    await assert.rejects(first, /camera offline/);
+    const second = hub.snapshot(1000, 100);
+    assert.equal(sources.length, 1, 'no new ffmpeg inside the backoff');
+    await assert.rejects(second, /no frame within 100 ms/);
+    await sleep(350);
+    assert.equal(sources.length, 1, 'nobody waits any more: nothing started');
+    const third = hub.snapshot(1000, 1000);
+    assert.equal(sources.length, 2, 'after the backoff, the next snapshot starts a capture at once');
+    current().frame('back');
+    assert.equal(text(await third), 'back');
+    await hub.close();
+  });
+
+  it('ends a subscription made after close at once', async () => {
+    const { hub } = makeHub();
+    await hub.close();
+    let closed = false;
+    hub.subscribe(() => {}, { onClose: () => (closed = true) });
+    assert.equal(closed, true);
+  });
+
   it('stops everything on close and starts nothing after', async () => {
     const { hub, sources, current } = makeHub();
     hub.subscribe((_f, done) => done());

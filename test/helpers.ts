@@ -138,12 +138,19 @@ export class MjpegClient {
 
   private onData(chunk: Buffer): void {
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    const boundary = /boundary=(\S+)/.exec(String(this.headers['content-type']))?.[1];
+    if (!boundary) throw new Error(`no boundary in ${String(this.headers['content-type'])}`);
+    const delimiter = `--${boundary}\r\n`;
     for (;;) {
       // Each part: "--boundary\r\n" headers "\r\n\r\n" body(Content-Length) "\r\n"
+      if (this.buffer.length < delimiter.length) return;
+      if (this.buffer.subarray(0, delimiter.length).toString('latin1') !== delimiter) {
+        throw new Error(`part does not start with the declared boundary: ${JSON.stringify(this.buffer.subarray(0, 40).toString('latin1'))}`);
+      }
       const headerEnd = this.buffer.indexOf('\r\n\r\n');
       if (headerEnd === -1) return;
-      const head = this.buffer.subarray(0, headerEnd).toString('latin1');
-      const lines = head.split('\r\n').filter((l) => l && !l.startsWith('--'));
+      const head = this.buffer.subarray(delimiter.length, headerEnd).toString('latin1');
+      const lines = head.split('\r\n').filter(Boolean);
       const headers: Record<string, string> = {};
       for (const line of lines) {
         const colon = line.indexOf(':');

@@ -8,6 +8,7 @@ import https from 'node:https';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
+import { checkPassword, hashCost } from '../src/users/users-file';
 import { UsersStore, CredentialVerifier } from '../src/web/auth';
 import { silentLog } from '../src/log';
 import { basic, execFileAsync, get, MjpegClient, startTestServer, tempDir, writeUsers } from './helpers';
@@ -94,18 +95,47 @@ describe('authentication', () => {
     assert.equal((await app.inject({ url: '/api/cameras', remoteAddress: '10.0.0.1' })).statusCode, 401);
   });
 
-  it('remembers a verified login only while the stored hash is unchanged', async (t) => {
+  it('remembers a verified login (one bcrypt), but only while the stored hash is unchanged', async (t) => {
     const dir = tempDir(t);
     const store = new UsersStore(join(dir, 'users'), silentLog);
     await writeUsers(store.path, { alice: 'wonderland' });
-    const verifier = new CredentialVerifier(store);
+    const checked: string[] = [];
+    const verifier = new CredentialVerifier(store, {
+      check: (password, hash) => {
+        checked.push(hash);
+        return checkPassword(password, hash);
+      },
+    });
     assert.equal(await verifier.verify('alice', 'wonderland'), true);
-    assert.equal(await verifier.verify('alice', 'wonderland'), true, 'remembered');
+    assert.equal(await verifier.verify('alice', 'wonderland'), true);
+    assert.equal(await verifier.verify('alice', 'wonderland'), true);
+    assert.equal(checked.length, 1, 'three requests, one bcrypt');
     assert.equal(await verifier.verify('alice', 'Wonderland'), false);
+    assert.equal(await verifier.verify('alice', 'Wonderland'), false);
+    assert.equal(checked.length, 3, 'a wrong password is never remembered');
     await writeUsers(store.path, { alice: 'changed' });
     await store.refresh(true);
     assert.equal(await verifier.verify('alice', 'wonderland'), false, 'a changed password voids the remembered login');
     assert.equal(await verifier.verify('alice', 'changed'), true);
+  });
+
+  it('does the same bcrypt work for an unknown user as for a wrong password', async (t) => {
+    const dir = tempDir(t);
+    const store = new UsersStore(join(dir, 'users'), silentLog);
+    await writeUsers(store.path, { alice: 'wonderland', bob: 'builder' }); // both at cost 4
+    const checked: string[] = [];
+    const verifier = new CredentialVerifier(store, {
+      check: (password, hash) => {
+        checked.push(hash);
+        return checkPassword(password, hash);
+      },
+    });
+    assert.equal(await verifier.verify('mallory', 'wonderland'), false);
+    assert.equal(await verifier.verify('alice', 'wrong'), false);
+    assert.equal(checked.length, 2, 'one bcrypt comparison each');
+    assert.equal(hashCost(checked[0]), hashCost(checked[1]), 'against a hash of the same cost');
+    assert.equal(await verifier.verify('mallory', 'wonderland'), false);
+    assert.equal(checked.length, 3, 'an unknown user is never remembered either');
   });
 });
 
@@ -162,6 +192,7 @@ describe('bad input', () => {
       ['/stream.mjpg?fps=abc', 400],
       ['/stream.mjpg?fps=-1', 400],
       ['/stream.mjpg?fps=0', 400],
+      ['/stream.mjpg?fps=0.001', 400],
       ['/cameras/%E0%A4%A/', 400],
       [`/cameras/${'x'.repeat(300)}/`, 414],
       ['/static/../package.json', 404],

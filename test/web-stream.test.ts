@@ -147,4 +147,36 @@ describe('MJPEG stream', () => {
     const page = await get(`${server.url}/`, auth);
     assert.equal(page.status, 200);
   });
+
+  it('hands a new viewer the latest frame at once, and serves many viewers without warnings', async (t) => {
+    // One frame a second: a first part that arrives before the next frame can only be the latest one.
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 1 }] });
+    const hub = server.runtime.cameras[0].hub;
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
+
+    const first = new MjpegClient(`${server.url}/stream.mjpg`, AUTH);
+    await first.open();
+    await first.waitForParts(1);
+    const viewers: MjpegClient[] = [];
+    let checked = 0;
+    for (let i = 0; i < 12; i++) {
+      const latest = hub.latest!;
+      const viewer = new MjpegClient(`${server.url}/cameras/test-cam/stream.mjpg`, AUTH);
+      await viewer.open();
+      await viewer.waitForParts(1, 2000);
+      // (Unless a new frame happened to arrive while this viewer connected.)
+      if (hub.latest === latest) {
+        assert.deepEqual(viewer.parts[0].body, latest.data, `viewer ${i} got the latest frame first`);
+        checked++;
+      }
+      viewers.push(viewer);
+    }
+    assert.ok(checked >= 10, `checked ${checked} of 12 viewers`);
+    await Promise.all([first, ...viewers].map((v) => v.waitForParts(2, 3000)));
+    assert.deepEqual(warnings, [], 'no MaxListenersExceededWarning or other process warning');
+    for (const viewer of [first, ...viewers]) viewer.close();
+  });
 });

@@ -94,9 +94,10 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
   private finish(result: { code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }): void {
     if (this.exited) return;
     this.exited = true;
-    const stderr = redactSecrets(this.stderr.toString());
+    const stderr = this.stderr.toString();
     const hint = explainCaptureError(stderr, this.source);
-    const exit: CaptureExit = { ...result, stderr: hint ? `${stderr}\n${hint}` : stderr, requested: this.stopping };
+    const text = redactSecrets(hint ? `${stderr}\n${hint}` : stderr);
+    const exit: CaptureExit = { ...result, stderr: text, requested: this.stopping };
     this.emit('exit', exit);
   }
 }

@@ -48,6 +48,11 @@ export function backoffDelay(failures: number, initialMs: number, maxMs: number)
   return Math.min(maxMs, initialMs * 2 ** Math.min(failures, 30));
 }
 
+export interface SubscribeOptions {
+  /** Called once if the hub shuts down while subscribed (end the response, say). */
+  onClose?: () => void;
+}
+
 /** One consumer's delivery slot: one frame in flight, at most one waiting. */
 class Subscriber {
   private busy = false;
@@ -55,7 +60,11 @@ class Subscriber {
   private token = 0;
   closed = false;
 
-  constructor(private readonly deliver: Deliver) {}
+  constructor(
+    private readonly deliver: Deliver,
+    readonly onClose: (() => void) | undefined,
+    private readonly onError: (error: unknown) => void,
+  ) {}
 
   offer(frame: Frame): void {
     if (this.closed) return;
@@ -65,7 +74,12 @@ class Subscriber {
     }
     this.busy = true;
     const token = ++this.token;
-    this.deliver(frame, () => this.done(token));
+    try {
+      this.deliver(frame, () => this.done(token));
+    } catch (error) {
+      // A broken consumer must not take the capture (or Homebridge) down with it.
+      this.onError(error);
+    }
   }
 
   private done(token: number): void {
@@ -93,6 +107,8 @@ export class FrameHub extends EventEmitter {
   private startedAt = 0;
   private lastFrameAt = 0;
   private restartTimer?: NodeJS.Timeout;
+  /** No capture starts before this time (the restart backoff), whoever asks. */
+  private nextStartAt = 0;
   private idleTimer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
   private stalled = false;
@@ -103,6 +119,8 @@ export class FrameHub extends EventEmitter {
 
   constructor(options: FrameHubOptions) {
     super();
+    // Every waiting snapshot listens for a frame; there is no fixed limit to how many wait.
+    this.setMaxListeners(0);
     this.name = options.name;
     this.createSource = options.createSource;
     this.log = options.log;
@@ -141,19 +159,25 @@ export class FrameHub extends EventEmitter {
    * Receives every frame, latest-frame-wins. A new subscriber is handed the latest frame at once
    * when the capture is streaming. The capture starts if it is not running.
    */
-  subscribe(deliver: Deliver): Subscription {
-    const subscriber = new Subscriber(deliver);
+  subscribe(deliver: Deliver, options: SubscribeOptions = {}): Subscription {
+    if (this.closed) {
+      options.onClose?.();
+      return { unsubscribe: () => {} };
+    }
+    const subscriber: Subscriber = new Subscriber(deliver, options.onClose, (error) => {
+      this.log.error(`A frame consumer failed and was detached: ${(error as Error)?.stack ?? String(error)}`);
+      unsubscribe();
+    });
+    const unsubscribe = (): void => {
+      if (subscriber.closed) return;
+      subscriber.closed = true;
+      this.subscribers.delete(subscriber);
+      this.release();
+    };
     this.subscribers.add(subscriber);
     this.demand();
     if (this._state === 'streaming' && this._latest) subscriber.offer(this._latest);
-    return {
-      unsubscribe: () => {
-        if (subscriber.closed) return;
-        subscriber.closed = true;
-        this.subscribers.delete(subscriber);
-        this.release();
-      },
-    };
+    return { unsubscribe };
   }
 
   /** Keeps the capture running without receiving frames; call the returned function to let go. */
@@ -195,10 +219,12 @@ export class FrameHub extends EventEmitter {
         };
         // A capture that fails while we wait answers at once, with its reason.
         const onOffline = () => fail(`camera offline: ${this.lastErrorLine()}`);
+        // A camera already known to be failing gets a short wait, not the whole timeout.
+        const wait = this._state === 'offline' ? Math.min(timeoutMs, 2_000) : timeoutMs;
         const timer = setTimeout(() => {
           const why = this._lastError ? `: ${this.lastErrorLine()}` : '';
-          fail(`no frame within ${timeoutMs} ms (camera ${this._state}${why})`);
-        }, this._state === 'offline' ? Math.min(timeoutMs, 1_000) : timeoutMs);
+          fail(`no frame within ${wait} ms (camera ${this._state}${why})`);
+        }, wait);
         this.on('frame', onFrame);
         this.on('offline', onOffline);
       });
@@ -219,8 +245,12 @@ export class FrameHub extends EventEmitter {
     clearTimeout(this.idleTimer);
     await this.stopSource();
     this.setState('idle');
-    for (const subscriber of this.subscribers) subscriber.closed = true;
+    const subscribers = [...this.subscribers];
     this.subscribers.clear();
+    for (const subscriber of subscribers) {
+      subscriber.closed = true;
+      subscriber.onClose?.();
+    }
     this.emit('close');
   }
 
@@ -236,7 +266,19 @@ export class FrameHub extends EventEmitter {
   private demand(): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (!this.source && !this.restartTimer && !this.closed) this.startSource();
+    if (this.source || this.restartTimer || this.closed) return;
+    const wait = this.nextStartAt - Date.now();
+    if (wait > 0) this.scheduleStart(wait);
+    else this.startSource();
+  }
+
+  /** Starts a capture after `delay` ms if something still wants one then. */
+  private scheduleStart(delay: number): void {
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.closed && !this.source && this.consumerCount > 0) this.startSource();
+    }, delay);
+    this.restartTimer.unref();
   }
 
   private release(): void {
@@ -335,12 +377,9 @@ export class FrameHub extends EventEmitter {
     } else {
       this.log.debug(message);
     }
-    if (this.consumerCount === 0) return; // nothing wants frames: start again on demand
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      if (!this.closed && !this.source && this.consumerCount > 0) this.startSource();
-    }, delay);
-    this.restartTimer.unref();
+    this.nextStartAt = Date.now() + delay;
+    // With no consumer left, the next demand starts it (still after the backoff).
+    if (this.consumerCount > 0) this.scheduleStart(delay);
   }
 
   private setState(state: HubState): void {

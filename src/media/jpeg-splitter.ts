@@ -181,13 +181,6 @@ export class JpegSplitter {
     }
   }
 
-  /** Drops any partial frame (used when the source restarts). */
-  reset(): void {
-    this.abandonFrame();
-    this.state = State.SeekSoi;
-    this.sawFF = false;
-  }
-
   private beginFrame(): void {
     this.parts = [SOI_BYTES];
     this.partBytes = SOI_BYTES.length;

@@ -27,11 +27,6 @@ export function track(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
 }
 
-/** Processes currently running (tests use this to prove nothing is left behind). */
-export function liveProcessCount(): number {
-  return live.size;
-}
-
 /** Stops a child: SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
 export function stopProcess(child: ChildProcess, graceMs = 2000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

@@ -92,15 +92,16 @@ export async function writeUsersFile(path: string, users: Users): Promise<void> 
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await fs.open(temp, 'wx', 0o600);
   try {
-    await handle.writeFile(serializeUsers(users));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(serializeUsers(users));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.chmod(temp, 0o600);
     await fs.rename(temp, path);
   } catch (error) {
+    // A full disk or a read-only folder: the old file is untouched; leave no temp file either.
     await fs.rm(temp, { force: true });
     throw error;
   }

@@ -4,7 +4,7 @@
 //  - verified credentials remembered briefly under a SHA-256 key (never the password itself), so a
 //    page that makes several requests pays for one bcrypt;
 //  - optional trusted networks that skip the check (flask-cam's LAN bypass), off by default.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 
 import basicAuth from '@fastify/basic-auth';
@@ -15,12 +15,14 @@ import ipaddr from 'ipaddr.js';
 import type { Log } from '../log';
 import { AUTH_REALM } from '../settings';
 import type { Users } from '../users/users-file';
-import { checkPassword, hashCost, hashPassword, readUsersFile } from '../users/users-file';
+import { BCRYPT_COST, checkPassword, hashCost, hashPassword, readUsersFile } from '../users/users-file';
 
 /** The users file, reloaded when its size, mtime or inode changes (checked at most every `checkMs`). */
 export class UsersStore {
   private users: Users = new Map();
+  private _typicalCost = BCRYPT_COST;
   private signature = '';
+  private failedSignature = '';
   private checkedAt = 0;
   private loading?: Promise<void>;
 
@@ -42,13 +44,8 @@ export class UsersStore {
   }
 
   /** The most common cost factor in the file, so the dummy check costs what a real one does. */
-  typicalCost(): number {
-    const counts = new Map<number, number>();
-    for (const hash of this.users.values()) counts.set(hashCost(hash), (counts.get(hashCost(hash)) ?? 0) + 1);
-    let best = 0;
-    let cost = 12;
-    for (const [c, n] of counts) if (n > best) [best, cost] = [n, c];
-    return cost;
+  get typicalCost(): number {
+    return this._typicalCost;
   }
 
   refresh(force = false): Promise<void> {
@@ -74,12 +71,24 @@ export class UsersStore {
       for (const problem of problems) this.log.warn(`Users file: ${problem} (that line is ignored).`);
       if (signature !== 'missing' && this.signature !== '') this.log.info(`Users file changed: ${users.size} user(s).`);
       this.users = users;
+      this._typicalCost = mostCommonCost(users);
       this.signature = signature;
     } catch (error) {
       // Keep the users we had: a half-written or unreadable file must not lock everyone out.
-      this.log.error(`${(error as Error).message}; keeping the previous user list.`);
+      // Said once per change of the file, not on every request.
+      if (this.failedSignature !== signature) this.log.error(`${(error as Error).message}; keeping the previous user list.`);
+      this.failedSignature = signature;
     }
   }
+}
+
+function mostCommonCost(users: Users): number {
+  const counts = new Map<number, number>();
+  for (const hash of users.values()) counts.set(hashCost(hash), (counts.get(hashCost(hash)) ?? 0) + 1);
+  let best = 0;
+  let cost = BCRYPT_COST;
+  for (const [c, n] of counts) if (n > best) [best, cost] = [n, c];
+  return cost;
 }
 
 export interface VerifierOptions {
@@ -87,6 +96,8 @@ export interface VerifierOptions {
   cacheTtlMs?: number;
   /** At most this many remembered pairs (default 1000). */
   cacheMax?: number;
+  /** The bcrypt comparison (tests count its calls). */
+  check?: (password: string, hash: string) => Promise<boolean>;
 }
 
 /** Checks a user name and password in (near) constant time with respect to which part was wrong. */
@@ -96,6 +107,7 @@ export class CredentialVerifier {
   private readonly ttl: number;
   private readonly max: number;
   private readonly salt = randomBytes(16);
+  private readonly check: (password: string, hash: string) => Promise<boolean>;
 
   constructor(
     private readonly store: UsersStore,
@@ -103,6 +115,7 @@ export class CredentialVerifier {
   ) {
     this.ttl = options.cacheTtlMs ?? 5 * 60_000;
     this.max = options.cacheMax ?? 1000;
+    this.check = options.check ?? checkPassword;
   }
 
   async verify(user: string, password: string): Promise<boolean> {
@@ -118,7 +131,7 @@ export class CredentialVerifier {
       this.cache.delete(key);
     }
     // An unknown user is checked against a dummy hash of the usual cost: same time as a wrong password.
-    const ok = await checkPassword(password, hash ?? (await this.dummyHash(this.store.typicalCost())));
+    const ok = await this.check(password, hash ?? (await this.dummyHash(this.store.typicalCost)));
     if (!ok || !hash) return false;
     if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
     this.cache.set(key, Date.now() + this.ttl);
@@ -153,13 +166,6 @@ export function inNetworks(ip: string | undefined, networks: Array<[ipaddr.IPv4 
   if (!ip || networks.length === 0 || !ipaddr.isValid(ip)) return false;
   const address = ipaddr.process(ip);
   return networks.some(([range, bits]) => address.kind() === range.kind() && address.match(range, bits));
-}
-
-/** Compares two strings without leaking where they differ (for tokens; not for passwords). */
-export function safeEqual(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
 }
 
 export interface AuthOptions {

@@ -20,6 +20,12 @@ export class CameraNotFoundError extends Error {
   }
 }
 
+/** JSON schema of the `:id` route parameter. */
+export const cameraParams = {
+  type: 'object',
+  properties: { id: { type: 'string', maxLength: 128 } },
+} as const;
+
 /** The camera for an `:id` route parameter, or the first camera for the root routes. */
 export function findCamera(cameras: WebCamera[], id?: string): WebCamera {
   const camera = id === undefined ? cameras[0] : cameras.find((c) => c.id === id);

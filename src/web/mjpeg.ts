@@ -20,8 +20,16 @@ export function allowedByRate(now: number, lastSent: number, maxFps: number | un
   return now - lastSent >= (1000 / maxFps) * 0.9;
 }
 
-export function partHeader(length: number): Buffer {
-  return Buffer.from(`Content-Type: image/jpeg\r\nContent-Length: ${length}\r\n\r\n`);
+/** Part headers, made once per frame and shared by every viewer. */
+const headers = new WeakMap<Frame, Buffer>();
+
+export function partHeader(frame: Frame): Buffer {
+  let header = headers.get(frame);
+  if (!header) {
+    header = Buffer.from(`Content-Type: image/jpeg\r\nContent-Length: ${frame.data.length}\r\n\r\n`);
+    headers.set(frame, header);
+  }
+  return header;
 }
 
 /**
@@ -49,14 +57,16 @@ export function streamMjpeg(
   let lastSent = 0;
   const writeFrame = (frame: Frame, done: () => void): void => {
     if (res.destroyed || res.writableEnded) return; // 'close' unsubscribes
-    const now = Date.now();
-    if (!allowedByRate(now, lastSent, options.maxFps)) {
-      done();
-      return;
+    if (options.maxFps) {
+      const now = Date.now();
+      if (!allowedByRate(now, lastSent, options.maxFps)) {
+        done();
+        return;
+      }
+      lastSent = now;
     }
-    lastSent = now;
     res.cork();
-    res.write(partHeader(frame.data.length));
+    res.write(partHeader(frame));
     res.write(frame.data);
     const flushed = res.write(CLOSING);
     res.uncork();
@@ -64,15 +74,11 @@ export function streamMjpeg(
     else res.once('drain', done);
   };
 
-  const subscription = hub.subscribe(writeFrame);
-  const end = (): void => {
-    subscription.unsubscribe();
-    hub.off('close', endResponse);
-  };
-  const endResponse = (): void => {
-    end();
-    if (!res.writableEnded) res.end();
-  };
-  hub.once('close', endResponse);
-  res.once('close', end);
+  const subscription = hub.subscribe(writeFrame, {
+    // The hub shut down (server stopping): end the stream properly.
+    onClose: () => {
+      if (!res.writableEnded) res.end();
+    },
+  });
+  res.once('close', () => subscription.unsubscribe());
 }

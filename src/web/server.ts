@@ -96,10 +96,22 @@ export interface ListenOptions {
   socket?: string;
 }
 
+/** Removes a socket left by an earlier run; refuses to delete anything that is not a socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let stat;
+  try {
+    stat = await fs.lstat(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!stat.isSocket()) throw new Error(`"web.socket" ${path} exists and is not a socket: choose another path`);
+  await fs.rm(path);
+}
+
 /** Starts listening; resolves with the address users can open. */
 export async function listen(app: FastifyInstance, where: ListenOptions): Promise<string> {
   if (where.socket) {
-    await fs.rm(where.socket, { force: true });
+    await removeStaleSocket(where.socket);
     await app.listen({ path: where.socket });
     await fs.chmod(where.socket, 0o660);
     return `unix:${where.socket}`;

@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 
 import type { WebCamera } from '../cameras';
-import { findCamera } from '../cameras';
+import { cameraParams, findCamera } from '../cameras';
 import { BOUNDARY, streamMjpeg } from '../mjpeg';
 
 interface MediaOptions {
@@ -15,17 +15,12 @@ interface StreamRequest {
   Querystring: { fps?: number };
 }
 
-const idParam = {
-  type: 'object',
-  properties: { id: { type: 'string', maxLength: 128 } },
-} as const;
-
 const streamSchema = {
-  params: idParam,
+  params: cameraParams,
   querystring: {
     type: 'object',
     properties: {
-      fps: { type: 'number', exclusiveMinimum: 0, maximum: 120, description: 'Cap on frames per second for this viewer' },
+      fps: { type: 'number', minimum: 0.1, maximum: 120, description: 'Cap on frames per second for this viewer' },
     },
   },
 } as const;
@@ -47,7 +42,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
   stream(['/stream.mjpg', '/stream', '/cameras/:id/stream.mjpg', '/cameras/:id/stream']);
 
   for (const url of ['/snapshot.jpg', '/cameras/:id/snapshot.jpg']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: { params: idParam } }, async (request, reply) => {
+    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
       const camera = findCamera(cameras, request.params.id);
       try {
         const frame = await camera.hub.snapshot();

@@ -4,10 +4,10 @@
 import { join } from 'node:path';
 
 import fastifyStatic from '@fastify/static';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 
 import type { WebCamera } from '../cameras';
-import { findCamera } from '../cameras';
+import { cameraParams, findCamera } from '../cameras';
 
 /** public/ at the package root, from both src/web/routes (tsx) and dist/web/routes (built). */
 export const PUBLIC_DIR = join(__dirname, '..', '..', '..', 'public');
@@ -87,22 +87,18 @@ interface PageOptions {
   siteName: string;
 }
 
-const idParam = { params: { type: 'object', properties: { id: { type: 'string', maxLength: 128 } } } } as const;
-
 export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras, siteName }) => {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, maxAge: 60_000 });
 
-  const html = (text: string) => ({ type: 'text/html; charset=utf-8', text });
+  const sendHtml = (reply: FastifyReply, text: string) => reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-store').send(text);
   for (const url of ['/', '/cameras/:id', '/cameras/:id/']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: idParam }, async (request, reply) => {
-      const page = html(renderLivePage(findCamera(cameras, request.params.id), cameras, siteName));
-      return reply.type(page.type).header('Cache-Control', 'no-store').send(page.text);
+    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
+      return sendHtml(reply, renderLivePage(findCamera(cameras, request.params.id), cameras, siteName));
     });
   }
   for (const url of ['/kiosk', '/cameras/:id/kiosk']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: idParam }, async (request, reply) => {
-      const page = html(renderKioskPage(findCamera(cameras, request.params.id), siteName));
-      return reply.type(page.type).header('Cache-Control', 'no-store').send(page.text);
+    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
+      return sendHtml(reply, renderKioskPage(findCamera(cameras, request.params.id), siteName));
     });
   }
 };
