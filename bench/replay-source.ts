@@ -2,9 +2,10 @@
 // Both benchmarked servers use it, so they get the same frames at the same times. Each frame is
 // stamped (see corpus.ts) with its sequence number and its scheduled time: the moment a camera
 // would have produced it. A server whose event loop is busy runs the timer late, and that delay
-// shows up as latency, as it would with a real camera whose frames wait in a pipe. When the loop
-// falls more than `maxBurst` frames behind, the oldest missed frames are skipped (their sequence
-// numbers are used up, so viewers see them as lost) and counted.
+// shows up as latency, as it would with a real camera whose frames wait in a pipe. Overdue frames
+// go out one per turn of the event loop, as successive reads of a pipe would deliver them. When
+// the loop falls more than `maxBurst` frames behind, the oldest missed frames are skipped (their
+// sequence numbers are used up, so viewers see them as lost) and counted.
 import { EventEmitter } from 'node:events';
 
 import type { CaptureExit, FrameSource } from '../src/media/capture';
@@ -32,6 +33,7 @@ export class ReplayStats {
 
 export class ReplaySource extends EventEmitter implements FrameSource {
   private timer?: NodeJS.Timeout;
+  private immediate?: NodeJS.Immediate;
   private anchor = 0;
   /** Frames emitted or skipped since start(). */
   private done = 0;
@@ -57,6 +59,7 @@ export class ReplaySource extends EventEmitter implements FrameSource {
 
   stop(): Promise<void> {
     clearTimeout(this.timer);
+    clearImmediate(this.immediate);
     this.timer = undefined;
     if (!this.exited) {
       this.exited = true;
@@ -67,6 +70,7 @@ export class ReplaySource extends EventEmitter implements FrameSource {
   }
 
   private tick(): void {
+    this.timer = undefined;
     if (this.exited) return;
     const now = nowMs();
     const due = Math.floor((now - this.anchor) / this.periodMs) + 1;
@@ -77,7 +81,7 @@ export class ReplaySource extends EventEmitter implements FrameSource {
       this.stats.seq += skip;
       this.done += skip;
     }
-    while (this.done < due && !this.exited) {
+    if (this.done < due) {
       const scheduled = this.anchor + this.done * this.periodMs;
       const seq = ++this.stats.seq;
       this.done++;
@@ -88,6 +92,12 @@ export class ReplaySource extends EventEmitter implements FrameSource {
       this.emit('frame', stampFrame(this.frames[(seq - 1) % this.frames.length], seq, scheduled));
     }
     if (this.exited) return;
+    if (this.done < due) {
+      // Behind schedule: the next frame in the next turn of the event loop, as the next read of
+      // a pipe would bring it (a 1280x720 frame is larger than a pipe's 64 KiB buffer).
+      this.immediate = setImmediate(() => this.tick());
+      return;
+    }
     const next = this.anchor + this.done * this.periodMs;
     this.timer = setTimeout(() => this.tick(), Math.max(0, next - nowMs()));
   }
