@@ -17,6 +17,9 @@ import { percentiles } from './protocol';
 
 const CONNECT_TIMEOUT_MS = 15_000;
 const PROBE_TIMEOUT_MS = 5_000;
+/** Probes wait a random extra up to one frame period, so they do not lock to the frame clock. */
+const FRAME_PERIOD_MS = 1000 / 30;
+const jittered = (ms: number): number => ms + Math.random() * FRAME_PERIOD_MS;
 
 const errors: string[] = [];
 function noteError(message: string): void {
@@ -218,7 +221,7 @@ async function run(config: LoadConfig): Promise<LoadStats> {
         stats.snapshotErrors++;
         noteError((error as Error).message);
       }
-      await sleep(config.snapshotGapMs);
+      await sleep(jittered(config.snapshotGapMs));
     }
     agent.destroy();
     stats.snapshot = percentiles(times);
@@ -234,7 +237,7 @@ async function run(config: LoadConfig): Promise<LoadStats> {
         stats.firstFrameErrors++;
         noteError(`first frame: ${(error as Error).message}`);
       }
-      await sleep(config.connectGapMs);
+      await sleep(jittered(config.connectGapMs));
     }
     stats.firstFrame = percentiles(times);
   }
