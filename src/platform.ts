@@ -1,15 +1,22 @@
 // The Homebridge dynamic platform `WebcamServer`: reads the config, starts the cameras and the
-// web server once Homebridge has launched, and stops them (and every ffmpeg) on shutdown.
-// HomeKit accessories join in the HomeKit issue; this file only wires parts together.
+// web server once Homebridge has launched, publishes one HomeKit camera per configured camera
+// (unbridged by default, as Apple recommends for cameras), and stops everything (every ffmpeg
+// included) on shutdown. The pieces live elsewhere; this file only wires them together.
 import { join, resolve } from 'node:path';
 
 import type { API, DynamicPlatformPlugin, Logging, PlatformAccessory, PlatformConfig } from 'homebridge';
 
+import type { CameraConfig } from './config';
 import { normalizeConfig } from './config';
+import { CameraAccessory, cameraUuid } from './homekit/camera-accessory';
+import { prefixed } from './log';
 import { WebcamRuntime } from './runtime';
+import { PLATFORM_NAME, PLUGIN_NAME } from './settings';
 
 export class WebcamServerPlatform implements DynamicPlatformPlugin {
-  private readonly cachedAccessories: PlatformAccessory[] = [];
+  /** Bridged accessories Homebridge restored from its cache, by UUID. */
+  private readonly cached = new Map<string, PlatformAccessory>();
+  private readonly accessories: CameraAccessory[] = [];
   private runtime?: WebcamRuntime;
 
   constructor(
@@ -25,24 +32,86 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
     for (const problem of problems) this.log.warn(`Config: ${problem}`);
     if (config.cameras.length === 0) {
       this.log.warn('No usable camera configured: add one under "cameras" in the plugin settings.');
-      return;
     }
     // Relative paths are taken inside the Homebridge storage folder, the only place we write.
     const usersFile = resolve(this.api.user.storagePath(), config.web.usersFile ?? join('webcam-server', 'users'));
-    this.runtime = new WebcamRuntime({ config, log: this.log, usersFile });
+    const runtime = new WebcamRuntime({ config, log: this.log, usersFile, motion: true });
+    this.runtime = runtime;
 
     this.api.on('didFinishLaunching', () => {
-      this.runtime?.start().catch((error: Error) => {
-        // Never take Homebridge down: say what is wrong and keep the bridge running.
-        this.log.error(`Could not start: ${error.message}`);
-      });
+      if (config.cameras.length === 0) {
+        this.publishCameras(); // only removes cached cameras that are gone
+        return;
+      }
+      runtime
+        .start()
+        .catch((error: Error) => {
+          // Never take Homebridge down: say what is wrong and keep the bridge running.
+          this.log.error(`Could not start: ${error.message}`);
+        })
+        .finally(() => this.publishCameras());
     });
     this.api.on('shutdown', () => {
-      this.runtime?.stop().catch((error: Error) => this.log.error(`Error while stopping: ${error.message}`));
+      void Promise.all(this.accessories.map((a) => a.stop()))
+        .then(() => runtime.stop())
+        .catch((error: Error) => this.log.error(`Error while stopping: ${error.message}`));
     });
   }
 
+  /** Homebridge hands back each cached (bridged) accessory before didFinishLaunching. */
   configureAccessory(accessory: PlatformAccessory): void {
-    this.cachedAccessories.push(accessory);
+    this.cached.set(accessory.UUID, accessory);
+  }
+
+  private publishCameras(): void {
+    const runtime = this.runtime;
+    const ffmpeg = runtime?.ffmpeg;
+    const keep = new Set<string>();
+    for (const camera of runtime?.cameras ?? []) {
+      if (!camera.config.homekit.enabled || !ffmpeg) continue;
+      try {
+        const uuid = cameraUuid(this.api, camera.config);
+        if (!camera.config.homekit.unbridge) keep.add(uuid);
+        const accessory = this.accessoryFor(camera.config, uuid);
+        this.accessories.push(
+          new CameraAccessory({
+            api: this.api,
+            accessory,
+            camera: camera.config,
+            hub: camera.hub,
+            ffmpegPath: ffmpeg.path,
+            motion: camera.motion,
+            log: prefixed(this.log, camera.config.name),
+          }),
+        );
+        if (camera.config.homekit.unbridge) {
+          this.api.publishExternalAccessories(PLUGIN_NAME, [accessory]);
+          this.log.info(`[${camera.config.name}] Published as its own HomeKit accessory: add it in the Home app with the bridge's PIN.`);
+        } else if (!this.cached.has(uuid)) {
+          this.api.registerPlatformAccessories(PLUGIN_NAME, PLATFORM_NAME, [accessory]);
+          this.log.info(`[${camera.config.name}] Added to the bridge.`);
+        } else {
+          this.api.updatePlatformAccessories([accessory]);
+        }
+      } catch (error) {
+        this.log.error(`[${camera.config.name}] Could not set up the HomeKit camera: ${(error as Error).message}`);
+      }
+    }
+    // Cached bridged cameras that are no longer configured (or now unbridged) go away.
+    const stale = [...this.cached.values()].filter((accessory) => !keep.has(accessory.UUID));
+    if (stale.length > 0) {
+      this.api.unregisterPlatformAccessories(PLUGIN_NAME, PLATFORM_NAME, stale);
+      this.log.info(`Removed ${stale.length} camera(s) no longer in the config from the bridge.`);
+    }
+  }
+
+  private accessoryFor(camera: CameraConfig, uuid: string): PlatformAccessory {
+    if (!camera.homekit.unbridge) {
+      const cached = this.cached.get(uuid);
+      if (cached) return cached;
+    }
+    const accessory = new this.api.platformAccessory(camera.name, uuid, this.api.hap.Categories.CAMERA);
+    accessory.context.cameraId = camera.id;
+    return accessory;
   }
 }

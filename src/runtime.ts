@@ -12,6 +12,7 @@ import { buildCaptureArgs, redactSecrets, sourceKind } from './media/capture-arg
 import type { FfmpegInfo } from './media/ffmpeg';
 import { findFfmpeg } from './media/ffmpeg';
 import { FrameHub } from './media/frame-hub';
+import { MotionDetector } from './media/motion';
 import { readUsersFile } from './users/users-file';
 import type { WebCamera } from './web/cameras';
 import { buildWebServer, listen } from './web/server';
@@ -23,11 +24,15 @@ export interface RuntimeOptions {
   usersFile: string;
   /** Override of the hubs' idle grace period (tests). */
   idleGraceMs?: number;
+  /** Run motion detection on cameras that enable it (HomeKit and alerts use it; default false). */
+  motion?: boolean;
 }
 
 export interface CameraRuntime {
   config: CameraConfig;
   hub: FrameHub;
+  /** Present when motion detection runs for this camera. */
+  motion?: MotionDetector;
 }
 
 export class WebcamRuntime {
@@ -46,7 +51,12 @@ export class WebcamRuntime {
     this.ffmpeg = await findFfmpeg(config.videoProcessor);
     if (this.stopping) return;
     log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
-    for (const camera of config.cameras) this.cameras.push({ config: camera, hub: this.createHub(camera, this.ffmpeg) });
+    for (const camera of config.cameras) {
+      const hub = this.createHub(camera, this.ffmpeg);
+      const motion = this.options.motion && camera.motion.enabled ? new MotionDetector(hub, camera.motion, prefixed(log, camera.name)) : undefined;
+      motion?.start();
+      this.cameras.push({ config: camera, hub, motion });
+    }
 
     if (!config.web.enabled) {
       log.info('The web server is disabled ("web.enabled": false).');
@@ -104,6 +114,7 @@ export class WebcamRuntime {
   /** Stops the web server and every capture; safe to call during or after start(). */
   async stop(): Promise<void> {
     this.stopping = true;
+    for (const { motion } of this.cameras) motion?.stop();
     await this.app?.close();
     await Promise.all(this.cameras.map(({ hub }) => hub.close()));
   }

@@ -1,0 +1,109 @@
+// Pure policy for HomeKit streams: which resolutions to offer for a capture, and the encoder
+// ffmpeg command for one session (MJPEG frames from the FrameHub on stdin -> H.264 over SRTP).
+// Nothing here spawns or opens anything.
+
+/** HomeKit's usual resolutions, largest first: [width, height, fps]. */
+export const HOMEKIT_RESOLUTIONS: ReadonlyArray<readonly [number, number, number]> = [
+  [1920, 1080, 30],
+  [1280, 720, 30],
+  [1024, 768, 30],
+  [640, 480, 30],
+  [640, 360, 30],
+  [480, 360, 30],
+  [480, 270, 30],
+  [320, 240, 30],
+  [320, 240, 15], // Apple Watch
+  [320, 180, 30],
+  [320, 180, 15],
+];
+
+/** The resolutions to advertise: HomeKit's list capped at what the capture delivers. */
+export function supportedResolutions(capture: { width: number; height: number; fps: number }): Array<[number, number, number]> {
+  const seen = new Set<string>();
+  const result: Array<[number, number, number]> = [];
+  for (const [width, height, fps] of HOMEKIT_RESOLUTIONS) {
+    if (width > capture.width || height > capture.height) continue;
+    const capped = Math.min(fps, capture.fps);
+    const key = `${width}x${height}@${capped}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    result.push([width, height, capped]);
+  }
+  // A capture smaller than every entry still offers its own size.
+  if (result.length === 0) result.push([capture.width, capture.height, Math.min(30, capture.fps)]);
+  return result;
+}
+
+export type H264ProfileName = 'baseline' | 'main' | 'high';
+export type H264LevelName = '3.1' | '3.2' | '4.0';
+
+export interface EncoderRequest {
+  width: number;
+  height: number;
+  fps: number;
+  /** kbit/s */
+  bitrate: number;
+  profile: H264ProfileName;
+  level: H264LevelName;
+  payloadType: number;
+  ssrc: number;
+  mtu: number;
+  /** SRTP master key and salt, concatenated. */
+  srtpKeyAndSalt: Buffer;
+  targetAddress: string;
+  targetPort: number;
+}
+
+export interface EncoderConfig {
+  /** `libx264` (default) or a hardware encoder such as `h264_v4l2m2m` (Raspberry Pi 4). */
+  encoder: string;
+  /** Seconds between keyframes (HomeKit wants one every few seconds; default 2). */
+  keyframeSeconds?: number;
+}
+
+/** ffmpeg's RTP packet size from the MTU HomeKit asks for (1378 on IPv4, 1228 on IPv6). */
+export function packetSize(mtu: number): number {
+  return Math.max(188, Math.min(1378, mtu || 1378));
+}
+
+export function srtpUrl(request: Pick<EncoderRequest, 'targetAddress' | 'targetPort' | 'mtu'>): string {
+  const host = request.targetAddress.includes(':') ? `[${request.targetAddress}]` : request.targetAddress;
+  return `srtp://${host}:${request.targetPort}?rtcpport=${request.targetPort}&pkt_size=${packetSize(request.mtu)}`;
+}
+
+/** The encoder command line after the binary. */
+export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig): string[] {
+  const keyframes = Math.max(1, Math.round(request.fps * (config.keyframeSeconds ?? 2)));
+  const hardware = config.encoder !== 'libx264';
+  return [
+    '-hide_banner',
+    '-loglevel', 'error',
+    // Input: the hub's JPEG frames, stamped with the time they arrive; start at once.
+    '-fflags', '+nobuffer+genpts',
+    '-probesize', '32',
+    '-analyzeduration', '0',
+    '-use_wallclock_as_timestamps', '1',
+    '-f', 'mjpeg',
+    '-i', 'pipe:0',
+    '-an', '-sn', '-dn',
+    '-vf', `scale=${request.width}:${request.height}:flags=bilinear,format=yuv420p`,
+    '-c:v', config.encoder,
+    ...(hardware ? [] : ['-preset', 'ultrafast', '-tune', 'zerolatency']),
+    '-profile:v', request.profile,
+    ...(hardware ? [] : ['-level:v', request.level]),
+    '-r', String(request.fps),
+    '-fps_mode', 'cfr',
+    '-g', String(keyframes),
+    '-keyint_min', String(keyframes),
+    ...(hardware ? [] : ['-sc_threshold', '0']),
+    '-b:v', `${request.bitrate}k`,
+    '-maxrate', `${request.bitrate}k`,
+    '-bufsize', `${request.bitrate * 2}k`,
+    '-payload_type', String(request.payloadType),
+    '-ssrc', String(request.ssrc | 0),
+    '-f', 'rtp',
+    '-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80',
+    '-srtp_out_params', request.srtpKeyAndSalt.toString('base64'),
+    srtpUrl(request),
+  ];
+}

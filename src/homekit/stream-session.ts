@@ -1,0 +1,112 @@
+// One HomeKit live stream: an encoder ffmpeg fed the FrameHub's JPEG frames on stdin (it never
+// opens the camera), sending H.264 over SRTP to the Home app, and a watchdog on the UDP port
+// where the Home app's RTCP reports arrive: no report for a while means the viewer is gone.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:dgram';
+
+import type { Log } from '../log';
+import { LineRing } from '../media/capture';
+import type { FrameHub, Subscription } from '../media/frame-hub';
+import { stopProcess, track } from '../media/processes';
+
+export interface StreamSessionOptions {
+  hub: FrameHub;
+  ffmpegPath: string;
+  args: string[];
+  /** The UDP socket HomeKit sends RTCP to (bound in prepareStream). */
+  rtcpSocket: Socket;
+  /** End the session when no RTCP arrives for this long. */
+  rtcpTimeoutMs: number;
+  log: Log;
+  /** Called once when the session ends by itself (encoder exit, RTCP silence). */
+  onEnded: (reason: string) => void;
+}
+
+export class StreamSession {
+  private child?: ChildProcess;
+  private subscription?: Subscription;
+  private watchdog?: NodeJS.Timeout;
+  private readonly stderr = new LineRing(10);
+  private ended = false;
+  /** Frames written to the encoder. */
+  framesIn = 0;
+
+  constructor(private readonly options: StreamSessionOptions) {}
+
+  /** Starts the encoder; resolves once it runs (the first frame is already on its way). */
+  start(): Promise<void> {
+    const { options } = this;
+    const child = spawn(options.ffmpegPath, options.args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.child = child;
+    track(child);
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => this.stderr.push(text));
+    child.stdin?.on('error', () => {
+      // EPIPE when the encoder exits first; its exit is reported below.
+    });
+    child.once('exit', (code, signal) => {
+      const detail = this.stderr.toString().split('\n').slice(-2).join(' | ');
+      this.finish(`encoder exited (${signal ?? `code ${code}`})${detail ? `: ${detail}` : ''}`);
+    });
+
+    this.armWatchdog();
+    options.rtcpSocket.on('message', () => this.armWatchdog());
+
+    return new Promise((resolve, reject) => {
+      child.once('error', (error) => {
+        this.finish(`encoder could not start: ${error.message}`);
+        reject(error);
+      });
+      child.once('spawn', () => {
+        this.subscription = options.hub.subscribe(
+          (frame, done) => {
+            const stdin = child.stdin;
+            if (!stdin || stdin.destroyed || !stdin.writable) return;
+            this.framesIn++;
+            if (stdin.write(frame.data)) done();
+            else stdin.once('drain', done);
+          },
+          { onClose: () => this.finish('the camera shut down') },
+        );
+        resolve();
+      });
+    });
+  }
+
+  /** Ends the session (HomeKit said stop, or Homebridge is shutting down). */
+  async stop(): Promise<void> {
+    this.ended = true;
+    await this.teardown();
+  }
+
+  private armWatchdog(): void {
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => this.finish(`no RTCP from the Home app for ${Math.round(this.options.rtcpTimeoutMs / 1000)} s`), this.options.rtcpTimeoutMs);
+    this.watchdog.unref();
+  }
+
+  private finish(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.options.log.info(`Stream ended: ${reason}.`);
+    void this.teardown();
+    this.options.onEnded(reason);
+  }
+
+  private async teardown(): Promise<void> {
+    clearTimeout(this.watchdog);
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    try {
+      this.options.rtcpSocket.close();
+    } catch {
+      // already closed
+    }
+    const child = this.child;
+    if (child) {
+      child.stdin?.end();
+      await stopProcess(child, 1_000);
+    }
+  }
+}
