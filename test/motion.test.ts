@@ -1,0 +1,58 @@
+// Motion detection: the pure scoring and thresholds, and the detector on a real testsrc capture.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { silentLog } from '../src/log';
+import { changedFraction, MotionDetector, motionThreshold } from '../src/media/motion';
+import { Snapshotter } from '../src/media/snapshot';
+import { probeSize, startTestServer, tempDir } from './helpers';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+describe('motion scoring', () => {
+  it('counts the pixels that changed by more than the threshold', () => {
+    const a = new Uint8Array([0, 10, 100, 200]);
+    const b = new Uint8Array([0, 30, 160, 200]);
+    assert.equal(changedFraction(a, a), 0);
+    assert.equal(changedFraction(a, b), 0.25, 'only the 60-level change counts at threshold 24');
+    assert.equal(changedFraction(a, b, 10), 0.5);
+  });
+
+  it('needs less change the higher the sensitivity', () => {
+    const thresholds = [0, 25, 50, 75, 100].map(motionThreshold);
+    for (let i = 1; i < thresholds.length; i++) assert.ok(thresholds[i] < thresholds[i - 1]);
+    assert.ok(thresholds[0] >= 0.25 && thresholds[4] <= 0.005);
+  });
+});
+
+describe('on a real capture', () => {
+  it('sees motion in the moving test pattern, then clears after the cooldown', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 15 }] });
+    const hub = server.runtime.cameras[0].hub;
+    const detector = new MotionDetector(hub, { sensitivity: 50, cooldownSeconds: 1 }, silentLog);
+    t.after(() => detector.stop());
+    const events: string[] = [];
+    const motion = new Promise<void>((resolve) => detector.once('motion', () => resolve()));
+    detector.on('motion', () => events.push('motion'));
+    detector.on('clear', () => events.push('clear'));
+    detector.start();
+    await motion;
+    assert.equal(detector.detected, true);
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    assert.deepEqual(events.slice(0, 2), ['motion', 'clear']);
+  });
+
+  it('scales snapshots to the requested size and reuses them within a second', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 640, height: 360, fps: 15 }] });
+    const snapshots = new Snapshotter(server.runtime.cameras[0].hub);
+    const [a, b] = await Promise.all([snapshots.get(320, 240), snapshots.get(320, 240)]);
+    assert.equal(a, b, 'concurrent requests share one result');
+    const file = join(tempDir(t), 'snap.jpg');
+    writeFileSync(file, a);
+    assert.deepEqual(await probeSize(file), [320, 240]);
+    assert.equal(await snapshots.get(320, 240), a, 'cached');
+    const full = await snapshots.get();
+    writeFileSync(file, full);
+    assert.deepEqual(await probeSize(file), [640, 360]);
+  });
+});

@@ -1,0 +1,79 @@
+// HomeKit stream policy: advertised resolutions and the encoder command line.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { buildEncoderArgs, packetSize, srtpUrl, supportedResolutions } from '../src/homekit/stream-policy';
+
+const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
+
+const request = {
+  width: 640,
+  height: 360,
+  fps: 15,
+  bitrate: 299,
+  profile: 'main' as const,
+  level: '3.1' as const,
+  payloadType: 99,
+  ssrc: 12345678,
+  mtu: 1378,
+  srtpKeyAndSalt: Buffer.alloc(30, 7),
+  targetAddress: '192.0.2.10',
+  targetPort: 51000,
+};
+
+describe('supportedResolutions', () => {
+  it("caps HomeKit's list at the capture size and rate", () => {
+    const list = supportedResolutions({ width: 1280, height: 720, fps: 30 });
+    assert.deepEqual(list[0], [1280, 720, 30]);
+    assert.ok(!list.some(([w]) => w > 1280));
+    assert.ok(list.some(([w, h, f]) => w === 320 && h === 240 && f === 15), 'Apple Watch size kept');
+    assert.ok(!list.some(([w, h]) => w === 1024 && h === 768), '1024x768 does not fit in 720 lines');
+  });
+
+  it('never advertises more frames than the camera makes, and no duplicates', () => {
+    const list = supportedResolutions({ width: 640, height: 480, fps: 10 });
+    assert.ok(list.every(([, , f]) => f <= 10));
+    assert.equal(new Set(list.map((r) => r.join('x'))).size, list.length);
+  });
+
+  it('offers a tiny capture its own size', () => {
+    assert.deepEqual(supportedResolutions({ width: 160, height: 120, fps: 5 }), [[160, 120, 5]]);
+  });
+});
+
+describe('buildEncoderArgs', () => {
+  it('reads JPEG frames on stdin and sends H.264 over SRTP with the requested parameters', () => {
+    const args = buildEncoderArgs(request, { encoder: 'libx264' });
+    assert.equal(after(args, '-f'), 'mjpeg');
+    assert.equal(after(args, '-i'), 'pipe:0');
+    assert.equal(after(args, '-c:v'), 'libx264');
+    assert.equal(after(args, '-preset'), 'ultrafast');
+    assert.equal(after(args, '-tune'), 'zerolatency');
+    assert.equal(after(args, '-profile:v'), 'main');
+    assert.equal(after(args, '-level:v'), '3.1');
+    assert.equal(after(args, '-r'), '15');
+    assert.equal(after(args, '-g'), '30', 'a keyframe every 2 s');
+    assert.equal(after(args, '-b:v'), '299k');
+    assert.equal(after(args, '-payload_type'), '99');
+    assert.equal(after(args, '-ssrc'), '12345678');
+    assert.equal(after(args, '-srtp_out_suite'), 'AES_CM_128_HMAC_SHA1_80');
+    assert.equal(after(args, '-srtp_out_params'), Buffer.alloc(30, 7).toString('base64'));
+    assert.match(after(args, '-vf'), /^scale=640:360/);
+    assert.equal(args.at(-1), 'srtp://192.0.2.10:51000?rtcpport=51000&pkt_size=1378');
+    assert.ok(!args.includes('-nostdin'), 'stdin carries the frames');
+    assert.ok(!args.some((a) => a.includes('/dev/video')), 'the encoder never opens the camera');
+  });
+
+  it('leaves out x264-only options for a hardware encoder', () => {
+    const args = buildEncoderArgs(request, { encoder: 'h264_v4l2m2m' });
+    assert.equal(after(args, '-c:v'), 'h264_v4l2m2m');
+    assert.ok(!args.includes('-preset') && !args.includes('-tune') && !args.includes('-level:v'));
+  });
+
+  it('brackets IPv6 addresses and bounds the packet size', () => {
+    assert.equal(srtpUrl({ targetAddress: 'fe80::1', targetPort: 5000, mtu: 1228 }), 'srtp://[fe80::1]:5000?rtcpport=5000&pkt_size=1228');
+    assert.equal(packetSize(0), 1378);
+    assert.equal(packetSize(9000), 1378);
+    assert.equal(packetSize(100), 188);
+  });
+});
