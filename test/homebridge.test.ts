@@ -8,10 +8,10 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { basic, childProcessesNamed, get, MjpegClient, sleep, tempDir, waitForExit, writeUsers } from './helpers';
+import { basic, childProcessesNamed, get, homebridgeCommand, MjpegClient, sleep, tempDir, waitForExit, writeUsers } from './helpers';
 
 const ROOT = join(__dirname, '..');
-const HOMEBRIDGE = join(ROOT, 'node_modules', 'homebridge', 'bin', 'homebridge');
+const HOMEBRIDGE = homebridgeCommand();
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -32,7 +32,7 @@ async function startHomebridge(t: Parameters<typeof tempDir>[0] & { after: (fn: 
     platforms: [{ platform: 'WebcamServer', name: 'Webcam Server', ...platform }],
   };
   writeFileSync(join(storage, 'config.json'), JSON.stringify(config));
-  const child = spawn(process.execPath, [HOMEBRIDGE, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0' } });
+  const child = spawn(HOMEBRIDGE.node, [HOMEBRIDGE.homebridge, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0' } });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -49,7 +49,7 @@ async function startHomebridge(t: Parameters<typeof tempDir>[0] & { after: (fn: 
   return { child, storage, waitFor, output: () => output };
 }
 
-describe('under Homebridge', { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
+describe(`under Homebridge ${HOMEBRIDGE.version}`, { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
   it('loads the plugin, serves the camera, and stops every ffmpeg with Homebridge', async (t) => {
     const webPort = await freePort();
     const hb = await startHomebridge(t, {
@@ -60,6 +60,7 @@ describe('under Homebridge', { skip: existsSync(join(ROOT, 'dist', 'index.js')) 
     await writeUsers(join(hb.storage, 'webcam-server', 'users'), { alice: 'wonderland' });
     await hb.waitFor(/Web server listening on http:\/\/127\.0\.0\.1:\d+/);
     assert.match(hb.output(), /Loaded plugin: homebridge-webcam-server/);
+    assert.match(hb.output(), new RegExp(`Homebridge v${HOMEBRIDGE.version}\\.`));
 
     const url = `http://127.0.0.1:${webPort}`;
     assert.equal((await get(`${url}/healthz`)).status, 200);
