@@ -57,8 +57,9 @@ export interface BenchResults {
 const f = (n: number | undefined, digits = 1): string =>
   n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits);
 
+/** ours/naive; '–' when either is missing or not positive (a ratio of a shrinking RSS means nothing). */
 function ratio(ours: number | undefined, naive: number | undefined, digits = 2): string {
-  if (ours === undefined || naive === undefined || !Number.isFinite(ours) || !Number.isFinite(naive) || naive === 0) return '–';
+  if (ours === undefined || naive === undefined || !Number.isFinite(ours) || !Number.isFinite(naive) || ours < 0 || naive <= 0) return '–';
   return `${(ours / naive).toFixed(digits)}×`;
 }
 
@@ -96,7 +97,8 @@ function cpuCell(run: RunResult): string {
 
 function mainRow(run: RunResult): string {
   const load = run.load;
-  const slow = load && run.slow > 0 ? `${f(medianOf(load.slowFps), 2)} / ${f(load.slowAge.p50 / 1000, 1)} s` : '–';
+  const slow =
+    load && run.slow > 0 ? `${f(medianOf(load.slowFps), 2)} / ${f(load.slowAge.p50 / 1000, 1)} s (max ${f(load.slowAge.max / 1000, 1)} s)` : '–';
   return [
     label(run),
     run.server,
@@ -138,6 +140,7 @@ interface Target {
   naive?: number;
   /** How the value is shown. */
   unit: string;
+  digits?: number;
   pass: (value: number) => boolean;
   where: string;
   /** Extra words for the naive column (e.g. "exceeded"). */
@@ -198,15 +201,17 @@ function targets(results: BenchResults): Target[] {
     ours: soakOurs?.load?.fastLost,
     naive: soakNaive?.load?.fastLost,
     unit: 'frames',
+    digits: 0,
     pass: (v) => v === 0,
     where: soakWhere,
     naiveNote: soakNaive?.exceeded ? ' (killed: RSS cap)' : '',
   });
+  const mb = (mib: number | undefined): number | undefined => (mib === undefined ? undefined : (mib * 2 ** 20) / 1e6);
   list.push({
     name: `With 2 slow viewers RSS grows < 20 MB over ${results.meta.soakSeconds} s`,
-    ours: soakOurs?.rssGrowth,
-    naive: soakNaive?.exceeded ? soakNaive.exceeded.mib - (soakNaive.rssStart ?? 0) : soakNaive?.rssGrowth,
-    unit: 'MiB',
+    ours: mb(soakOurs?.rssGrowth),
+    naive: mb(soakNaive?.exceeded ? soakNaive.exceeded.mib - (soakNaive.rssStart ?? 0) : soakNaive?.rssGrowth),
+    unit: 'MB',
     pass: (v) => v < 20,
     where: soakWhere,
     naiveNote: soakNaive?.exceeded ? ` (exceeded the ${results.meta.rssCapMiB} MiB cap at ${f(soakNaive.exceeded.t, 0)} s)` : '',
@@ -232,7 +237,7 @@ export function renderReport(results: BenchResults): string {
   for (const t of targets(results)) {
     const verdict = t.ours === undefined ? 'no data' : t.pass(t.ours) ? '**PASS**' : '**FAIL**';
     lines.push(
-      `| ${t.name} (${t.where}) | ${f(t.ours)} ${t.unit} | ${f(t.naive)} ${t.unit}${t.naiveNote ?? ''} | ${ratio(t.ours, t.naive)} | ${verdict} |`,
+      `| ${t.name} (${t.where}) | ${f(t.ours, t.digits)} ${t.unit} | ${f(t.naive, t.digits)} ${t.unit}${t.naiveNote ?? ''} | ${ratio(t.ours, t.naive)} | ${verdict} |`,
     );
   }
   lines.push(
@@ -243,7 +248,7 @@ export function renderReport(results: BenchResults): string {
       'latency: whole frame received minus stamp, all fast viewers\' frames (p50 / p99). CPU/frame: server CPU ' +
       'during the window divided by frames delivered to all viewers; in brackets the server\'s and the load ' +
       'generator\'s CPU use (100% = one core). RSS: server, window start → end (max). ' +
-      'snapshot and first frame: p50 / p99, while the viewers stream. slow: a slow viewer\'s fps / the age of what it sees (p50).',
+      'snapshot and first frame: p50 / p99, while the viewers stream. slow: a slow viewer\'s fps / the age of what it sees (p50, max).',
     '',
     TABLE_HEAD,
     TABLE_RULE,
