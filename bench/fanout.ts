@@ -9,7 +9,7 @@
 //   BENCH_QUICK=1            short runs (5 s windows, 15 s soak) for smoke tests
 //   BENCH_SOAK_SECONDS=N     soak length (default 120; 15 in quick mode; 0 skips the soak)
 //   BENCH_WINDOW_SECONDS=N   measurement window per configuration (default 15; 5 in quick mode)
-//   BENCH_CONFIGS=50x0,10x2  only these configurations (fast x slow)
+//   BENCH_CONFIGS=50x0,10x2  only these configurations (fast x slow); `none`: the soak alone
 //   BENCH_SERVERS=ours       only these servers (ours, naive)
 //   BENCH_RSS_CAP_MB=N       kill a server whose RSS passes N MiB (default 1536)
 //   BENCH_PROFILE=1          run the servers with --cpu-prof (profiles in bench/results/profiles/)
@@ -56,6 +56,7 @@ const SOAK = { fast: 10, slow: 2 };
 
 function configurations(): Array<{ fast: number; slow: number }> {
   const wanted = process.env.BENCH_CONFIGS;
+  if (wanted === 'none') return []; // the soak alone
   if (wanted) {
     return wanted.split(',').map((entry) => {
       const match = /^(\d+)x(\d+)$/.exec(entry.trim());
