@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -90,8 +90,12 @@ function spawnChild(file: string, env: Record<string, string>, nodeArgs: string[
   return child;
 }
 
+/** The run's temporary folder (the users file), removed on the way out whatever happens. */
+let tempDir: string | undefined;
+
 function killAll(): void {
   for (const child of children) child.kill('SIGKILL');
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
 }
 process.once('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -320,6 +324,7 @@ async function main(): Promise<void> {
   console.error(`  corpus: ${corpus.frames} frames, q=${corpus.quality}, ${(corpus.averageBytes / 1024).toFixed(0)} KiB a frame`);
 
   const dir = await fs.mkdtemp(join(tmpdir(), 'webcam-bench-'));
+  tempDir = dir;
   try {
     const user = 'bench';
     const password = randomBytes(12).toString('base64url');
