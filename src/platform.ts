@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 
 import type { API, DynamicPlatformPlugin, Logging, PlatformAccessory, PlatformConfig } from 'homebridge';
 
-import type { CameraConfig } from './config';
+import type { CameraConfig, PluginConfig } from './config';
 import { normalizeConfig } from './config';
 import { CameraAccessory, cameraUuid } from './homekit/camera-accessory';
 import { prefixed } from './log';
@@ -40,7 +40,7 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
 
     this.api.on('didFinishLaunching', () => {
       if (config.cameras.length === 0) {
-        this.publishCameras(); // only removes cached cameras that are gone
+        this.publishCameras(config); // only removes cached cameras that are gone
         return;
       }
       runtime
@@ -49,7 +49,7 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
           // Never take Homebridge down: say what is wrong and keep the bridge running.
           this.log.error(`Could not start: ${error.message}`);
         })
-        .finally(() => this.publishCameras());
+        .finally(() => this.publishCameras(config));
     });
     this.api.on('shutdown', () => {
       void Promise.all(this.accessories.map((a) => a.stop()))
@@ -63,15 +63,16 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
     this.cached.set(accessory.UUID, accessory);
   }
 
-  private publishCameras(): void {
+  private publishCameras(config: PluginConfig): void {
     const runtime = this.runtime;
     const ffmpeg = runtime?.ffmpeg;
-    const keep = new Set<string>();
+    // Every configured bridged camera keeps its cached accessory, also when it cannot start this
+    // time (ffmpeg missing, say): removing it would lose its room and automations in the Home app.
+    const keep = new Set(config.cameras.filter((c) => c.homekit.enabled && !c.homekit.unbridge).map((c) => cameraUuid(this.api, c)));
     for (const camera of runtime?.cameras ?? []) {
       if (!camera.config.homekit.enabled || !ffmpeg) continue;
       try {
         const uuid = cameraUuid(this.api, camera.config);
-        if (!camera.config.homekit.unbridge) keep.add(uuid);
         const accessory = this.accessoryFor(camera.config, uuid);
         this.accessories.push(
           new CameraAccessory({

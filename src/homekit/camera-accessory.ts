@@ -97,6 +97,8 @@ export class CameraAccessory {
     const sensor = existing ?? accessory.addService(hap.Service.MotionSensor, `${camera.name} Motion`);
     const detected = sensor.getCharacteristic(hap.Characteristic.MotionDetected);
     detected.onGet(() => motion.detected);
+    // The detector runs before the accessory exists: start from its state, not from a stale false.
+    detected.updateValue(motion.detected);
     this.onMotion = () => {
       log.info('Motion detected.');
       detected.updateValue(true);

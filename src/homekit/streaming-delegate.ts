@@ -80,11 +80,15 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   prepareStream(request: PrepareStreamRequest, callback: PrepareStreamCallback): void {
     const { hap, log } = this.options;
     const rtcpSocket = createSocket(request.addressVersion === 'ipv6' ? 'udp6' : 'udp4');
-    rtcpSocket.once('error', (error) => {
+    const bindFailed = (error: Error) => {
       log.error(`Could not open a UDP port for the stream: ${error.message}`);
       callback(error);
-    });
+    };
+    rtcpSocket.once('error', bindFailed);
     rtcpSocket.bind(0, () => {
+      // From here on a socket error must neither answer HomeKit twice nor, unhandled, end Homebridge.
+      rtcpSocket.off('error', bindFailed);
+      rtcpSocket.on('error', (error) => log.debug(`Stream RTCP socket: ${error.message}`));
       const ssrc = hap.CameraController.generateSynchronisationSource();
       // Forget a prepared session HomeKit never starts.
       const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);

@@ -1,0 +1,625 @@
+// HomeKit end to end: a real Homebridge (child process, the built plugin from dist/) publishes a
+// `testsrc` camera as an external accessory; hap-controller plays the Home app over 127.0.0.1:
+// pairs with the PIN, lists the services, fetches snapshots, sets up and starts live streams with
+// the same TLVs the Home app writes, and an ffmpeg receiver holding the SRTP key decodes what
+// arrives. Along the way: one capture ffmpeg for everything, encoders that end with their
+// sessions and with Homebridge, and a motion sensor that follows the moving test pattern.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { HttpClient } from 'hap-controller';
+import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
+
+import { basic, execFileAsync, MjpegClient, probeSize, sleep, waitForExit, writeUsers } from './helpers';
+
+const ROOT = join(__dirname, '..');
+const HOMEBRIDGE = join(ROOT, 'node_modules', 'homebridge', 'bin', 'homebridge');
+const PIN = '031-45-154';
+const CAMERA = 'Porch';
+const WIDTH = 640;
+const HEIGHT = 360;
+const FPS = 15;
+const COOLDOWN_S = 2;
+const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+
+/** HAP's short type ("110") as the full UUID. */
+const hapUuid = (type: string): string => (type.includes('-') ? type : `${type.padStart(8, '0')}-0000-1000-8000-0026BB765291`).toUpperCase();
+const SERVICE = { info: hapUuid('3E'), rtp: hapUuid('110'), motion: hapUuid('85') };
+const CHAR = {
+  firmware: hapUuid('52'),
+  selected: hapUuid('117'),
+  setupEndpoints: hapUuid('118'),
+  streamingStatus: hapUuid('120'),
+  motionDetected: hapUuid('22'),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Ports, processes
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+function bindUdp(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket('udp4');
+    socket.once('error', reject);
+    socket.bind(port, '127.0.0.1', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+  });
+}
+
+/** An even UDP port whose neighbour is free too (ffmpeg's RTP receiver takes port and port + 1). */
+async function freeUdpPair(): Promise<number> {
+  for (;;) {
+    const a = await bindUdp(0);
+    const port = a.address().port;
+    if (port % 2 === 0 && port < 65_000) {
+      const b = await bindUdp(port + 1).catch(() => undefined);
+      if (b) {
+        b.close();
+        a.close();
+        return port;
+      }
+    }
+    a.close();
+  }
+}
+
+/** True once something has bound UDP `port` on this machine. */
+function udpBound(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/udp', 'utf8')
+    .split('\n')
+    .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex));
+}
+
+interface FfmpegProcesses {
+  /** The camera's capture (reads the lavfi testsrc). */
+  capture: number[];
+  /** HomeKit stream encoders (read JPEG frames on stdin). */
+  encoders: number[];
+  all: number[];
+}
+
+/** The ffmpeg children of `ppid`, told apart by their command line. */
+async function ffmpegChildren(ppid: number): Promise<FfmpegProcesses> {
+  const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,args=']);
+  const result: FfmpegProcesses = { capture: [], encoders: [], all: [] };
+  for (const line of stdout.split('\n')) {
+    const match = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line);
+    if (!match || Number(match[2]) !== ppid || !/^(\S*\/)?ffmpeg(\s|$)/.test(match[3])) continue;
+    const pid = Number(match[1]);
+    const args = match[3];
+    result.all.push(pid);
+    if (/-f lavfi/.test(args) && /testsrc/.test(args)) result.capture.push(pid);
+    if (/-i pipe:0/.test(args)) result.encoders.push(pid);
+  }
+  return result;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Home app's side of a live stream
+
+/** Writes characteristics; a per-characteristic HAP error status becomes an exception. */
+async function write(client: HttpClient, id: string, value: string): Promise<void> {
+  const answer = (await client.setCharacteristics({ [id]: value })) as { characteristics?: Array<{ status?: number }> };
+  for (const c of answer.characteristics ?? []) {
+    if (c.status !== undefined && c.status !== 0) throw new Error(`writing ${id} failed with HAP status ${c.status}`);
+  }
+}
+
+async function read(client: HttpClient, id: string): Promise<unknown> {
+  const { characteristics } = await client.getCharacteristics([id]);
+  return characteristics[0].value;
+}
+
+/** aid.iid of the characteristics of one CameraRTPStreamManagement service. */
+interface RtpService {
+  setupEndpoints: string;
+  selected: string;
+  status: string;
+}
+
+interface StreamRequest {
+  width: number;
+  height: number;
+  fps: number;
+  /** HAP's H.264 profile id: 0 baseline, 1 main, 2 high. */
+  profile: number;
+  bitrate: number;
+}
+
+/**
+ * What the receiver may see for each requested HAP profile: the requested one or a subset of it
+ * (x264's ultrafast preset uses no CABAC or B-frames and so signals Constrained Baseline).
+ */
+const PROFILES = [/Video: h264 \(Constrained Baseline\)/, /Video: h264 \((Constrained Baseline|Main)\)/, /Video: h264 \((Constrained Baseline|Main|High)\)/];
+
+const MTU = 1378;
+const PAYLOAD_TYPE = 99;
+
+/**
+ * One live stream as the Home app runs it: a UDP port of ours where the accessory sends SRTP,
+ * whose packets are counted, checked and passed on to an ffmpeg receiver that decodes them.
+ */
+class LiveStream {
+  readonly sessionId = randomBytes(16);
+  private readonly key = randomBytes(16);
+  private readonly salt = randomBytes(14);
+  /** What arrived at our port: RTP packets by payload type and SSRC, RTCP counted apart. */
+  readonly rtp = { packets: 0, maxSize: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>(), rtcp: 0 };
+  firstPacketAt = 0;
+  startWrittenAt = 0;
+  private ended = false;
+  accessory = { address: '', port: 0, ssrc: 0 };
+  private socket?: Socket;
+  private receiver?: ChildProcess;
+  private receiverLog = '';
+  private receiverExit?: Promise<number | null>;
+  private readonly frameFile: string;
+
+  constructor(
+    private readonly client: HttpClient,
+    private readonly service: RtpService,
+    readonly request: StreamRequest,
+    private readonly dir: string,
+  ) {
+    this.frameFile = join(dir, `frame-${this.sessionId.toString('hex')}.jpg`);
+  }
+
+  /** Receiver first (so the first keyframe is not missed), then SetupEndpoints and START. */
+  async start(): Promise<void> {
+    const receiverPort = await freeUdpPair();
+    this.socket = await bindUdp(0);
+    this.socket.on('message', (packet) => {
+      if (!this.firstPacketAt) this.firstPacketAt = Date.now();
+      const pt = packet[1];
+      if (pt >= 200 && pt <= 204) this.rtp.rtcp++;
+      else {
+        this.rtp.packets++;
+        this.rtp.maxSize = Math.max(this.rtp.maxSize, packet.length);
+        this.rtp.payloadTypes.add(pt & 0x7f);
+        this.rtp.ssrcs.add(packet.readUInt32BE(8));
+      }
+      this.socket?.send(packet, receiverPort, '127.0.0.1');
+    });
+
+    const sdp = join(this.dir, `${this.sessionId.toString('hex')}.sdp`);
+    writeFileSync(
+      sdp,
+      [
+        'v=0',
+        'o=- 0 0 IN IP4 127.0.0.1',
+        's=HomeKit test receiver',
+        'c=IN IP4 127.0.0.1',
+        't=0 0',
+        `m=video ${receiverPort} RTP/SAVP ${PAYLOAD_TYPE}`,
+        `a=rtpmap:${PAYLOAD_TYPE} H264/90000`,
+        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${Buffer.concat([this.key, this.salt]).toString('base64')}`,
+        '',
+      ].join('\n'),
+    );
+    const receiver = spawn('ffmpeg', [
+      '-hide_banner', '-loglevel', 'info', '-nostdin',
+      '-protocol_whitelist', 'file,udp,rtp,crypto',
+      '-i', sdp,
+      '-frames:v', '10', '-update', '1', '-y', this.frameFile,
+    ]);
+    this.receiver = receiver;
+    receiver.stderr.on('data', (d: Buffer) => (this.receiverLog += d.toString()));
+    this.receiverExit = waitForExit(receiver, 20_000).catch(() => null);
+    await waitUntil('the ffmpeg receiver to bind its port', () => udpBound(receiverPort) || receiver.exitCode !== null);
+    assert.equal(receiver.exitCode, null, `the receiver ffmpeg failed:\n${this.receiverLog}`);
+
+    // SetupEndpoints: where we listen and the key the accessory must encrypt with.
+    const { port } = this.socket.address();
+    const controllerAddress = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(port), 4, writeUInt16(port + 2));
+    const videoSrtp = encode(1, 0, 2, this.key, 3, this.salt);
+    const audioSrtp = encode(1, 0, 2, randomBytes(16), 3, randomBytes(14));
+    await write(this.client, this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
+
+    const response = decode(Buffer.from(String(await read(this.client, this.service.setupEndpoints)), 'base64'));
+    assert.deepEqual(response[1], this.sessionId, 'SetupEndpoints answers for our session');
+    assert.equal(response[2][0], 0, 'SetupEndpoints status SUCCESS');
+    const address = decode(response[3]);
+    this.accessory = { address: address[2].toString(), port: address[3].readUInt16LE(0), ssrc: response[6].readUInt32LE(0) };
+    assert.equal(this.accessory.address, '127.0.0.1');
+    assert.ok(this.accessory.port > 0, 'the accessory names its RTCP port');
+    const echoed = decode(response[4]);
+    assert.deepEqual(Buffer.concat([echoed[2], echoed[3]]), Buffer.concat([this.key, this.salt]), 'the accessory uses our SRTP key');
+
+    // SelectedRTPStreamConfiguration START, with the video (and audio) parameters the Home app sends.
+    const { width, height, fps, profile, bitrate } = this.request;
+    const video = encode(
+      1, 0, // H.264
+      2, encode(1, profile, 2, 0 /* level 3.1 */, 3, 0 /* non-interleaved */),
+      3, encode(1, writeUInt16(width), 2, writeUInt16(height), 3, fps),
+      4, encode(1, PAYLOAD_TYPE, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(bitrate), 4, writeFloat32LE(0.5), 5, writeUInt16(MTU)),
+    );
+    const audio = encode(
+      1, 3, // OPUS
+      2, encode(1, 1, 2, 0, 3, 1 /* 16 kHz */, 4, 20),
+      3, encode(1, 110, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(24), 4, writeFloat32LE(5), 6, 13),
+      4, 0,
+    );
+    this.startWrittenAt = Date.now();
+    await write(this.client, this.service.selected, encode(1, encode(1, this.sessionId, 2, 1 /* START */), 2, video, 3, audio).toString('base64'));
+  }
+
+  /** Waits for the receiver to decode its frames; answers what it decoded. */
+  async decoded(): Promise<{ width: number; height: number; log: string }> {
+    const code = await this.receiverExit;
+    assert.equal(code, 0, `the receiver decoded no stream (exit ${code}):\n${this.receiverLog.slice(-2000)}`);
+    assert.match(this.receiverLog, /Video: h264/, 'the receiver decoded H.264');
+    const [width, height] = await probeSize(this.frameFile);
+    return { width, height, log: this.receiverLog };
+  }
+
+  /** SelectedRTPStreamConfiguration END. */
+  async end(): Promise<void> {
+    this.ended = true;
+    await write(this.client, this.service.selected, encode(1, encode(1, this.sessionId, 2, 0 /* END */)).toString('base64'));
+  }
+
+  /** END unless the test already did (after a failure, so the next subtest finds the service free). */
+  async endQuietly(): Promise<void> {
+    if (!this.ended && this.startWrittenAt) await this.end().catch(() => {});
+    this.close();
+  }
+
+  close(): void {
+    this.receiver?.kill('SIGKILL');
+    try {
+      this.socket?.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Homebridge
+
+/** A Homebridge child process on `storage`, loading the plugin from this repository's dist/. */
+class Homebridge {
+  readonly child: ChildProcess;
+  output = '';
+
+  constructor(storage: string, config: Record<string, unknown>, env: Record<string, string> = {}) {
+    writeFileSync(join(storage, 'config.json'), JSON.stringify(config));
+    this.child = spawn(process.execPath, [HOMEBRIDGE, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0', ...env } });
+    this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
+    this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
+  }
+
+  async waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = pattern.exec(this.output);
+      if (match) return match;
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`no ${pattern} in Homebridge output:\n${this.output}`);
+      await sleep(50);
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill(signal);
+      await waitForExit(this.child, 15_000);
+    }
+  }
+}
+
+const bridgeConfig = (username: string, port: number) => ({ name: `Webcam Test ${username.slice(-2)}`, username, port, pin: PIN, advertiser: 'ciao', bind: ['lo'] });
+
+describe('HomeKit camera under Homebridge', { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
+  let dir = '';
+  let hb: Homebridge;
+  let client: HttpClient;
+  let accessoryPort = 0;
+  let webUrl = '';
+  let aid = 1;
+  const rtpServices: RtpService[] = [];
+  let motionId = '';
+  const motionEvents: Array<{ value: boolean; at: number }> = [];
+  /** Every ffmpeg Homebridge ran during the test (checked after it stops). */
+  const seen = new Set<number>();
+  const streams: LiveStream[] = [];
+  const viewers: MjpegClient[] = [];
+
+  const processes = async (): Promise<FfmpegProcesses> => {
+    const found = await ffmpegChildren(hb.child.pid!);
+    for (const pid of found.all) seen.add(pid);
+    return found;
+  };
+  const stream = (t: { after: (fn: () => Promise<void>) => void }, service: RtpService, request: StreamRequest): LiveStream => {
+    const s = new LiveStream(client, service, request, dir);
+    streams.push(s);
+    t.after(() => s.endQuietly());
+    return s;
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'webcam-homekit-'));
+    const [bridgePort, cameraPort, webPort] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
+    webUrl = `http://127.0.0.1:${webPort}`;
+    const config = {
+      bridge: bridgeConfig('0E:AA:BB:CC:DD:E1', bridgePort),
+      // The external camera accessory takes the first port of this range.
+      ports: { start: cameraPort, end: cameraPort },
+      platforms: [
+        {
+          platform: 'WebcamServer',
+          name: 'Webcam Server',
+          cameras: [
+            {
+              name: CAMERA,
+              source: 'testsrc',
+              width: WIDTH,
+              height: HEIGHT,
+              fps: FPS,
+              motion: { enabled: true, cooldownSeconds: COOLDOWN_S },
+              homekit: { unbridge: true, maxStreams: 2 },
+            },
+          ],
+          web: { host: '127.0.0.1', port: webPort },
+        },
+      ],
+    };
+    mkdirSync(join(dir, 'webcam-server'), { recursive: true });
+    await writeUsers(join(dir, 'webcam-server', 'users'), { alice: 'wonderland' });
+    hb = new Homebridge(dir, config);
+
+    // Homebridge appends identifying material to an external accessory's name ("Porch F360").
+    const running = await hb.waitFor(new RegExp(`\\] ${CAMERA}( [0-9A-F]{4})? is running on port (\\d+)`));
+    accessoryPort = Number(running[2]);
+    assert.equal(accessoryPort, cameraPort, 'the camera took the port from the "ports" range');
+
+    client = new HttpClient('webcam-test', '127.0.0.1', accessoryPort, undefined, { usePersistentConnections: true });
+    await client.pairSetup(PIN);
+  });
+
+  after(async () => {
+    for (const s of streams) s.close();
+    for (const v of viewers) v.close();
+    await client?.close().catch(() => {});
+    await hb?.stop('SIGKILL').catch(() => {});
+    for (const pid of seen) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    if (process.env.HOMEKIT_TEST_LOG) writeFileSync(process.env.HOMEKIT_TEST_LOG, hb?.output ?? '');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lists a camera with two stream services, a motion sensor and the package version', async () => {
+    const { accessories } = await client.getAccessories();
+    assert.equal(accessories.length, 1, 'an unbridged camera is an accessory of its own');
+    aid = accessories[0].aid;
+    const services = accessories[0].services.map((s) => ({ ...s, type: hapUuid(s.type) }));
+    const find = (service: string, characteristic: string) =>
+      services.filter((s) => s.type === service).map((s) => s.characteristics.find((c) => hapUuid(c.type ?? '') === characteristic));
+
+    const rtp = services.filter((s) => s.type === SERVICE.rtp);
+    assert.equal(rtp.length, 2, 'CameraRTPStreamManagement once per allowed stream (maxStreams 2)');
+    for (const s of rtp) {
+      const iid = (type: string) => `${aid}.${s.characteristics.find((c) => hapUuid(c.type ?? '') === type)!.iid}`;
+      rtpServices.push({ setupEndpoints: iid(CHAR.setupEndpoints), selected: iid(CHAR.selected), status: iid(CHAR.streamingStatus) });
+    }
+
+    const detected = find(SERVICE.motion, CHAR.motionDetected);
+    assert.equal(detected.length, 1, 'one MotionSensor service');
+    assert.ok([true, false, 0, 1].includes(detected[0]?.value as number), `MotionDetected reads as a boolean (${String(detected[0]?.value)})`);
+    motionId = `${aid}.${detected[0]!.iid}`;
+    // Motion events from now on: the last subtest reads them.
+    client.on('event', (event: { characteristics: Array<{ aid: number; iid: number; value: unknown }> }) => {
+      for (const c of event.characteristics) {
+        if (`${c.aid}.${c.iid}` === motionId) motionEvents.push({ value: c.value === true || c.value === 1, at: Date.now() });
+      }
+    });
+    await client.subscribeCharacteristics([motionId]);
+
+    const [firmware] = find(SERVICE.info, CHAR.firmware);
+    assert.equal(firmware?.value, version, 'FirmwareRevision is the package version');
+  });
+
+  it('answers snapshots as JPEGs of exactly the requested size', async () => {
+    for (const [width, height] of [
+      [WIDTH, HEIGHT],
+      [320, 240],
+    ]) {
+      const started = Date.now();
+      const image = await client.getImage(width, height, aid);
+      const took = Date.now() - started;
+      assert.ok(took < 5_000, `snapshot ${width}x${height} inside HomeKit's 5 s (took ${took} ms)`);
+      assert.equal(image.subarray(0, 2).toString('hex'), 'ffd8', 'a JPEG');
+      const file = join(dir, `snapshot-${width}x${height}.jpg`);
+      writeFileSync(file, image);
+      assert.deepEqual(await probeSize(file), [width, height]);
+    }
+  });
+
+  it('streams H.264 over SRTP that a receiver holding the key decodes, and END stops the encoder', async (t) => {
+    const before = await processes();
+    assert.equal(before.encoders.length, 0, 'no encoder before a stream');
+    const s = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
+    await s.start();
+    const streaming = await processes();
+    assert.equal(streaming.encoders.length, 1, 'one encoder for the session');
+    assert.equal(streaming.capture.length, 1, 'the encoder does not open the camera');
+    assert.deepEqual(streaming.capture, before.capture, 'the capture that ran before the stream (motion) serves it');
+
+    const decoded = await s.decoded();
+    assert.deepEqual([decoded.width, decoded.height], [WIDTH, HEIGHT], 'frames of the requested size');
+    assert.match(decoded.log, PROFILES[1], 'a profile a Main decoder plays');
+    assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'RTP carries the SSRC announced in SetupEndpoints');
+    assert.deepEqual([...s.rtp.payloadTypes], [PAYLOAD_TYPE], 'RTP carries the payload type asked for');
+    assert.ok(s.rtp.maxSize <= MTU, `packets fit the MTU (largest ${s.rtp.maxSize})`);
+    const firstPacket = s.firstPacketAt - s.startWrittenAt;
+    t.diagnostic(`first SRTP packet ${firstPacket} ms after START was written`);
+    assert.ok(firstPacket < 2_000, `first packet ${firstPacket} ms after START`);
+
+    const status = decode(Buffer.from(String(await read(client, rtpServices[0].status)), 'base64'));
+    assert.equal(status[1][0], 1, 'StreamingStatus IN_USE while streaming');
+
+    await s.end();
+    const encoder = streaming.encoders[0];
+    await waitUntil('the encoder to exit after END', () => !alive(encoder), 2_000);
+    assert.equal((await processes()).encoders.length, 0, 'no encoder left after END');
+    const after = decode(Buffer.from(String(await read(client, rtpServices[0].status)), 'base64'));
+    assert.equal(after[1][0], 0, 'StreamingStatus AVAILABLE again');
+    const packets = s.rtp.packets;
+    await sleep(300);
+    assert.equal(s.rtp.packets, packets, 'no packet after END');
+  });
+
+  it('runs two sessions and a web viewer on one capture', async (t) => {
+    const viewer = new MjpegClient(`${webUrl}/cameras/porch/stream.mjpg`, basic('alice', 'wonderland'));
+    viewers.push(viewer);
+    await viewer.open();
+    assert.equal(viewer.status, 200);
+    const a = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 0, bitrate: 600 });
+    const b = stream(t, rtpServices[1], { width: 320, height: 240, fps: FPS, profile: 2, bitrate: 300 });
+    await a.start();
+    await b.start();
+    await viewer.waitForParts(5);
+
+    const running = await processes();
+    assert.equal(running.capture.length, 1, 'exactly one capture ffmpeg');
+    assert.equal(running.encoders.length, 2, 'one encoder per session');
+    assert.equal(running.all.length, 3, 'nothing else');
+
+    const [da, db] = await Promise.all([a.decoded(), b.decoded()]);
+    assert.deepEqual([da.width, da.height], [WIDTH, HEIGHT]);
+    assert.deepEqual([db.width, db.height], [320, 240]);
+    assert.match(da.log, PROFILES[0], 'a profile a Baseline decoder plays');
+    assert.match(db.log, PROFILES[2], 'a profile a High decoder plays');
+    assert.notEqual(a.accessory.ssrc, b.accessory.ssrc, 'each session its own SSRC');
+    const partsBefore = viewer.count;
+    await sleep(500);
+    assert.ok(viewer.count > partsBefore, 'the web viewer keeps getting frames during the streams');
+    assert.deepEqual((await processes()).capture, running.capture, 'still the same one capture');
+
+    await a.end();
+    await b.end();
+    await waitUntil('both encoders to exit', () => running.encoders.every((pid) => !alive(pid)), 2_000);
+    viewer.close();
+  });
+
+  it('reports motion on the moving test pattern and clears it after the cooldown', async () => {
+    // Continuous motion: true, false once the cooldown has passed, then true again.
+    const cycle = () => {
+      for (let i = 0; i + 1 < motionEvents.length; i++) {
+        if (motionEvents[i].value && !motionEvents[i + 1].value) return motionEvents[i + 1].at - motionEvents[i].at;
+      }
+      return undefined;
+    };
+    await waitUntil('MotionDetected true then false', () => cycle() !== undefined, (COOLDOWN_S + 4) * 1000);
+    const held = cycle()!;
+    assert.ok(held >= COOLDOWN_S * 1000 - 300 && held <= COOLDOWN_S * 1000 + 1_000, `motion held ${held} ms for a ${COOLDOWN_S} s cooldown`);
+  });
+
+  it('leaves no ffmpeg behind when Homebridge stops, not even a running stream', async (t) => {
+    const s = stream(t, rtpServices[0], { width: 320, height: 240, fps: FPS, profile: 1, bitrate: 300 });
+    await s.start();
+    const running = await processes();
+    assert.equal(running.encoders.length, 1);
+    assert.equal(running.capture.length, 1);
+    await hb.stop('SIGTERM');
+    await waitUntil('every ffmpeg to end', () => [...seen].every((pid) => !alive(pid)), 3_000);
+    assert.doesNotMatch(hb.output, /Could not start|Unhandled|TypeError|ReferenceError/, 'no error in the Homebridge log');
+  });
+});
+
+describe('bridged HomeKit camera', { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
+  it('sits on the bridge, answers a snapshot from an idle capture, and stays cached when ffmpeg is missing', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'webcam-homekit-'));
+    let hb: Homebridge | undefined;
+    t.after(async () => {
+      await hb?.stop('SIGKILL').catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const bridgePort = await freeTcpPort();
+    const platform = {
+      platform: 'WebcamServer',
+      name: 'Webcam Server',
+      // Motion off: nothing keeps the capture running, so the snapshot has to start it.
+      cameras: [{ name: 'Garage', source: 'testsrc', width: 320, height: 240, fps: 10, motion: { enabled: false }, homekit: { unbridge: false } }],
+      web: { enabled: false },
+    };
+    hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] });
+    await hb.waitFor(/\[Garage\] Added to the bridge/);
+    await hb.waitFor(/is running on port/);
+    assert.deepEqual((await ffmpegChildren(hb.child.pid!)).all, [], 'no capture while nothing consumes it');
+
+    const client = new HttpClient('bridge', '127.0.0.1', bridgePort, undefined, { usePersistentConnections: true });
+    t.after(() => client.close());
+    await client.pairSetup(PIN);
+    const camera = async () => {
+      const { accessories } = await client.getAccessories();
+      return accessories.find((a) => a.services.some((s) => hapUuid(s.type) === SERVICE.rtp));
+    };
+    const garage = await camera();
+    assert.ok(garage && garage.aid !== 1, 'the camera is a bridged accessory');
+    assert.equal(garage.services.filter((s) => hapUuid(s.type) === SERVICE.motion).length, 0, 'no motion sensor with motion off');
+
+    const started = Date.now();
+    const image = await client.getImage(320, 240, garage.aid);
+    const file = join(dir, 'snapshot.jpg');
+    writeFileSync(file, image);
+    assert.deepEqual(await probeSize(file), [320, 240]);
+    t.diagnostic(`snapshot from an idle capture in ${Date.now() - started} ms`);
+    assert.equal((await ffmpegChildren(hb.child.pid!)).capture.length, 1, 'the snapshot started the capture');
+
+    // Restart where no ffmpeg can be found (an empty PATH): the camera cannot run, but its cached
+    // accessory (with the user's room and automations) must stay on the bridge.
+    await client.close();
+    await hb.stop();
+    const emptyPath = join(dir, 'empty-path');
+    mkdirSync(emptyPath);
+    hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] }, { PATH: emptyPath });
+    await hb.waitFor(/Could not start: No usable ffmpeg found/);
+    await hb.waitFor(/is running on port/);
+    const again = new HttpClient('bridge', '127.0.0.1', bridgePort, client.getLongTermData()!, { usePersistentConnections: true });
+    t.after(() => again.close());
+    const { accessories } = await again.getAccessories();
+    assert.ok(
+      accessories.some((a) => a.aid === garage.aid),
+      `the cached camera is still on the bridge:\n${hb.output.split('\n').filter((l) => /Garage|camera/.test(l)).join('\n')}`,
+    );
+    assert.doesNotMatch(hb.output, /Removed \d+ camera/);
+  });
+});
