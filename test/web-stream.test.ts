@@ -3,12 +3,18 @@
 // the ?fps cap, recovery after the capture is killed, and slow viewers.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { createServer } from 'node:http';
 import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
+import { silentLog } from '../src/log';
+import { FrameHub } from '../src/media/frame-hub';
 import { JpegSplitter } from '../src/media/jpeg-splitter';
+import { streamMjpeg } from '../src/web/mjpeg';
 import { basic, childProcessesNamed, get, isCompleteJpeg, MjpegClient, probeSize, sleep, startTestServer, tempDir } from './helpers';
 
 const AUTH = basic('alice', 'wonderland');
@@ -178,5 +184,37 @@ describe('MJPEG stream', () => {
     await Promise.all([first, ...viewers].map((v) => v.waitForParts(2, 3000)));
     assert.deepEqual(warnings, [], 'no MaxListenersExceededWarning or other process warning');
     for (const viewer of [first, ...viewers]) viewer.close();
+  });
+
+  it('delivers every frame of a burst to a fast viewer (frames that arrive together)', async (t) => {
+    // A hand-fed hub: after a stall the splitter can hand over several frames in one go.
+    const source = Object.assign(new EventEmitter(), {
+      start: () => {},
+      stop: () => {
+        source.emit('exit', { code: 0, signal: null, stderr: '', requested: true });
+        return Promise.resolve();
+      },
+    });
+    const hub = new FrameHub({ name: 'burst', createSource: () => source, log: silentLog });
+    const server = createServer((_req, res) => streamMjpeg(res, hub));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(async () => {
+      await hub.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const viewer = new MjpegClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    await viewer.open();
+    await sleep(100);
+    const frame = Buffer.alloc(120_000, 0x11);
+    frame.writeUInt16BE(0xffd8, 0);
+    frame.writeUInt16BE(0xffd9, frame.length - 2);
+    for (let burst = 0; burst < 20; burst++) {
+      for (let i = 0; i < 3; i++) source.emit('frame', frame);
+      await sleep(60);
+    }
+    await viewer.waitForParts(60, 3000);
+    assert.equal(viewer.count, 60);
+    viewer.close();
   });
 });

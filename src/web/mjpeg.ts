@@ -70,7 +70,9 @@ export function streamMjpeg(
     res.write(frame.data);
     const flushed = res.write(CLOSING);
     res.uncork();
-    if (flushed) done();
+    // A large frame always makes write() say "wait for drain", even when the kernel took it all
+    // at once during uncork(): only a socket that still holds bytes has to be waited for.
+    if (flushed || res.socket?.writableLength === 0) done();
     else res.once('drain', done);
   };
 
