@@ -87,9 +87,11 @@ async function freeUdpPair(): Promise<number> {
 /** True once something has bound UDP `port` on this machine. */
 function udpBound(port: number): boolean {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/udp', 'utf8')
-    .split('\n')
-    .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex));
+  return ['/proc/net/udp', '/proc/net/udp6'].some((table) =>
+    readFileSync(table, 'utf8')
+      .split('\n')
+      .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex)),
+  );
 }
 
 interface FfmpegProcesses {
