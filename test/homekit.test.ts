@@ -3,7 +3,9 @@
 // pairs with the PIN, lists the services, fetches snapshots, sets up and starts live streams with
 // the same TLVs the Home app writes, and an ffmpeg receiver holding the SRTP key decodes what
 // arrives. Along the way: one capture ffmpeg for everything, encoders that end with their
-// sessions and with Homebridge, and a motion sensor that follows the moving test pattern.
+// sessions and with Homebridge, and a motion sensor that follows the moving test pattern. A second
+// suite puts the camera on the bridge: a snapshot from an idle capture, and the cached accessory
+// kept when a restart cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the first Homebridge's log.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
