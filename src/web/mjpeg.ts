@@ -68,12 +68,14 @@ export function streamMjpeg(
     res.cork();
     res.write(partHeader(frame));
     res.write(frame.data);
-    const flushed = res.write(CLOSING);
+    // The callback runs once this part has left user space for the kernel: then the next frame
+    // may go. (write()'s return value only compares with the high-water mark, which can be larger
+    // than a frame, so it cannot tell.)
+    res.write(CLOSING, () => done());
     res.uncork();
-    // A large frame always makes write() say "wait for drain", even when the kernel took it all
-    // at once during uncork(): only a socket that still holds bytes has to be waited for.
-    if (flushed || res.socket?.writableLength === 0) done();
-    else res.once('drain', done);
+    // The kernel usually takes the whole part during uncork(): then there is nothing to wait for,
+    // and frames that arrive together (after a stall) all go out. A second done() is ignored.
+    if (res.socket?.writableLength === 0) done();
   };
 
   const subscription = hub.subscribe(writeFrame, {
