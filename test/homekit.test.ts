@@ -21,10 +21,10 @@ import { after, before, describe, it } from 'node:test';
 import { HttpClient } from 'hap-controller';
 import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 
-import { basic, execFileAsync, MjpegClient, probeSize, sleep, waitForExit, writeUsers } from './helpers';
+import { basic, execFileAsync, homebridgeCommand, MjpegClient, probeSize, sleep, waitForExit, writeUsers } from './helpers';
 
 const ROOT = join(__dirname, '..');
-const HOMEBRIDGE = join(ROOT, 'node_modules', 'homebridge', 'bin', 'homebridge');
+const HOMEBRIDGE = homebridgeCommand();
 const PIN = '031-45-154';
 const CAMERA = 'Porch';
 const WIDTH = 640;
@@ -327,7 +327,7 @@ class Homebridge {
 
   constructor(storage: string, config: Record<string, unknown>, env: Record<string, string> = {}) {
     writeFileSync(join(storage, 'config.json'), JSON.stringify(config));
-    this.child = spawn(process.execPath, [HOMEBRIDGE, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0', ...env } });
+    this.child = spawn(HOMEBRIDGE.node, [HOMEBRIDGE.homebridge, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0', ...env } });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
   }
@@ -352,7 +352,7 @@ class Homebridge {
 
 const bridgeConfig = (username: string, port: number) => ({ name: `Webcam Test ${username.slice(-2)}`, username, port, pin: PIN, advertiser: 'ciao', bind: ['lo'] });
 
-describe('HomeKit camera under Homebridge', { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
+describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
   let dir = '';
   let hb: Homebridge;
   let client: HttpClient;
@@ -568,7 +568,7 @@ describe('HomeKit camera under Homebridge', { skip: existsSync(join(ROOT, 'dist'
   });
 });
 
-describe('bridged HomeKit camera', { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
+describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
   it('sits on the bridge, answers a snapshot from an idle capture, and stays cached when ffmpeg is missing', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'webcam-homekit-'));
     let hb: Homebridge | undefined;
