@@ -1,0 +1,75 @@
+// StreamSession's lifecycle with a real encoder ffmpeg fed from a testsrc hub: RTCP keeps it
+// alive, silence ends it (and its ffmpeg), and stop() leaves nothing behind.
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import { describe, it } from 'node:test';
+
+import { StreamSession } from '../src/homekit/stream-session';
+import { silentLog } from '../src/log';
+import { childProcessesNamed, sleep, startTestServer } from './helpers';
+
+/** An encoder stand-in that decodes the frames it gets and throws them away. */
+const SINK_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mjpeg', '-i', 'pipe:0', '-f', 'null', '-'];
+
+function boundSocket(): Promise<Socket> {
+  const socket = createSocket('udp4');
+  return new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(socket)));
+}
+
+describe('StreamSession', () => {
+  it('feeds the encoder from the hub, stays up while RTCP arrives, and ends on silence', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 15 }] });
+    const rtcp = await boundSocket();
+    const ended: string[] = [];
+    const session = new StreamSession({
+      hub: server.runtime.cameras[0].hub,
+      ffmpegPath: 'ffmpeg',
+      args: SINK_ARGS,
+      rtcpSocket: rtcp,
+      rtcpTimeoutMs: 600,
+      log: silentLog,
+      onEnded: (reason) => ended.push(reason),
+    });
+    t.after(() => session.stop());
+    await session.start();
+
+    // A fake Home app sends receiver reports every 200 ms for a second and a half.
+    const sender = createSocket('udp4');
+    const port = rtcp.address().port;
+    for (let i = 0; i < 8; i++) {
+      sender.send(Buffer.from([0x81, 0xc9, 0, 1, 0, 0, 0, 1]), port, '127.0.0.1');
+      await sleep(200);
+    }
+    assert.deepEqual(ended, [], 'alive while reports arrive');
+    assert.ok(session.framesIn > 10, `frames went to the encoder (${session.framesIn})`);
+    const encoders = (await childProcessesNamed(process.pid, 'ffmpeg')).length;
+    assert.equal(encoders, 2, 'the capture and this encoder');
+
+    sender.close();
+    await sleep(1000);
+    assert.equal(ended.length, 1);
+    assert.match(ended[0], /no RTCP from the Home app/);
+    await sleep(300);
+    assert.equal((await childProcessesNamed(process.pid, 'ffmpeg')).length, 1, 'the encoder is gone; the capture stays');
+  });
+
+  it('reports an encoder that dies, once', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const ended: string[] = [];
+    const session = new StreamSession({
+      hub: server.runtime.cameras[0].hub,
+      ffmpegPath: 'ffmpeg',
+      args: ['-hide_banner', '-loglevel', 'error', '-f', 'mjpeg', '-i', 'pipe:0', '-frames:v', '3', '-f', 'null', '-'],
+      rtcpSocket: await boundSocket(),
+      rtcpTimeoutMs: 30_000,
+      log: silentLog,
+      onEnded: (reason) => ended.push(reason),
+    });
+    t.after(() => session.stop());
+    await session.start();
+    await sleep(1500);
+    assert.equal(ended.length, 1);
+    assert.match(ended[0], /encoder exited \(code 0\)/);
+  });
+});
