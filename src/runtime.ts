@@ -1,5 +1,6 @@
 // Puts the parts together for one configuration: a FrameHub per camera (each with its ffmpeg
 // capture) and the web server. Both the Homebridge platform and `webcam-server serve` use it.
+import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 
 import type { FastifyInstance } from 'fastify';
@@ -12,6 +13,7 @@ import { buildCaptureArgs, redactSecrets, sourceKind } from './media/capture-arg
 import type { FfmpegInfo } from './media/ffmpeg';
 import { findFfmpeg } from './media/ffmpeg';
 import { FrameHub } from './media/frame-hub';
+import type { MotionEvent } from './media/motion';
 import { MotionDetector } from './media/motion';
 import { readUsersFile } from './users/users-file';
 import type { WebCamera } from './web/cameras';
@@ -35,7 +37,17 @@ export interface CameraRuntime {
   motion?: MotionDetector;
 }
 
-export class WebcamRuntime {
+/**
+ * The runtime's event bus, for consumers outside the media code (email alerts):
+ * 'motion' (camera, MotionEvent), 'offline' (camera, reason), 'online' (camera).
+ */
+export interface RuntimeEvents {
+  motion: [camera: CameraConfig, event: MotionEvent];
+  offline: [camera: CameraConfig, reason: string];
+  online: [camera: CameraConfig];
+}
+
+export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   readonly cameras: CameraRuntime[] = [];
   private stopping = false;
   app?: FastifyInstance;
@@ -43,7 +55,9 @@ export class WebcamRuntime {
   address?: string;
   ffmpeg?: FfmpegInfo;
 
-  constructor(private readonly options: RuntimeOptions) {}
+  constructor(private readonly options: RuntimeOptions) {
+    super();
+  }
 
   /** Finds ffmpeg, creates the cameras and starts the web server. Throws with a clear message. */
   async start(): Promise<void> {
@@ -54,6 +68,9 @@ export class WebcamRuntime {
     for (const camera of config.cameras) {
       const hub = this.createHub(camera, this.ffmpeg);
       const motion = this.options.motion && camera.motion.enabled ? new MotionDetector(hub, camera.motion, prefixed(log, camera.name)) : undefined;
+      motion?.on('motion', (event: MotionEvent) => this.emit('motion', camera, event));
+      hub.on('offline', (reason: string) => this.emit('offline', camera, reason));
+      hub.on('online', () => this.emit('online', camera));
       motion?.start();
       this.cameras.push({ config: camera, hub, motion });
     }

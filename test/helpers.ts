@@ -47,7 +47,7 @@ export interface TestServer {
 /** The real runtime (ffmpeg testsrc cameras + Fastify) on 127.0.0.1 and a free port. */
 export async function startTestServer(
   t: { after: (fn: () => Promise<void> | void) => void },
-  options: { cameras?: unknown[]; users?: Record<string, string>; web?: Record<string, unknown>; idleGraceMs?: number } = {},
+  options: { cameras?: unknown[]; users?: Record<string, string>; web?: Record<string, unknown>; idleGraceMs?: number; motion?: boolean } = {},
 ): Promise<TestServer> {
   const dir = tempDir(t);
   const usersFile = join(dir, 'users');
@@ -57,7 +57,7 @@ export async function startTestServer(
     web: { host: '127.0.0.1', port: 0, ...options.web },
   });
   if (problems.length) throw new Error(problems.join('\n'));
-  const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: options.idleGraceMs ?? 1000 });
+  const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: options.idleGraceMs ?? 1000, motion: options.motion });
   await runtime.start();
   const app = runtime.app!;
   const port = (app.server.address() as AddressInfo).port;

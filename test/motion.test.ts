@@ -42,6 +42,15 @@ describe('on a real capture', () => {
     assert.deepEqual(events.slice(0, 2), ['motion', 'clear']);
   });
 
+  it('puts motion and camera state on the runtime event bus', async (t) => {
+    const server = await startTestServer(t, {
+      cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10, motion: { sensitivity: 60, cooldownSeconds: 1 } }],
+      motion: true,
+    });
+    const camera = await new Promise<string>((resolve) => server.runtime.once('motion', (c) => resolve(c.name)));
+    assert.equal(camera, 'Test Cam');
+  });
+
   it('scales snapshots to the requested size and reuses them within a second', async (t) => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 640, height: 360, fps: 15 }] });
     const snapshots = new Snapshotter(server.runtime.cameras[0].hub);
