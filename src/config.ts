@@ -17,6 +17,16 @@ export interface HomeKitConfig {
   encoder: string;
 }
 
+export interface AudioConfig {
+  /** Stream sound to HomeKit (OPUS). */
+  enabled: boolean;
+  /**
+   * An ALSA capture device (`default`, `hw:1,0`, `dsnoop:CARD=C920,DEV=0` to share the microphone
+   * between streams), or `sine`: a test tone, the stand-in like `testsrc` is for video.
+   */
+  source: string;
+}
+
 export interface CameraConfig {
   /** The display name; its slug is the camera's id in URLs. */
   name: string;
@@ -36,6 +46,7 @@ export interface CameraConfig {
   controlsDevice?: string;
   motion: MotionConfig;
   homekit: HomeKitConfig;
+  audio: AudioConfig;
 }
 
 export interface WebConfig {
@@ -159,6 +170,12 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
   }
 
   const motion = isRecord(raw.motion) ? raw.motion : {};
+  const audio = isRecord(raw.audio) ? raw.audio : {};
+  let audioSource = str(audio.source, `${at}.audio.source`, problems) ?? 'default';
+  if (!/^[A-Za-z0-9_:,=.-]+$/.test(audioSource)) {
+    problems.push(`${at}.audio.source "${audioSource}" is not an ALSA device name (e.g. "default", "hw:1,0", "dsnoop:CARD=C920,DEV=0"); using "default".`);
+    audioSource = 'default';
+  }
   const homekit = isRecord(raw.homekit) ? raw.homekit : {};
   return {
     name,
@@ -182,6 +199,10 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
       unbridge: bool(homekit.unbridge, `${at}.homekit.unbridge`, true, problems),
       maxStreams: integer(homekit.maxStreams, `${at}.homekit.maxStreams`, 2, 1, 8, problems),
       encoder: str(homekit.encoder, `${at}.homekit.encoder`, problems) ?? 'libx264',
+    },
+    audio: {
+      enabled: bool(audio.enabled, `${at}.audio.enabled`, false, problems),
+      source: audioSource,
     },
   };
 }

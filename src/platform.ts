@@ -80,7 +80,7 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
             accessory,
             camera: camera.config,
             hub: camera.hub,
-            ffmpegPath: ffmpeg.path,
+            ffmpeg,
             motion: camera.motion,
             log: prefixed(this.log, camera.config.name),
           }),

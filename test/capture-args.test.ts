@@ -125,6 +125,18 @@ describe('normalizeConfig', () => {
     assert.match(problems[0], /"lan" is not an IP address or CIDR range/);
   });
 
+  it('turns sound off by default and checks the ALSA device name', () => {
+    const { config, problems } = normalizeConfig({
+      cameras: [
+        { name: 'A', source: 'testsrc' },
+        { name: 'B', source: 'testsrc', audio: { enabled: true, source: 'hw:1,0' } },
+        { name: 'C', source: 'testsrc', audio: { enabled: true, source: 'hw:1; rm -rf /' } },
+      ],
+    });
+    assert.deepEqual(config.cameras.map((c) => [c.audio.enabled, c.audio.source]), [[false, 'default'], [true, 'hw:1,0'], [true, 'default']]);
+    assert.match(problems[0], /"hw:1; rm -rf \/" is not an ALSA device name/);
+  });
+
   it('slugifies names for URLs', () => {
     assert.equal(slugify('Café Door #2'), 'cafe-door-2');
     assert.equal(slugify('***'), 'camera');

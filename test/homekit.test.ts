@@ -177,6 +177,7 @@ const PROFILES = [/Video: h264 \(Constrained Baseline\)/, /Video: h264 \((Constr
 
 const MTU = 1378;
 const PAYLOAD_TYPE = 99;
+const AUDIO_PAYLOAD_TYPE = 110;
 
 /**
  * One live stream as the Home app runs it: a UDP port of ours where the accessory sends SRTP,
@@ -186,6 +187,14 @@ class LiveStream {
   readonly sessionId = randomBytes(16);
   private readonly key = randomBytes(16);
   private readonly salt = randomBytes(14);
+  private readonly audioKey = randomBytes(16);
+  private readonly audioSalt = randomBytes(14);
+  /** Sound packets that arrived at our audio port, and what an OPUS receiver made of them. */
+  readonly audio = { packets: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>() };
+  private audioSocket?: Socket;
+  private audioReceiver?: ChildProcess;
+  private audioLog = '';
+  private audioExit?: Promise<number | null>;
   /** What arrived at our port: RTP packets by payload type and SSRC, RTCP counted apart. */
   readonly rtp = { packets: 0, maxSize: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>(), rtcp: 0 };
   firstPacketAt = 0;
@@ -251,11 +260,43 @@ class LiveStream {
     await waitUntil('the ffmpeg receiver to bind its port', () => udpBound(receiverPort) || receiver.exitCode !== null);
     assert.equal(receiver.exitCode, null, `the receiver ffmpeg failed:\n${this.receiverLog}`);
 
-    // SetupEndpoints: where we listen and the key the accessory must encrypt with.
+    // Sound goes to a port of its own, passed on to an OPUS receiver holding the audio key.
+    const audioReceiverPort = await freeUdpPair();
+    this.audioSocket = await bindUdp(0);
+    this.audioSocket.on('message', (packet) => {
+      const pt = packet[1] & 0x7f;
+      if (pt >= 72 && pt <= 76) return; // RTCP
+      this.audio.packets++;
+      this.audio.payloadTypes.add(pt);
+      this.audio.ssrcs.add(packet.readUInt32BE(8));
+      this.audioSocket?.send(packet, audioReceiverPort, '127.0.0.1');
+    });
+    const audioSdp = join(this.dir, `${this.sessionId.toString('hex')}-audio.sdp`);
+    writeFileSync(
+      audioSdp,
+      [
+        'v=0',
+        'o=- 0 0 IN IP4 127.0.0.1',
+        's=HomeKit test sound receiver',
+        'c=IN IP4 127.0.0.1',
+        't=0 0',
+        `m=audio ${audioReceiverPort} RTP/SAVP ${AUDIO_PAYLOAD_TYPE}`,
+        `a=rtpmap:${AUDIO_PAYLOAD_TYPE} opus/48000/2`,
+        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${Buffer.concat([this.audioKey, this.audioSalt]).toString('base64')}`,
+        '',
+      ].join('\n'),
+    );
+    const audioReceiver = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'info', '-nostdin', '-protocol_whitelist', 'file,udp,rtp,crypto', '-i', audioSdp, '-t', '1', '-f', 'null', '-']);
+    this.audioReceiver = audioReceiver;
+    audioReceiver.stderr.on('data', (d: Buffer) => (this.audioLog += d.toString()));
+    this.audioExit = waitForExit(audioReceiver, 20_000).catch(() => null);
+    await waitUntil('the OPUS receiver to bind its port', () => udpBound(audioReceiverPort) || audioReceiver.exitCode !== null);
+
+    // SetupEndpoints: where we listen and the keys the accessory must encrypt with.
     const { port } = this.socket.address();
-    const controllerAddress = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(port), 4, writeUInt16(port + 2));
+    const controllerAddress = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(port), 4, writeUInt16(this.audioSocket.address().port));
     const videoSrtp = encode(1, 0, 2, this.key, 3, this.salt);
-    const audioSrtp = encode(1, 0, 2, randomBytes(16), 3, randomBytes(14));
+    const audioSrtp = encode(1, 0, 2, this.audioKey, 3, this.audioSalt);
     await write(this.client, this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
 
     const response = decode(Buffer.from(String(await read(this.client, this.service.setupEndpoints)), 'base64'));
@@ -279,7 +320,7 @@ class LiveStream {
     const audio = encode(
       1, 3, // OPUS
       2, encode(1, 1, 2, 0, 3, 1 /* 16 kHz */, 4, 20),
-      3, encode(1, 110, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(24), 4, writeFloat32LE(5), 6, 13),
+      3, encode(1, AUDIO_PAYLOAD_TYPE, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(24), 4, writeFloat32LE(5), 6, 13),
       4, 0,
     );
     this.startWrittenAt = Date.now();
@@ -293,6 +334,13 @@ class LiveStream {
     assert.match(this.receiverLog, /Video: h264/, 'the receiver decoded H.264');
     const [width, height] = await probeSize(this.frameFile);
     return { width, height, log: this.receiverLog };
+  }
+
+  /** Waits for the OPUS receiver (one second of sound); answers its log. */
+  async soundDecoded(): Promise<string> {
+    const code = await this.audioExit;
+    assert.equal(code, 0, `the OPUS receiver decoded no sound (exit ${code}):\n${this.audioLog.slice(-2000)}`);
+    return this.audioLog;
   }
 
   /** SelectedRTPStreamConfiguration END. */
@@ -309,6 +357,12 @@ class LiveStream {
 
   close(): void {
     this.receiver?.kill('SIGKILL');
+    this.audioReceiver?.kill('SIGKILL');
+    try {
+      this.audioSocket?.close();
+    } catch {
+      // already closed
+    }
     try {
       this.socket?.close();
     } catch {
@@ -400,6 +454,8 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
               fps: FPS,
               motion: { enabled: true, cooldownSeconds: COOLDOWN_S },
               homekit: { unbridge: true, maxStreams: 2 },
+              // A test tone stands in for the webcam's microphone, as testsrc does for its picture.
+              audio: { enabled: true, source: 'sine' },
             },
           ],
           web: { host: '127.0.0.1', port: webPort },
@@ -492,6 +548,11 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'RTP carries the SSRC announced in SetupEndpoints');
     assert.deepEqual([...s.rtp.payloadTypes], [PAYLOAD_TYPE], 'RTP carries the payload type asked for');
     assert.ok(s.rtp.maxSize <= MTU, `packets fit the MTU (largest ${s.rtp.maxSize})`);
+    const sound = await s.soundDecoded();
+    assert.match(sound, /Audio: opus, 48000 Hz/, 'the sound is OPUS a receiver holding the key decodes');
+    assert.deepEqual([...s.audio.payloadTypes], [AUDIO_PAYLOAD_TYPE], 'sound carries the payload type asked for');
+    assert.equal(s.audio.ssrcs.size, 1);
+    assert.ok(s.audio.packets >= 20, `sound packets arrived (${s.audio.packets})`);
     const firstPacket = s.firstPacketAt - s.startWrittenAt;
     t.diagnostic(`first SRTP packet ${firstPacket} ms after START was written`);
     assert.ok(firstPacket < 2_000, `first packet ${firstPacket} ms after START`);

@@ -76,4 +76,21 @@ describe('buildEncoderArgs', () => {
     assert.equal(packetSize(9000), 1378);
     assert.equal(packetSize(100), 188);
   });
+
+  it('adds OPUS sound as a second output when asked, from ALSA or the test tone', () => {
+    const audio = { source: 'dsnoop:CARD=C920,DEV=0', sampleRate: 24, bitrate: 24, channels: 1, packetTime: 30, payloadType: 110, ssrc: 42, srtpKeyAndSalt: Buffer.alloc(30, 9), targetPort: 51002 };
+    const args = buildEncoderArgs(request, { encoder: 'libx264' }, audio);
+    assert.deepEqual(args.slice(args.indexOf('alsa') - 1, args.indexOf('alsa') + 5), ['-f', 'alsa', '-thread_queue_size', '512', '-i', 'dsnoop:CARD=C920,DEV=0']);
+    const second = args.slice(args.lastIndexOf('-map'));
+    assert.equal(after(second, '-map'), '1:a:0');
+    assert.equal(after(second, '-c:a'), 'libopus');
+    assert.equal(after(second, '-frame_duration'), '20', "HomeKit's 30 ms becomes a frame size libopus has");
+    assert.equal(after(second, '-ar'), '24000');
+    assert.equal(after(second, '-payload_type'), '110');
+    assert.equal(second.at(-1), 'srtp://192.0.2.10:51002?rtcpport=51002&pkt_size=188');
+    assert.equal(after(args, '-map'), '0:v:0', 'video is mapped from the frames on stdin');
+    const tone = buildEncoderArgs(request, { encoder: 'libx264' }, { ...audio, source: 'sine' });
+    assert.ok(tone.includes('sine=frequency=440:sample_rate=48000'));
+    assert.ok(!buildEncoderArgs(request, { encoder: 'libx264' }).includes('-c:a'), 'no sound unless asked');
+  });
 });

@@ -8,6 +8,7 @@ import type { API, PlatformAccessory } from 'homebridge';
 import type { CameraConfig } from '../config';
 import { controlsDeviceOf } from '../config';
 import type { Log } from '../log';
+import type { FfmpegInfo } from '../media/ffmpeg';
 import type { FrameHub } from '../media/frame-hub';
 import type { MotionDetector } from '../media/motion';
 import { Snapshotter } from '../media/snapshot';
@@ -39,7 +40,7 @@ export interface CameraAccessoryOptions {
   accessory: PlatformAccessory;
   camera: CameraConfig;
   hub: FrameHub;
-  ffmpegPath: string;
+  ffmpeg: FfmpegInfo;
   motion?: MotionDetector;
   log: Log;
 }
@@ -61,12 +62,18 @@ export class CameraAccessory {
       .setCharacteristic(hap.Characteristic.SerialNumber, camera.id.slice(0, 64))
       .setCharacteristic(hap.Characteristic.FirmwareRevision, version);
 
+    // Sound: OPUS, which HomeKit accepts and Debian's ffmpeg encodes (AAC-ELD needs libfdk_aac).
+    const audio = camera.audio.enabled && options.ffmpeg.encoders.has('libopus');
+    if (camera.audio.enabled && !audio) {
+      log.warn(`Sound is on, but ${options.ffmpeg.path} has no libopus encoder: streams stay silent. Install an ffmpeg with libopus (Debian's has it).`);
+    }
     this.delegate = new WebcamStreamingDelegate({
       hap,
       camera,
       hub,
       snapshotter: new Snapshotter(hub),
-      ffmpegPath: options.ffmpegPath,
+      ffmpegPath: options.ffmpeg.path,
+      audio,
       log,
     });
     const controller = new hap.CameraController({
@@ -81,6 +88,9 @@ export class CameraAccessory {
             levels: [hap.H264Level.LEVEL3_1, hap.H264Level.LEVEL3_2, hap.H264Level.LEVEL4_0],
           },
         },
+        audio: audio
+          ? { codecs: [{ type: hap.AudioStreamingCodecType.OPUS, samplerate: [hap.AudioStreamingSamplerate.KHZ_16, hap.AudioStreamingSamplerate.KHZ_24] }] }
+          : undefined,
       },
     });
     this.delegate.controller = controller;

@@ -54,6 +54,34 @@ export interface EncoderRequest {
   targetPort: number;
 }
 
+/** The sound half of a stream (OPUS over SRTP, HomeKit's codec that Debian's ffmpeg has). */
+export interface AudioRequest {
+  /** An ALSA device, or `sine` for a test tone. */
+  source: string;
+  /** kHz, as HomeKit asks: 16 or 24. */
+  sampleRate: number;
+  /** kbit/s */
+  bitrate: number;
+  channels: number;
+  /** Milliseconds of sound per packet (HomeKit: 20, 30, 40 or 60). */
+  packetTime: number;
+  payloadType: number;
+  ssrc: number;
+  srtpKeyAndSalt: Buffer;
+  targetPort: number;
+}
+
+/** libopus takes 2.5 to 60 ms frames; HomeKit's 30 ms is not one of them, 20 is closest. */
+export function opusFrameDuration(packetTime: number): number {
+  return [10, 20, 40, 60].includes(packetTime) ? packetTime : 20;
+}
+
+/** ffmpeg input arguments for an audio source. */
+export function audioInputArgs(source: string): string[] {
+  if (source === 'sine') return ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
+  return ['-f', 'alsa', '-thread_queue_size', '512', '-i', source];
+}
+
 export interface EncoderConfig {
   /** `libx264` (default) or a hardware encoder such as `h264_v4l2m2m` (Raspberry Pi 4). */
   encoder: string;
@@ -71,8 +99,8 @@ export function srtpUrl(request: Pick<EncoderRequest, 'targetAddress' | 'targetP
   return `srtp://${host}:${request.targetPort}?rtcpport=${request.targetPort}&pkt_size=${packetSize(request.mtu)}`;
 }
 
-/** The encoder command line after the binary. */
-export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig): string[] {
+/** The encoder command line after the binary: video, and sound when `audio` is given. */
+export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig, audio?: AudioRequest): string[] {
   const keyframes = Math.max(1, Math.round(request.fps * (config.keyframeSeconds ?? 2)));
   const hardware = config.encoder !== 'libx264';
   return [
@@ -85,6 +113,8 @@ export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig)
     '-use_wallclock_as_timestamps', '1',
     '-f', 'mjpeg',
     '-i', 'pipe:0',
+    ...(audio ? audioInputArgs(audio.source) : []),
+    '-map', '0:v:0',
     '-an', '-sn', '-dn',
     '-vf', `scale=${request.width}:${request.height}:flags=bilinear,format=yuv420p`,
     '-c:v', config.encoder,
@@ -105,5 +135,26 @@ export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig)
     '-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80',
     '-srtp_out_params', request.srtpKeyAndSalt.toString('base64'),
     srtpUrl(request),
+    ...(audio ? buildAudioOutputArgs(audio, request.targetAddress) : []),
+  ];
+}
+
+/** The second output of the encoder: OPUS over SRTP to HomeKit's audio port. */
+function buildAudioOutputArgs(audio: AudioRequest, targetAddress: string): string[] {
+  return [
+    '-map', '1:a:0',
+    '-vn', '-sn', '-dn',
+    '-c:a', 'libopus',
+    '-application', 'lowdelay',
+    '-frame_duration', String(opusFrameDuration(audio.packetTime)),
+    '-ar', String(audio.sampleRate * 1000),
+    '-ac', String(audio.channels),
+    '-b:a', `${audio.bitrate}k`,
+    '-payload_type', String(audio.payloadType),
+    '-ssrc', String(audio.ssrc | 0),
+    '-f', 'rtp',
+    '-srtp_out_suite', 'AES_CM_128_HMAC_SHA1_80',
+    '-srtp_out_params', audio.srtpKeyAndSalt.toString('base64'),
+    srtpUrl({ targetAddress, targetPort: audio.targetPort, mtu: 188 }),
   ];
 }

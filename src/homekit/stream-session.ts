@@ -16,6 +16,8 @@ export interface StreamSessionOptions {
   args: string[];
   /** The UDP socket HomeKit sends RTCP to (bound in prepareStream). */
   rtcpSocket: Socket;
+  /** More sockets of this session (the audio RTCP port), closed with it. */
+  otherSockets?: Socket[];
   /** End the session when no RTCP arrives for this long. */
   rtcpTimeoutMs: number;
   log: Log;
@@ -98,10 +100,12 @@ export class StreamSession {
     clearTimeout(this.watchdog);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
-    try {
-      this.options.rtcpSocket.close();
-    } catch {
-      // already closed
+    for (const socket of [this.options.rtcpSocket, ...(this.options.otherSockets ?? [])]) {
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
     }
     const child = this.child;
     if (child) {

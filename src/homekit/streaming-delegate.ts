@@ -32,6 +32,8 @@ interface PendingSession {
   srtpKeyAndSalt: Buffer;
   ssrc: number;
   rtcpSocket: Socket;
+  /** Where HomeKit wants sound, when this camera streams sound. */
+  audio?: { port: number; srtpKeyAndSalt: Buffer; ssrc: number; rtcpSocket: Socket };
   expires: NodeJS.Timeout;
 }
 
@@ -41,6 +43,8 @@ export interface StreamingDelegateOptions {
   hub: FrameHub;
   snapshotter: Snapshotter;
   ffmpegPath: string;
+  /** Stream sound (OPUS from camera.audio.source); the caller checked that ffmpeg has libopus. */
+  audio: boolean;
   log: Log;
   /** End a stream after this long without RTCP from the Home app (default 30 s). */
   rtcpTimeoutMs?: number;
@@ -79,32 +83,40 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
 
   prepareStream(request: PrepareStreamRequest, callback: PrepareStreamCallback): void {
     const { hap, log } = this.options;
-    const rtcpSocket = createSocket(request.addressVersion === 'ipv6' ? 'udp6' : 'udp4');
-    const bindFailed = (error: Error) => {
-      log.error(`Could not open a UDP port for the stream: ${error.message}`);
-      callback(error);
-    };
-    rtcpSocket.once('error', bindFailed);
-    rtcpSocket.bind(0, () => {
-      // From here on a socket error must neither answer HomeKit twice nor, unhandled, end Homebridge.
-      rtcpSocket.off('error', bindFailed);
-      rtcpSocket.on('error', (error) => log.debug(`Stream RTCP socket: ${error.message}`));
-      const ssrc = hap.CameraController.generateSynchronisationSource();
-      // Forget a prepared session HomeKit never starts.
-      const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
-      expires.unref();
-      this.pending.set(request.sessionID, {
-        address: request.targetAddress,
-        videoPort: request.video.port,
-        srtpKeyAndSalt: Buffer.concat([request.video.srtp_key, request.video.srtp_salt]),
-        ssrc,
-        rtcpSocket,
-        expires,
-      });
-      callback(undefined, {
-        video: { port: rtcpSocket.address().port, ssrc, srtp_key: request.video.srtp_key, srtp_salt: request.video.srtp_salt },
-      });
-    });
+    const type = request.addressVersion === 'ipv6' ? 'udp6' : 'udp4';
+    Promise.all([bindUdp(type), this.options.audio ? bindUdp(type) : undefined]).then(
+      ([rtcpSocket, audioSocket]) => {
+        // From here on a socket error must neither answer HomeKit twice nor, unhandled, end Homebridge.
+        for (const socket of [rtcpSocket, audioSocket]) socket?.on('error', (error) => log.debug(`Stream UDP socket: ${error.message}`));
+        const ssrc = hap.CameraController.generateSynchronisationSource();
+        const audioSsrc = hap.CameraController.generateSynchronisationSource();
+        // Forget a prepared session HomeKit never starts.
+        const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
+        expires.unref();
+        this.pending.set(request.sessionID, {
+          address: request.targetAddress,
+          videoPort: request.video.port,
+          srtpKeyAndSalt: Buffer.concat([request.video.srtp_key, request.video.srtp_salt]),
+          ssrc,
+          rtcpSocket,
+          audio: audioSocket && {
+            port: request.audio.port,
+            srtpKeyAndSalt: Buffer.concat([request.audio.srtp_key, request.audio.srtp_salt]),
+            ssrc: audioSsrc,
+            rtcpSocket: audioSocket,
+          },
+          expires,
+        });
+        callback(undefined, {
+          video: { port: rtcpSocket.address().port, ssrc, srtp_key: request.video.srtp_key, srtp_salt: request.video.srtp_salt },
+          audio: audioSocket && { port: audioSocket.address().port, ssrc: audioSsrc, srtp_key: request.audio.srtp_key, srtp_salt: request.audio.srtp_salt },
+        });
+      },
+      (error: Error) => {
+        log.error(`Could not open a UDP port for the stream: ${error.message}`);
+        callback(error);
+      },
+    );
   }
 
   handleStreamRequest(request: StreamingRequest, callback: StreamRequestCallback): void {
@@ -144,6 +156,8 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const profile: H264ProfileName = video.profile === hap.H264Profile.HIGH ? 'high' : video.profile === hap.H264Profile.MAIN ? 'main' : 'baseline';
     const level: H264LevelName = video.level === hap.H264Level.LEVEL4_0 ? '4.0' : video.level === hap.H264Level.LEVEL3_2 ? '3.2' : '3.1';
     const fps = Math.min(video.fps, camera.fps);
+    const audio = prepared.audio && request.audio.codec === hap.AudioStreamingCodecType.OPUS ? prepared.audio : undefined;
+    if (prepared.audio && !audio) log.warn(`The Home app asked for ${request.audio.codec} sound; this camera streams OPUS only, so the stream is silent.`);
     const args = buildEncoderArgs(
       {
         width: video.width,
@@ -160,13 +174,25 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         targetPort: prepared.videoPort,
       },
       { encoder: camera.homekit.encoder },
+      audio && {
+        source: camera.audio.source,
+        sampleRate: request.audio.sample_rate,
+        bitrate: request.audio.max_bit_rate,
+        channels: request.audio.channel,
+        packetTime: request.audio.packet_time,
+        payloadType: request.audio.pt,
+        ssrc: audio.ssrc,
+        srtpKeyAndSalt: audio.srtpKeyAndSalt,
+        targetPort: audio.port,
+      },
     );
-    log.info(`Starting a HomeKit stream: ${video.width}x${video.height} at ${fps} fps, ${video.max_bit_rate} kbit/s, H.264 ${profile} ${level} (${camera.homekit.encoder}).`);
+    log.info(`Starting a HomeKit stream: ${video.width}x${video.height} at ${fps} fps, ${video.max_bit_rate} kbit/s, H.264 ${profile} ${level} (${camera.homekit.encoder})${audio ? `, OPUS ${request.audio.sample_rate} kHz sound` : ''}.`);
     const session = new StreamSession({
       hub: this.options.hub,
       ffmpegPath: this.options.ffmpegPath,
       args,
       rtcpSocket: prepared.rtcpSocket,
+      otherSockets: prepared.audio ? [prepared.audio.rtcpSocket] : [],
       rtcpTimeoutMs: this.options.rtcpTimeoutMs ?? 30_000,
       log,
       onEnded: () => {
@@ -198,10 +224,24 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     if (!prepared) return;
     clearTimeout(prepared.expires);
     this.pending.delete(sessionID);
-    try {
-      prepared.rtcpSocket.close();
-    } catch {
-      // already closed
+    for (const socket of [prepared.rtcpSocket, prepared.audio?.rtcpSocket]) {
+      try {
+        socket?.close();
+      } catch {
+        // already closed
+      }
     }
   }
+}
+
+/** A UDP socket on a free port. */
+function bindUdp(type: 'udp4' | 'udp6'): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket(type);
+    socket.once('error', reject);
+    socket.bind(0, () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+  });
 }
