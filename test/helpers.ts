@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -230,4 +231,26 @@ export function homebridgeCommand(): { node: string; homebridge: string; version
     return { node: join(root, 'node_modules', 'node22', 'bin', 'node'), homebridge: join(root, 'node_modules', 'homebridge2', 'bin', 'homebridge.js'), version: 2 };
   }
   return { node: process.execPath, homebridge: join(root, 'node_modules', 'homebridge', 'bin', 'homebridge'), version: 1 };
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** True while a process with this pid exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

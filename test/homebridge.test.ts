@@ -4,29 +4,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { basic, childProcessesNamed, get, homebridgeCommand, MjpegClient, sleep, tempDir, waitForExit, writeUsers } from './helpers';
+import { basic, childProcessesNamed, freeTcpPort, get, homebridgeCommand, MjpegClient, sleep, tempDir, waitForExit, writeUsers } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const HOMEBRIDGE = homebridgeCommand();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function startHomebridge(t: Parameters<typeof tempDir>[0] & { after: (fn: () => void) => void }, platform: Record<string, unknown>) {
   const storage = tempDir(t);
-  const bridgePort = await freePort();
+  const bridgePort = await freeTcpPort();
   const config = {
     bridge: { name: 'Webcam Test Bridge', username: '0E:AA:BB:CC:DD:EE', port: bridgePort, pin: '031-45-154', advertiser: 'ciao', bind: ['lo'] },
     platforms: [{ platform: 'WebcamServer', name: 'Webcam Server', ...platform }],
@@ -51,7 +40,7 @@ async function startHomebridge(t: Parameters<typeof tempDir>[0] & { after: (fn: 
 
 describe(`under Homebridge ${HOMEBRIDGE.version}`, { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
   it('loads the plugin, serves the camera, and stops every ffmpeg with Homebridge', async (t) => {
-    const webPort = await freePort();
+    const webPort = await freeTcpPort();
     const hb = await startHomebridge(t, {
       cameras: [{ name: 'Porch', source: 'testsrc', width: 320, height: 240, fps: 10 }],
       web: { host: '127.0.0.1', port: webPort },

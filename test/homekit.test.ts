@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { createSocket } from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { HttpClient } from 'hap-controller';
 import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 
-import { basic, execFileAsync, homebridgeCommand, MjpegClient, probeSize, sleep, waitForExit, writeUsers } from './helpers';
+import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, probeSize, sleep, waitForExit, writeUsers } from './helpers';
 
 const ROOT = join(__dirname, '..');
 const HOMEBRIDGE = homebridgeCommand();
@@ -47,16 +46,6 @@ const CHAR = {
 // ---------------------------------------------------------------------------------------------
 // Ports, processes
 
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 function bindUdp(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -120,14 +109,6 @@ async function ffmpegChildren(ppid: number): Promise<FfmpegProcesses> {
   return result;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -480,7 +461,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     for (const v of viewers) v.close();
     await client?.close().catch(() => {});
     await hb?.stop('SIGKILL').catch(() => {});
-    for (const pid of seen) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of seen) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     if (process.env.HOMEKIT_TEST_LOG) writeFileSync(process.env.HOMEKIT_TEST_LOG, hb?.output ?? '');
     rmSync(dir, { recursive: true, force: true });
   });
@@ -562,7 +543,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
 
     await s.end();
     const encoder = streaming.encoders[0];
-    await waitUntil('the encoder to exit after END', () => !alive(encoder), 2_000);
+    await waitUntil('the encoder to exit after END', () => !isAlive(encoder), 2_000);
     assert.equal((await processes()).encoders.length, 0, 'no encoder left after END');
     const after = decode(Buffer.from(String(await read(client, rtpServices[0].status)), 'base64'));
     assert.equal(after[1][0], 0, 'StreamingStatus AVAILABLE again');
@@ -600,7 +581,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
 
     await a.end();
     await b.end();
-    await waitUntil('both encoders to exit', () => running.encoders.every((pid) => !alive(pid)), 2_000);
+    await waitUntil('both encoders to exit', () => running.encoders.every((pid) => !isAlive(pid)), 2_000);
     viewer.close();
   });
 
@@ -624,7 +605,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     assert.equal(running.encoders.length, 1);
     assert.equal(running.capture.length, 1);
     await hb.stop('SIGTERM');
-    await waitUntil('every ffmpeg to end', () => [...seen].every((pid) => !alive(pid)), 3_000);
+    await waitUntil('every ffmpeg to end', () => [...seen].every((pid) => !isAlive(pid)), 3_000);
     assert.doesNotMatch(hb.output, /Could not start|Unhandled|TypeError|ReferenceError/, 'no error in the Homebridge log');
   });
 });

@@ -7,18 +7,10 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { basic, childProcessesNamed, get, MjpegClient, sleep, tempDir, waitForExit } from './helpers';
+import { basic, childProcessesNamed, get, isAlive, MjpegClient, sleep, tempDir, waitForExit } from './helpers';
 
 const CLI = join(__dirname, '..', 'src', 'cli.ts');
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function serve(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): ChildProcessWithoutNullStreams & { output: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', ...args], {
@@ -64,7 +56,7 @@ describe('webcam-server serve', () => {
 
     child.kill('SIGTERM');
     assert.equal(await waitForExit(child), 0);
-    assert.equal(isRunning(capture[0]), false, 'the capture ffmpeg ended with the server');
+    assert.equal(isAlive(capture[0]), false, 'the capture ffmpeg ended with the server');
     assert.ok(!child.output().includes(password), 'the password is not in the output');
     viewer.close();
   });
