@@ -1,0 +1,465 @@
+// The HomeKit benchmark (`npm run bench:homekit`): our plugin against the npm package
+// homebridge-camera-ffmpeg, each in its own Homebridge 1.11 child process on 127.0.0.1 with an
+// equivalent 1280x720 30 fps ffmpeg test source, one after the other in the same run. hap-controller
+// plays the Home app: it pairs with the PIN, times snapshots through HAP (idle, during a live stream,
+// fresh and cached), times stream starts from the START write to the first SRTP packet and to the
+// first decodable frame, and /proc gives the CPU and RSS of each Homebridge process tree.
+// Results go to bench/results/homekit-<date>.json and a markdown report on stdout (for
+// bench/README.md). homebridge-camera-ffmpeg is installed into bench/.cache/ on first use.
+//
+//   BENCH_QUICK=1                small samples (~2 min) for smoke tests
+//   BENCH_SIDES=camera-ffmpeg,ours  which sides, in this order (default ours,camera-ffmpeg)
+//   BENCH_SNAPSHOTS=N            fresh snapshots per series (default 12; quick 4)
+//   BENCH_STARTS=N               timed stream starts per side (default 6; quick 3)
+//   BENCH_COLD=N                 ours with a stopped capture: snapshots and starts (default 3; quick 1; 0 skips)
+//   BENCH_OURS_DIR=/path         our plugin from a built copy of the tree (to try a change to src/)
+//   BENCH_NODE=/path/to/node     the Node for Homebridge (default: the first `node` on PATH outside node_modules)
+//   BENCH_HOMEBRIDGE_DEBUG=1     run Homebridge with -D; BENCH_KEEP_LOGS=1 saves its logs in bench/results/
+//   node --import tsx bench/homekit.ts --report bench/results/homekit-X.json   re-renders a saved report
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { nowMs } from './corpus';
+import type { StreamRequest, StreamStart } from './homekit-hap';
+import { Camera, cpuByRole, ffmpegPids, freeTcpPort, Homebridge, homebridgeNode, LiveStream, rssByRole, sleep, treeCpuMs, treeMembers, treeRssMiB, waitUntil } from './homekit-hap';
+import { renderReport } from './homekit-report';
+import type { CpuWindow, HomeKitBenchResults, SideName, SideResult, SnapshotSeries, StartSeries } from './homekit-report';
+import { cpuModel, machineBusyMs } from './proc';
+
+const REPO = join(__dirname, '..');
+const RESULTS_DIR = join(__dirname, 'results');
+const CACHE = join(__dirname, '.cache');
+const THEIR_PACKAGE = 'homebridge-camera-ffmpeg';
+const THEIR_DIR = join(CACHE, 'node_modules', THEIR_PACKAGE);
+const HOMEBRIDGE_BIN = join(REPO, 'node_modules', 'homebridge', 'bin', 'homebridge');
+const HOMEBRIDGE_NODE = homebridgeNode();
+const FFMPEG = process.env.BENCH_FFMPEG ?? '/usr/bin/ffmpeg';
+const PIN = '031-45-154';
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number >= 0 (got "${raw}")`);
+  return value;
+}
+
+const quick = process.env.BENCH_QUICK === '1';
+const plan = {
+  freshSnapshots: envNumber('BENCH_SNAPSHOTS', quick ? 4 : 12),
+  /** Longer than either plugin keeps a snapshot (ours 1 s, camera-ffmpeg 3 s after the fetch ended). */
+  freshGapMs: 3_300,
+  cachedSnapshots: quick ? 10 : 30,
+  cachedGapMs: 100,
+  starts: envNumber('BENCH_STARTS', quick ? 3 : 6),
+  cold: envNumber('BENCH_COLD', quick ? 1 : 3),
+  cpuWindowSeconds: quick ? 5 : 10,
+};
+const SNAPSHOT = { width: 640, height: 360 };
+/** What an iPhone's Home app typically asks for on the local network. */
+const STREAM: StreamRequest = { width: 1280, height: 720, fps: 30, profile: 2, level: 2, bitrate: 802, mtu: 1378, audioCodec: 3 };
+const SOURCE = { width: 1280, height: 720, fps: 30 };
+
+/** Probes wait a random extra up to one frame period, so they do not lock to the frame clock. */
+const jittered = (ms: number): number => ms + Math.random() * (1000 / SOURCE.fps);
+const log = (message: string): void => void process.stderr.write(`[bench:homekit] ${message}\n`);
+
+// ---- cleanup: every Homebridge (and the ffmpegs in its process group) and temp folder --------
+
+const running = new Set<Homebridge>();
+const streams = new Set<LiveStream>();
+const tempDirs = new Set<string>();
+
+function cleanupSync(): void {
+  for (const s of streams) s.close();
+  for (const hb of running) hb.killGroup();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+}
+process.once('exit', cleanupSync);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+// ---- the two sides ---------------------------------------------------------------------------
+
+interface Side {
+  name: SideName;
+  plugin: string;
+  pluginPath: string;
+  platform: Record<string, unknown>;
+  /** The camera every figure uses, and (ours) one whose capture is allowed to stop. */
+  camera: string;
+  coldCamera?: string;
+  /** ffmpeg processes the tree runs with nothing streaming (ours: the warm camera's capture). */
+  idleFfmpegs: number;
+}
+
+function version(dir: string): string {
+  return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** Our plugin's folder: this repository, or BENCH_OURS_DIR (a built copy with changes to try). */
+const OURS_DIR = process.env.BENCH_OURS_DIR ?? REPO;
+
+function ourSide(): Side {
+  if (!existsSync(join(OURS_DIR, 'dist', 'index.js'))) throw new Error(`run \`npm run build\` first in ${OURS_DIR} (Homebridge loads the plugin from dist/)`);
+  const camera = { source: 'testsrc', ...SOURCE, homekit: { unbridge: true, maxStreams: 2 } };
+  return {
+    name: 'ours',
+    plugin: `homebridge-webcam-server@${version(OURS_DIR)}${OURS_DIR === REPO ? '' : ` from ${OURS_DIR}`}`,
+    pluginPath: OURS_DIR,
+    platform: {
+      platform: 'WebcamServer',
+      name: 'Webcam Server',
+      videoProcessor: FFMPEG,
+      cameras: [
+        // Defaults otherwise: motion detection on (it keeps the capture running), libx264.
+        { name: 'Bench', ...camera },
+        ...(plan.cold ? [{ name: 'Cold', ...camera, motion: { enabled: false } }] : []),
+      ],
+      // Not part of the comparison (camera-ffmpeg has no web server), and nothing off loopback.
+      web: { enabled: false },
+    },
+    camera: 'Bench',
+    coldCamera: plan.cold ? 'Cold' : undefined,
+    idleFfmpegs: 1,
+  };
+}
+
+function theirSide(): Side {
+  if (!existsSync(join(THEIR_DIR, 'package.json'))) {
+    log(`installing ${THEIR_PACKAGE} into bench/.cache/ (its ffmpeg-for-homebridge download is not run; ${FFMPEG} is used)`);
+    mkdirSync(CACHE, { recursive: true });
+    // --legacy-peer-deps: Homebridge is their peer; the repo's own Homebridge runs it.
+    execFileSync('npm', ['install', '--prefix', CACHE, '--no-audit', '--no-fund', '--legacy-peer-deps', THEIR_PACKAGE], { stdio: ['ignore', 2, 2] });
+  }
+  return {
+    name: 'camera-ffmpeg',
+    plugin: `${THEIR_PACKAGE}@${version(THEIR_DIR)}`,
+    pluginPath: THEIR_DIR,
+    platform: {
+      platform: 'Camera-ffmpeg',
+      name: 'Camera FFmpeg',
+      videoProcessor: FFMPEG,
+      cameras: [
+        {
+          name: 'Bench',
+          // Unbridged, as its README recommends for cameras (ours is unbridged too).
+          unbridge: true,
+          videoConfig: {
+            // The same ffmpeg test pattern our capture reads, at the same size and rate; -re so
+            // it runs in real time like a camera. Defaults otherwise: libx264 with
+            // "-preset ultrafast -tune zerolatency" (as ours), any size HomeKit asks for, no audio.
+            source: `-re -f lavfi -i testsrc=size=${SOURCE.width}x${SOURCE.height}:rate=${SOURCE.fps}`,
+            maxStreams: 2,
+            audio: false,
+          },
+        },
+      ],
+    },
+    camera: 'Bench',
+    idleFfmpegs: 0,
+  };
+}
+
+function sides(): Side[] {
+  const wanted = (process.env.BENCH_SIDES ?? 'ours,camera-ffmpeg').split(',').map((s) => s.trim());
+  return wanted.map((name) => {
+    if (name === 'ours') return ourSide();
+    if (name === 'camera-ffmpeg' || name === 'theirs') return theirSide();
+    throw new Error(`BENCH_SIDES: unknown side "${name}" (ours, camera-ffmpeg)`);
+  });
+}
+
+// ---- measuring -------------------------------------------------------------------------------
+
+/** CPU of the Homebridge tree, of this benchmark's own tree, and of the rest of the machine. */
+class Meter {
+  private readonly t0 = nowMs();
+  private readonly machine0 = machineBusyMs() ?? 0;
+  private readonly hb0: number;
+  private readonly own0 = treeCpuMs(process.pid);
+
+  constructor(private readonly hbPid: number) {
+    this.hb0 = treeCpuMs(hbPid);
+  }
+
+  stop(): { seconds: number; hbPercent: number; otherPercent: number } {
+    const elapsed = nowMs() - this.t0;
+    const hb = treeCpuMs(this.hbPid) - this.hb0;
+    const own = treeCpuMs(process.pid) - this.own0;
+    const machine = (machineBusyMs() ?? 0) - this.machine0;
+    return { seconds: elapsed / 1000, hbPercent: (100 * hb) / elapsed, otherPercent: Math.max(0, (100 * (machine - hb - own)) / elapsed) };
+  }
+}
+
+async function snapshotSeries(hb: Homebridge, camera: Camera, when: string, mode: 'fresh' | 'cached', count: number, gapMs: number): Promise<SnapshotSeries> {
+  const series: SnapshotSeries = { when, mode, gapMs, ms: [], bytes: 0, errors: [] };
+  const meter = new Meter(hb.pid);
+  for (let i = 0; i < count; i++) {
+    if (i > 0) await sleep(jittered(gapMs));
+    try {
+      const shot = await camera.snapshot(SNAPSHOT.width, SNAPSHOT.height);
+      if (!shot.jpeg) throw new Error(`not a JPEG (${shot.bytes} bytes)`);
+      series.ms.push(shot.ms);
+      series.bytes = shot.bytes;
+    } catch (error) {
+      series.errors.push((error as Error).message);
+    }
+  }
+  series.otherCpuPercent = meter.stop().otherPercent;
+  log(`  ${when} ${mode} snapshots: ${series.ms.map((ms) => ms.toFixed(0)).join(' ')}${series.errors.length ? ` (${series.errors.length} errors)` : ''}`);
+  return series;
+}
+
+/** Waits until the tree runs only its idle ffmpegs (an ended stream's encoder gone, a stopped capture). */
+async function settle(hb: Homebridge, ffmpegs: number, timeoutMs: number): Promise<void> {
+  await waitUntil(`${hb.label} to be back to ${ffmpegs} ffmpeg process(es)`, () => ffmpegPids(hb.pid).length <= ffmpegs, timeoutMs, 100);
+}
+
+async function oneStart(hb: Homebridge, camera: Camera, dir: string, withReceiver: boolean, idleFfmpegs: number): Promise<StreamStart> {
+  const stream = new LiveStream(camera, camera.rtp[0], STREAM, dir, withReceiver);
+  streams.add(stream);
+  try {
+    await stream.start();
+    return await stream.started();
+  } finally {
+    await stream.end().catch(() => {});
+    stream.close();
+    streams.delete(stream);
+    await settle(hb, idleFfmpegs, 5_000);
+  }
+}
+
+async function startSeries(hb: Homebridge, camera: Camera, dir: string, when: string, count: number, idleFfmpegs: number, before?: () => Promise<void>): Promise<StartSeries> {
+  const series: StartSeries = { when, starts: [], errors: [] };
+  const meter = new Meter(hb.pid);
+  for (let i = 0; i < count; i++) {
+    await (before ? before() : sleep(jittered(700)));
+    try {
+      series.starts.push(await oneStart(hb, camera, dir, false, idleFfmpegs));
+    } catch (error) {
+      series.errors.push((error as Error).message);
+    }
+  }
+  series.otherCpuPercent = meter.stop().otherPercent;
+  const show = (s: StreamStart): string => `${s.firstPacketMs?.toFixed(0)}/${s.firstFrameMs?.toFixed(0)}`;
+  log(`  ${when} starts (first packet/first frame ms): ${series.starts.map(show).join(' ')}${series.errors.length ? ` (errors: ${series.errors.join('; ')})` : ''}`);
+  return series;
+}
+
+async function cpuWindow(hb: Homebridge, when: string, stream?: LiveStream): Promise<CpuWindow> {
+  const members = treeMembers(hb.pid);
+  const meter = new Meter(hb.pid);
+  const bytes0 = stream?.bytes ?? 0;
+  const rss: number[] = [];
+  const rssRoles: Array<Record<string, number>> = [];
+  let ffmpegs = 0;
+  for (let i = 0; i < plan.cpuWindowSeconds; i++) {
+    await sleep(1000);
+    rss.push(treeRssMiB(hb.pid));
+    rssRoles.push(rssByRole(hb.pid));
+    ffmpegs = Math.max(ffmpegs, ffmpegPids(hb.pid).length);
+  }
+  const { seconds, hbPercent, otherPercent } = meter.stop();
+  const roles: CpuWindow['roles'] = {};
+  for (const [role, ms] of Object.entries(cpuByRole(members, treeMembers(hb.pid)))) {
+    const samples = rssRoles.map((r) => r[role] ?? 0);
+    roles[role] = { cpuPercent: ms / 10 / seconds, rssMeanMiB: samples.reduce((a, b) => a + b, 0) / samples.length };
+  }
+  const window: CpuWindow = {
+    when,
+    seconds: Math.round(seconds),
+    cpuPercent: hbPercent,
+    rssMeanMiB: rss.reduce((a, b) => a + b, 0) / rss.length,
+    rssMaxMiB: Math.max(...rss),
+    ffmpegs,
+    streamKbps: stream ? ((stream.bytes - bytes0) * 8) / 1000 / seconds : undefined,
+    otherCpuPercent: otherPercent,
+    roles,
+  };
+  log(`  ${when} CPU ${hbPercent.toFixed(0)}%, RSS ${window.rssMeanMiB.toFixed(0)} MiB, ${ffmpegs} ffmpeg, other CPU ${otherPercent.toFixed(0)}%`);
+  return window;
+}
+
+async function pairedCamera(hb: Homebridge, name: string, side: SideName): Promise<Camera> {
+  await hb.waitFor(new RegExp(`\\] ${name}( [0-9A-F]{4})? is running on port \\d+`));
+  const port = hb.externalPorts().get(name);
+  if (!port) throw new Error(`${side}: no port for ${name}`);
+  const camera = new Camera(port, PIN, `bench-${side}-${name}`);
+  await camera.pair();
+  return camera;
+}
+
+async function runSide(side: Side): Promise<SideResult> {
+  const result: SideResult = { side: side.name, plugin: side.plugin, config: side.platform, snapshots: [], starts: [], cpu: [], errors: [] };
+  const dir = mkdtempSync(join(tmpdir(), `bench-homekit-${side.name}-`));
+  tempDirs.add(dir);
+  const [bridgePort, firstPort] = [await freeTcpPort(), await freeTcpPort()];
+  const config = {
+    bridge: { name: `Bench ${side.name}`, username: side.name === 'ours' ? '0E:BE:4C:00:00:01' : '0E:BE:4C:00:00:02', port: bridgePort, pin: PIN, advertiser: 'ciao', bind: ['lo'] },
+    ports: { start: firstPort, end: firstPort + 2 },
+    platforms: [side.platform],
+  };
+  log(`${side.name}: starting Homebridge with ${side.plugin}`);
+  const hb = new Homebridge(side.name, HOMEBRIDGE_NODE, HOMEBRIDGE_BIN, dir, side.pluginPath, config, process.env.BENCH_HOMEBRIDGE_DEBUG === '1');
+  running.add(hb);
+  const cameras: Camera[] = [];
+  try {
+    const camera = await pairedCamera(hb, side.camera, side.name);
+    cameras.push(camera);
+    const cold = side.coldCamera ? await pairedCamera(hb, side.coldCamera, side.name) : undefined;
+    if (cold) cameras.push(cold);
+    // Ours: the warm camera's capture is up (motion detection holds it); then one untimed
+    // snapshot each, so neither side's first-use costs (page cache, libraries) land in a series.
+    await settle(hb, side.idleFfmpegs, 15_000);
+    await waitUntil(`${side.name}: ${side.idleFfmpegs} idle ffmpeg(s)`, () => ffmpegPids(hb.pid).length === side.idleFfmpegs, 15_000, 100);
+    await camera.snapshot(SNAPSHOT.width, SNAPSHOT.height);
+    await sleep(1_000);
+
+    result.cpu.push(await cpuWindow(hb, 'idle'));
+    await sleep(plan.freshGapMs);
+    result.snapshots.push(await snapshotSeries(hb, camera, 'idle', 'fresh', plan.freshSnapshots, plan.freshGapMs));
+    result.snapshots.push(await snapshotSeries(hb, camera, 'idle', 'cached', plan.cachedSnapshots, plan.cachedGapMs));
+
+    // One start passed on to an ffmpeg receiver (the stream decodes), then the timed starts.
+    await sleep(1_000);
+    try {
+      result.check = await oneStart(hb, camera, dir, true, side.idleFfmpegs);
+      log(`  check stream: ${result.check.receiverSize} decoded, first packet ${result.check.firstPacketMs?.toFixed(0)} ms, receiver picture ${result.check.receiverFrameMs?.toFixed(0)} ms`);
+    } catch (error) {
+      result.errors.push(`check stream: ${(error as Error).message}`);
+    }
+    result.starts.push(await startSeries(hb, camera, dir, 'warm', plan.starts, side.idleFfmpegs));
+
+    // A live stream: CPU and memory, then snapshots while it runs.
+    const live = new LiveStream(camera, camera.rtp[0], STREAM, dir, false);
+    streams.add(live);
+    await live.start();
+    await live.started();
+    await sleep(2_000);
+    result.cpu.push(await cpuWindow(hb, 'stream', live));
+    await sleep(plan.freshGapMs);
+    result.snapshots.push(await snapshotSeries(hb, camera, 'stream', 'fresh', plan.freshSnapshots, plan.freshGapMs));
+    result.snapshots.push(await snapshotSeries(hb, camera, 'stream', 'cached', plan.cachedSnapshots, plan.cachedGapMs));
+    const packets = live.packets;
+    await sleep(500);
+    if (live.packets === packets) result.errors.push('the live stream stopped during the snapshots');
+    await live.end();
+    streams.delete(live);
+    await settle(hb, side.idleFfmpegs, 5_000);
+
+    // Ours with its capture stopped: a camera with motion off, after its idle grace (10 s).
+    if (cold) {
+      const stopped = (): Promise<void> => settle(hb, side.idleFfmpegs, 20_000);
+      const shots: SnapshotSeries = { when: 'cold', mode: 'fresh', gapMs: 0, ms: [], bytes: 0, errors: [] };
+      const starts: StartSeries = { when: 'cold', starts: [], errors: [] };
+      for (let i = 0; i < plan.cold; i++) {
+        // The capture stops 10 s after its last consumer; wait for that, then one more second.
+        await sleep(10_000);
+        await stopped();
+        await sleep(jittered(1_000));
+        try {
+          const shot = await cold.snapshot(SNAPSHOT.width, SNAPSHOT.height);
+          shots.ms.push(shot.ms);
+          shots.bytes = shot.bytes;
+        } catch (error) {
+          shots.errors.push((error as Error).message);
+        }
+        await sleep(10_000);
+        await stopped();
+        await sleep(jittered(1_000));
+        try {
+          starts.starts.push(await oneStart(hb, cold, dir, false, side.idleFfmpegs + 1));
+        } catch (error) {
+          starts.errors.push((error as Error).message);
+        }
+      }
+      log(`  cold snapshots: ${shots.ms.map((ms) => ms.toFixed(0)).join(' ')}; cold starts (first packet ms): ${starts.starts.map((s) => s.firstPacketMs?.toFixed(0)).join(' ')}`);
+      result.snapshots.push(shots);
+      result.starts.push(starts);
+    }
+  } catch (error) {
+    result.errors.push((error as Error).stack ?? String(error));
+    log(`${side.name}: ${(error as Error).message}`);
+  } finally {
+    for (const camera of cameras) await camera.close();
+    const survivors = await hb.stop();
+    running.delete(hb);
+    if (survivors.length) result.errors.push(`still running after Homebridge's own shutdown (then killed): ${survivors.join(', ')}`);
+    if (process.env.BENCH_KEEP_LOGS === '1') {
+      mkdirSync(RESULTS_DIR, { recursive: true });
+      writeFileSync(join(RESULTS_DIR, `homekit-${side.name}.log`), hb.output);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+  return result;
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function ffmpegVersion(): string {
+  try {
+    return /ffmpeg version (\S+)/.exec(execFileSync(FFMPEG, ['-hide_banner', '-version'], { encoding: 'utf8' }))?.[0] ?? 'ffmpeg ?';
+  } catch {
+    return 'ffmpeg ?';
+  }
+}
+
+function commit(): string {
+  try {
+    const hash = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src'], { cwd: REPO, encoding: 'utf8' }).trim();
+    return dirty ? `${hash}+src changes` : hash;
+  } catch {
+    return '?';
+  }
+}
+
+async function main(): Promise<void> {
+  const reportIndex = process.argv.indexOf('--report');
+  if (reportIndex !== -1) {
+    const file = process.argv[reportIndex + 1];
+    if (!file) throw new Error('--report needs a results file');
+    process.stdout.write(renderReport(JSON.parse(readFileSync(file, 'utf8')) as HomeKitBenchResults));
+    return;
+  }
+  const began = nowMs();
+  const results: HomeKitBenchResults = {
+    meta: {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpuModel(),
+      cores: cpus().length,
+      homebridge: `${version(join(REPO, 'node_modules', 'homebridge'))} on Node ${execFileSync(HOMEBRIDGE_NODE, ['--version'], { encoding: 'utf8' }).trim()}`,
+      ffmpeg: ffmpegVersion(),
+      commit: commit(),
+      quick,
+    },
+    snapshotSize: SNAPSHOT,
+    stream: STREAM,
+    sides: [],
+  };
+  for (const side of sides()) results.sides.push(await runSide(side));
+  results.meta.durationSeconds = Math.round((nowMs() - began) / 1000);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `homekit-${results.meta.date.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  log(`results in ${file}`);
+  process.stdout.write(renderReport(results));
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    log((error as Error).stack ?? String(error));
+    process.exit(1);
+  },
+);
