@@ -129,6 +129,14 @@ function str(raw: unknown, key: string, problems: Problems): string | undefined 
   return raw.trim();
 }
 
+/** An ffmpeg encoder name (it goes to -c:v), else libx264 with a problem. */
+function encoderName(raw: string | undefined, key: string, problems: Problems): string {
+  if (raw === undefined) return 'libx264';
+  if (/^[a-z0-9_]+$/.test(raw)) return raw;
+  problems.push(`"${key}" "${raw}" is not an ffmpeg encoder name (e.g. libx264, h264_v4l2m2m); using libx264.`);
+  return 'libx264';
+}
+
 /** Validates one camera entry; returns undefined (with a problem) when it cannot run at all. */
 function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, problems: Problems): CameraConfig | undefined {
   const where = `cameras[${index}]`;
@@ -198,7 +206,7 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
       enabled: bool(homekit.enabled, `${at}.homekit.enabled`, true, problems),
       unbridge: bool(homekit.unbridge, `${at}.homekit.unbridge`, true, problems),
       maxStreams: integer(homekit.maxStreams, `${at}.homekit.maxStreams`, 2, 1, 8, problems),
-      encoder: str(homekit.encoder, `${at}.homekit.encoder`, problems) ?? 'libx264',
+      encoder: encoderName(str(homekit.encoder, `${at}.homekit.encoder`, problems), `${at}.homekit.encoder`, problems),
     },
     audio: {
       enabled: bool(audio.enabled, `${at}.audio.enabled`, false, problems),

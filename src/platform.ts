@@ -18,6 +18,7 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
   private readonly cached = new Map<string, PlatformAccessory>();
   private readonly accessories: CameraAccessory[] = [];
   private runtime?: WebcamRuntime;
+  private stopping = false;
 
   constructor(
     private readonly log: Logging,
@@ -49,9 +50,13 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
           // Never take Homebridge down: say what is wrong and keep the bridge running.
           this.log.error(`Could not start: ${error.message}`);
         })
-        .finally(() => this.publishCameras(config));
+        .then(() => {
+          if (!this.stopping) this.publishCameras(config);
+        })
+        .catch((error: Error) => this.log.error(`Could not publish the cameras to HomeKit: ${error.message}`));
     });
     this.api.on('shutdown', () => {
+      this.stopping = true;
       void Promise.all(this.accessories.map((a) => a.stop()))
         .then(() => runtime.stop())
         .catch((error: Error) => this.log.error(`Error while stopping: ${error.message}`));
@@ -111,8 +116,6 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
       const cached = this.cached.get(uuid);
       if (cached) return cached;
     }
-    const accessory = new this.api.platformAccessory(camera.name, uuid, this.api.hap.Categories.CAMERA);
-    accessory.context.cameraId = camera.id;
-    return accessory;
+    return new this.api.platformAccessory(camera.name, uuid, this.api.hap.Categories.CAMERA);
   }
 }

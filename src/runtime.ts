@@ -67,7 +67,9 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
     for (const camera of config.cameras) {
       const hub = this.createHub(camera, this.ffmpeg);
-      const motion = this.options.motion && camera.motion.enabled ? new MotionDetector(hub, camera.motion, prefixed(log, camera.name)) : undefined;
+      // Motion keeps the capture running: only where something uses it (HomeKit's motion sensor).
+      const wanted = this.options.motion && camera.motion.enabled && camera.homekit.enabled;
+      const motion = wanted ? new MotionDetector(hub, camera.motion, prefixed(log, camera.name)) : undefined;
       motion?.on('motion', (event: MotionEvent) => this.emit('motion', camera, event));
       hub.on('offline', (reason: string) => this.emit('offline', camera, reason));
       hub.on('online', () => this.emit('online', camera));

@@ -324,6 +324,15 @@ class LiveStream {
     return this.audioLog;
   }
 
+  /** SelectedRTPStreamConfiguration RECONFIGURE: the Home app asks for another size, rate and bitrate. */
+  async reconfigure(width: number, height: number, fps: number, bitrate: number): Promise<void> {
+    const video = encode(
+      3, encode(1, writeUInt16(width), 2, writeUInt16(height), 3, fps),
+      4, encode(3, writeUInt16(bitrate), 4, writeFloat32LE(0.5)),
+    );
+    await write(this.client, this.service.selected, encode(1, encode(1, this.sessionId, 2, 4 /* RECONFIGURE */), 2, video).toString('base64'));
+  }
+
   /** SelectedRTPStreamConfiguration END. */
   async end(): Promise<void> {
     this.ended = true;
@@ -583,6 +592,29 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     await b.end();
     await waitUntil('both encoders to exit', () => running.encoders.every((pid) => !isAlive(pid)), 2_000);
     viewer.close();
+  });
+
+  it('replaces the encoder when the Home app reconfigures the stream, keeping the session', async (t) => {
+    const s = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
+    await s.start();
+    await waitUntil('packets', () => s.rtp.packets > 20);
+    const [first] = (await processes()).encoders;
+    const argsOf = async (pid: number) => (await execFileAsync('ps', ['-o', 'args=', '-p', String(pid)])).stdout;
+    assert.match(await argsOf(first), /scale=640:360/);
+
+    await s.reconfigure(320, 180, 10, 200);
+    await waitUntil('a new encoder', async () => {
+      const { encoders } = await processes();
+      return encoders.length === 1 && encoders[0] !== first;
+    });
+    const [second] = (await processes()).encoders;
+    assert.match(await argsOf(second), /scale=320:180.*-r 10 .*-b:v 200k/);
+    assert.equal(isAlive(first), false, 'the old encoder is gone');
+    const packets = s.rtp.packets;
+    await waitUntil('packets from the new encoder', () => s.rtp.packets > packets + 10);
+    assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'the same SSRC throughout');
+    await s.end();
+    await waitUntil('the encoder to exit after END', () => !isAlive(second), 2_000);
   });
 
   it('reports motion on the moving test pattern and clears it after the cooldown', async () => {

@@ -5,7 +5,9 @@ import { describe, it } from 'node:test';
 import { silentLog } from '../src/log';
 import { changedFraction, MotionDetector, motionThreshold } from '../src/media/motion';
 import { Snapshotter } from '../src/media/snapshot';
-import { probeSize, startTestServer, tempDir } from './helpers';
+import { execFileAsync, probeSize, startTestServer, tempDir } from './helpers';
+import { EventEmitter } from 'node:events';
+import { FrameHub } from '../src/media/frame-hub';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -22,6 +24,36 @@ describe('motion scoring', () => {
     const thresholds = [0, 25, 50, 75, 100].map(motionThreshold);
     for (let i = 1; i < thresholds.length; i++) assert.ok(thresholds[i] < thresholds[i - 1]);
     assert.ok(thresholds[0] >= 0.25 && thresholds[4] <= 0.005);
+  });
+});
+
+describe('on a still scene', () => {
+  it('sees nothing while the picture stays the same, and motion when it changes', async () => {
+    const jpeg = async (color: string) =>
+      (
+        await execFileAsync(
+          'ffmpeg',
+          ['-v', 'error', '-f', 'lavfi', '-i', `color=${color}:size=160x120`, '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'],
+          { encoding: 'buffer' },
+        )
+      ).stdout;
+    const [grey, white] = [await jpeg('gray'), await jpeg('white')];
+    const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
+    const hub = new FrameHub({ name: 'still', log: silentLog, createSource: () => source });
+    const detector = new MotionDetector(hub, { sensitivity: 100, cooldownSeconds: 1, sampleFps: 50 }, silentLog);
+    let seen = 0;
+    detector.on('motion', () => seen++);
+    detector.start();
+    for (let i = 0; i < 10; i++) {
+      source.emit('frame', grey);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    assert.equal(seen, 0, 'no motion in a still picture, even at the highest sensitivity');
+    source.emit('frame', white);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(seen, 1, 'motion when it changes');
+    detector.stop();
+    await hub.close();
   });
 });
 

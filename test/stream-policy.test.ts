@@ -58,15 +58,16 @@ describe('buildEncoderArgs', () => {
     assert.equal(after(args, '-ssrc'), '12345678');
     assert.equal(after(args, '-srtp_out_suite'), 'AES_CM_128_HMAC_SHA1_80');
     assert.equal(after(args, '-srtp_out_params'), Buffer.alloc(30, 7).toString('base64'));
-    assert.match(after(args, '-vf'), /^scale=640:360/);
+    assert.match(after(args, '-vf'), /^scale=640:360:force_original_aspect_ratio=increase.*,crop=640:360/, 'fills and crops, never stretches');
     assert.equal(args.at(-1), 'srtp://192.0.2.10:51000?rtcpport=51000&pkt_size=1378');
     assert.ok(!args.includes('-nostdin'), 'stdin carries the frames');
     assert.ok(!args.some((a) => a.includes('/dev/video')), 'the encoder never opens the camera');
   });
 
-  it('leaves out x264-only options for a hardware encoder', () => {
+  it('leaves out x264-only options for a hardware encoder, and names the profile by number', () => {
     const args = buildEncoderArgs(request, { encoder: 'h264_v4l2m2m' });
     assert.equal(after(args, '-c:v'), 'h264_v4l2m2m');
+    assert.equal(after(args, '-profile:v'), '77', 'h264_v4l2m2m takes profile_idc, not "main"');
     assert.ok(!args.includes('-preset') && !args.includes('-tune') && !args.includes('-level:v'));
   });
 
@@ -78,7 +79,7 @@ describe('buildEncoderArgs', () => {
   });
 
   it('adds OPUS sound as a second output when asked, from ALSA or the test tone', () => {
-    const audio = { source: 'dsnoop:CARD=C920,DEV=0', sampleRate: 24, bitrate: 24, channels: 1, packetTime: 30, payloadType: 110, ssrc: 42, srtpKeyAndSalt: Buffer.alloc(30, 9), targetPort: 51002 };
+    const audio = { codec: 'opus' as const, source: 'dsnoop:CARD=C920,DEV=0', sampleRate: 24, bitrate: 24, channels: 1, packetTime: 30, payloadType: 110, ssrc: 42, srtpKeyAndSalt: Buffer.alloc(30, 9), targetPort: 51002 };
     const args = buildEncoderArgs(request, { encoder: 'libx264' }, audio);
     assert.deepEqual(args.slice(args.indexOf('alsa') - 1, args.indexOf('alsa') + 5), ['-f', 'alsa', '-thread_queue_size', '512', '-i', 'dsnoop:CARD=C920,DEV=0']);
     const second = args.slice(args.lastIndexOf('-map'));
@@ -92,5 +93,9 @@ describe('buildEncoderArgs', () => {
     const tone = buildEncoderArgs(request, { encoder: 'libx264' }, { ...audio, source: 'sine' });
     assert.ok(tone.includes('sine=frequency=440:sample_rate=48000'));
     assert.ok(!buildEncoderArgs(request, { encoder: 'libx264' }).includes('-c:a'), 'no sound unless asked');
+    const eld = buildEncoderArgs(request, { encoder: 'libx264' }, { ...audio, codec: 'aac-eld' });
+    assert.equal(after(eld, '-c:a'), 'libfdk_aac');
+    assert.equal(after(eld, '-profile:a'), 'aac_eld');
+    assert.ok(!eld.includes('-frame_duration'));
   });
 });

@@ -13,6 +13,7 @@ import type { FrameHub } from '../media/frame-hub';
 import type { MotionDetector } from '../media/motion';
 import { Snapshotter } from '../media/snapshot';
 import { PLUGIN_NAME } from '../settings';
+import type { AudioCodecName } from './stream-policy';
 import { supportedResolutions } from './stream-policy';
 import { WebcamStreamingDelegate } from './streaming-delegate';
 
@@ -62,18 +63,28 @@ export class CameraAccessory {
       .setCharacteristic(hap.Characteristic.SerialNumber, camera.id.slice(0, 64))
       .setCharacteristic(hap.Characteristic.FirmwareRevision, version);
 
-    // Sound: OPUS, which HomeKit accepts and Debian's ffmpeg encodes (AAC-ELD needs libfdk_aac).
-    const audio = camera.audio.enabled && options.ffmpeg.encoders.has('libopus');
-    if (camera.audio.enabled && !audio) {
-      log.warn(`Sound is on, but ${options.ffmpeg.path} has no libopus encoder: streams stay silent. Install an ffmpeg with libopus (Debian's has it).`);
+    // The H.264 encoder must exist in this ffmpeg, or every stream would fail.
+    let encoder = camera.homekit.encoder;
+    if (!options.ffmpeg.encoders.has(encoder)) {
+      log.warn(`${options.ffmpeg.path} has no "${encoder}" encoder: using libx264. (ffmpeg -encoders lists what it has.)`);
+      encoder = 'libx264';
     }
+    // Sound: OPUS when ffmpeg has libopus (Debian's does), AAC-ELD when it has libfdk_aac
+    // (ffmpeg-for-homebridge's does); the Home app picks one of those offered.
+    const audioCodecs: AudioCodecName[] = [];
+    if (camera.audio.enabled) {
+      if (options.ffmpeg.encoders.has('libopus')) audioCodecs.push('opus');
+      if (options.ffmpeg.encoders.has('libfdk_aac')) audioCodecs.push('aac-eld');
+      if (audioCodecs.length === 0) log.warn(`Sound is on, but ${options.ffmpeg.path} has neither libopus nor libfdk_aac: streams stay silent.`);
+    }
+    const audio = audioCodecs.length > 0;
     this.delegate = new WebcamStreamingDelegate({
       hap,
-      camera,
+      camera: { ...camera, homekit: { ...camera.homekit, encoder } },
       hub,
       snapshotter: new Snapshotter(hub),
       ffmpegPath: options.ffmpeg.path,
-      audio,
+      audioCodecs,
       log,
     });
     const controller = new hap.CameraController({
@@ -89,7 +100,12 @@ export class CameraAccessory {
           },
         },
         audio: audio
-          ? { codecs: [{ type: hap.AudioStreamingCodecType.OPUS, samplerate: [hap.AudioStreamingSamplerate.KHZ_16, hap.AudioStreamingSamplerate.KHZ_24] }] }
+          ? {
+              codecs: audioCodecs.map((codec) => ({
+                type: codec === 'opus' ? hap.AudioStreamingCodecType.OPUS : hap.AudioStreamingCodecType.AAC_ELD,
+                samplerate: [hap.AudioStreamingSamplerate.KHZ_16, hap.AudioStreamingSamplerate.KHZ_24],
+              })),
+            }
           : undefined,
       },
     });

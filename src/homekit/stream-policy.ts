@@ -37,6 +37,22 @@ export function supportedResolutions(capture: { width: number; height: number; f
 export type H264ProfileName = 'baseline' | 'main' | 'high';
 export type H264LevelName = '3.1' | '3.2' | '4.0';
 
+/** HAP's profile and level numbers (H264Profile, H264Level: 0, 1, 2) as ffmpeg names. */
+export function h264Names(profile: number, level: number): { profile: H264ProfileName; level: H264LevelName } {
+  return {
+    profile: (['baseline', 'main', 'high'] as const)[profile] ?? 'main',
+    level: (['3.1', '3.2', '4.0'] as const)[level] ?? '3.1',
+  };
+}
+
+/** H.264 profile_idc numbers, which hardware encoders such as h264_v4l2m2m take instead of names. */
+const PROFILE_IDC: Record<H264ProfileName, string> = { baseline: '66', main: '77', high: '100' };
+
+/** An encoder name that can safely go to -c:v. */
+export function isEncoderName(name: string): boolean {
+  return /^[a-z0-9_]+$/.test(name);
+}
+
 export interface EncoderRequest {
   width: number;
   height: number;
@@ -54,8 +70,11 @@ export interface EncoderRequest {
   targetPort: number;
 }
 
-/** The sound half of a stream (OPUS over SRTP, HomeKit's codec that Debian's ffmpeg has). */
+export type AudioCodecName = 'opus' | 'aac-eld';
+
+/** The sound half of a stream: OPUS (libopus, Debian's ffmpeg has it) or AAC-ELD (libfdk_aac). */
 export interface AudioRequest {
+  codec: AudioCodecName;
   /** An ALSA device, or `sine` for a test tone. */
   source: string;
   /** kHz, as HomeKit asks: 16 or 24. */
@@ -116,10 +135,12 @@ export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig,
     ...(audio ? audioInputArgs(audio.source) : []),
     '-map', '0:v:0',
     '-an', '-sn', '-dn',
-    '-vf', `scale=${request.width}:${request.height}:flags=bilinear,format=yuv420p`,
+    // Fill the requested frame and crop the rest, as snapshots do: a 4:3 camera is not stretched.
+    '-vf',
+    `scale=${request.width}:${request.height}:force_original_aspect_ratio=increase:flags=bilinear,crop=${request.width}:${request.height},format=yuv420p`,
     '-c:v', config.encoder,
     ...(hardware ? [] : ['-preset', 'ultrafast', '-tune', 'zerolatency']),
-    '-profile:v', request.profile,
+    '-profile:v', hardware ? PROFILE_IDC[request.profile] : request.profile,
     ...(hardware ? [] : ['-level:v', request.level]),
     '-r', String(request.fps),
     '-fps_mode', 'cfr',
@@ -139,14 +160,16 @@ export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig,
   ];
 }
 
-/** The second output of the encoder: OPUS over SRTP to HomeKit's audio port. */
+/** The second output of the encoder: the sound over SRTP to HomeKit's audio port. */
 function buildAudioOutputArgs(audio: AudioRequest, targetAddress: string): string[] {
+  const codec =
+    audio.codec === 'opus'
+      ? ['-c:a', 'libopus', '-application', 'lowdelay', '-frame_duration', String(opusFrameDuration(audio.packetTime))]
+      : ['-c:a', 'libfdk_aac', '-profile:a', 'aac_eld', '-flags', '+global_header'];
   return [
     '-map', '1:a:0',
     '-vn', '-sn', '-dn',
-    '-c:a', 'libopus',
-    '-application', 'lowdelay',
-    '-frame_duration', String(opusFrameDuration(audio.packetTime)),
+    ...codec,
     '-ar', String(audio.sampleRate * 1000),
     '-ac', String(audio.channels),
     '-b:a', `${audio.bitrate}k`,

@@ -1,6 +1,7 @@
 // One HomeKit live stream: an encoder ffmpeg fed the FrameHub's JPEG frames on stdin (it never
-// opens the camera), sending H.264 over SRTP to the Home app, and a watchdog on the UDP port
-// where the Home app's RTCP reports arrive: no report for a while means the viewer is gone.
+// opens the camera), sending H.264 (and OPUS) over SRTP to the Home app, and a watchdog on the
+// UDP port where the Home app's RTCP reports arrive: no report for a while means the viewer is
+// gone. A reconfigure replaces the encoder and keeps the session.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:dgram';
@@ -9,6 +10,7 @@ import type { Log } from '../log';
 import { LineRing } from '../media/capture';
 import type { FrameHub, Subscription } from '../media/frame-hub';
 import { stopProcess, track } from '../media/processes';
+import { closeQuietly } from '../util/close-quietly';
 
 export interface StreamSessionOptions {
   hub: FrameHub;
@@ -29,7 +31,7 @@ export class StreamSession {
   private child?: ChildProcess;
   private subscription?: Subscription;
   private watchdog?: NodeJS.Timeout;
-  private readonly stderr = new LineRing(10);
+  private stderr = new LineRing(10);
   private ended = false;
   /** Frames written to the encoder. */
   framesIn = 0;
@@ -37,49 +39,67 @@ export class StreamSession {
   constructor(private readonly options: StreamSessionOptions) {}
 
   /** Starts the encoder; resolves once it runs (the first frame is already on its way). */
-  start(): Promise<void> {
-    const { options } = this;
-    const child = spawn(options.ffmpegPath, options.args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    this.child = child;
-    track(child);
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => this.stderr.push(text));
-    child.stdin?.on('error', () => {
-      // EPIPE when the encoder exits first; its exit is reported below.
-    });
-    child.once('exit', (code, signal) => {
-      const detail = this.stderr.toString().split('\n').slice(-2).join(' | ');
-      this.finish(`encoder exited (${signal ?? `code ${code}`})${detail ? `: ${detail}` : ''}`);
-    });
-
+  async start(): Promise<void> {
     this.armWatchdog();
-    options.rtcpSocket.on('message', () => this.armWatchdog());
+    this.options.rtcpSocket.on('message', () => this.armWatchdog());
+    await this.spawnEncoder(this.options.args);
+    if (this.ended) return;
+    this.subscription = this.options.hub.subscribe(
+      (frame, done) => {
+        const stdin = this.child?.stdin;
+        if (!stdin || stdin.destroyed || !stdin.writable) {
+          done(); // between two encoders (reconfigure): drop this frame
+          return;
+        }
+        this.framesIn++;
+        if (stdin.write(frame.data)) done();
+        else stdin.once('drain', done);
+      },
+      { onClose: () => this.finish('the camera shut down') },
+    );
+  }
 
-    return new Promise((resolve, reject) => {
-      child.once('error', (error) => {
-        this.finish(`encoder could not start: ${error.message}`);
-        reject(error);
-      });
-      child.once('spawn', () => {
-        this.subscription = options.hub.subscribe(
-          (frame, done) => {
-            const stdin = child.stdin;
-            if (!stdin || stdin.destroyed || !stdin.writable) return;
-            this.framesIn++;
-            if (stdin.write(frame.data)) done();
-            else stdin.once('drain', done);
-          },
-          { onClose: () => this.finish('the camera shut down') },
-        );
-        resolve();
-      });
-    });
+  /** Replaces the encoder with one built from `args` (HomeKit asked for another size or rate). */
+  async reconfigure(args: string[]): Promise<void> {
+    if (this.ended) return;
+    const old = this.child;
+    this.child = undefined;
+    if (old) {
+      old.stdin?.end();
+      await stopProcess(old, 1_000);
+    }
+    if (!this.ended) await this.spawnEncoder(args);
   }
 
   /** Ends the session (HomeKit said stop, or Homebridge is shutting down). */
   async stop(): Promise<void> {
     this.ended = true;
     await this.teardown();
+  }
+
+  private spawnEncoder(args: string[]): Promise<void> {
+    const child = spawn(this.options.ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.child = child;
+    this.stderr = new LineRing(10);
+    const stderr = this.stderr;
+    track(child);
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => stderr.push(text));
+    child.stdin?.on('error', () => {
+      // EPIPE when the encoder exits first; its exit is reported below.
+    });
+    child.once('exit', (code, signal) => {
+      if (child !== this.child) return; // replaced on purpose (reconfigure) or stopped
+      const detail = stderr.toString().split('\n').slice(-2).join(' | ');
+      this.finish(`encoder exited (${signal ?? `code ${code}`})${detail ? `: ${detail}` : ''}`);
+    });
+    return new Promise((resolve, reject) => {
+      child.once('error', (error) => {
+        this.finish(`encoder could not start: ${error.message}`);
+        reject(error);
+      });
+      child.once('spawn', () => resolve());
+    });
   }
 
   private armWatchdog(): void {
@@ -100,14 +120,9 @@ export class StreamSession {
     clearTimeout(this.watchdog);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
-    for (const socket of [this.options.rtcpSocket, ...(this.options.otherSockets ?? [])]) {
-      try {
-        socket.close();
-      } catch {
-        // already closed
-      }
-    }
+    closeQuietly(this.options.rtcpSocket, ...(this.options.otherSockets ?? []));
     const child = this.child;
+    this.child = undefined;
     if (child) {
       child.stdin?.end();
       await stopProcess(child, 1_000);

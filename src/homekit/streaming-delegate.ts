@@ -11,11 +11,14 @@ import type {
   HAP,
   PrepareStreamCallback,
   PrepareStreamRequest,
+  PrepareStreamResponse,
+  ReconfigureStreamRequest,
   SnapshotRequest,
   SnapshotRequestCallback,
   StartStreamRequest,
   StreamingRequest,
   StreamRequestCallback,
+  VideoInfo,
 } from 'homebridge';
 
 import type { CameraConfig } from '../config';
@@ -23,8 +26,9 @@ import type { Log } from '../log';
 import type { FrameHub } from '../media/frame-hub';
 import type { Snapshotter } from '../media/snapshot';
 import { StreamSession } from './stream-session';
-import type { H264LevelName, H264ProfileName } from './stream-policy';
-import { buildEncoderArgs } from './stream-policy';
+import { closeQuietly } from '../util/close-quietly';
+import type { AudioCodecName, AudioRequest } from './stream-policy';
+import { buildEncoderArgs, h264Names } from './stream-policy';
 
 interface PendingSession {
   address: string;
@@ -37,14 +41,26 @@ interface PendingSession {
   expires: NodeJS.Timeout;
 }
 
+/** What HomeKit prepared and asked for. */
+interface StreamParameters {
+  prepared: PendingSession;
+  video: VideoInfo;
+  audio?: AudioRequest;
+}
+
+/** A running stream and the session that serves it. */
+interface ActiveSession extends StreamParameters {
+  session: StreamSession;
+}
+
 export interface StreamingDelegateOptions {
   hap: HAP;
   camera: CameraConfig;
   hub: FrameHub;
   snapshotter: Snapshotter;
   ffmpegPath: string;
-  /** Stream sound (OPUS from camera.audio.source); the caller checked that ffmpeg has libopus. */
-  audio: boolean;
+  /** The sound codecs offered (the caller checked ffmpeg has their encoders); none: no sound. */
+  audioCodecs: AudioCodecName[];
   log: Log;
   /** End a stream after this long without RTCP from the Home app (default 30 s). */
   rtcpTimeoutMs?: number;
@@ -56,14 +72,9 @@ const SLOW_SNAPSHOT_MS = 1_500;
 export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   controller?: CameraController;
   private readonly pending = new Map<string, PendingSession>();
-  private readonly sessions = new Map<string, StreamSession>();
+  private readonly sessions = new Map<string, ActiveSession>();
 
   constructor(private readonly options: StreamingDelegateOptions) {}
-
-  /** Live sessions (tests and the shutdown path look at it). */
-  get sessionCount(): number {
-    return this.sessions.size;
-  }
 
   handleSnapshotRequest(request: SnapshotRequest, callback: SnapshotRequestCallback): void {
     const started = Date.now();
@@ -82,58 +93,87 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   }
 
   prepareStream(request: PrepareStreamRequest, callback: PrepareStreamCallback): void {
-    const { hap, log } = this.options;
-    const type = request.addressVersion === 'ipv6' ? 'udp6' : 'udp4';
-    Promise.all([bindUdp(type), this.options.audio ? bindUdp(type) : undefined]).then(
-      ([rtcpSocket, audioSocket]) => {
-        // From here on a socket error must neither answer HomeKit twice nor, unhandled, end Homebridge.
-        for (const socket of [rtcpSocket, audioSocket]) socket?.on('error', (error) => log.debug(`Stream UDP socket: ${error.message}`));
-        const ssrc = hap.CameraController.generateSynchronisationSource();
-        const audioSsrc = hap.CameraController.generateSynchronisationSource();
-        // Forget a prepared session HomeKit never starts.
-        const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
-        expires.unref();
-        this.pending.set(request.sessionID, {
-          address: request.targetAddress,
-          videoPort: request.video.port,
-          srtpKeyAndSalt: Buffer.concat([request.video.srtp_key, request.video.srtp_salt]),
-          ssrc,
-          rtcpSocket,
-          audio: audioSocket && {
-            port: request.audio.port,
-            srtpKeyAndSalt: Buffer.concat([request.audio.srtp_key, request.audio.srtp_salt]),
-            ssrc: audioSsrc,
-            rtcpSocket: audioSocket,
-          },
-          expires,
-        });
-        callback(undefined, {
-          video: { port: rtcpSocket.address().port, ssrc, srtp_key: request.video.srtp_key, srtp_salt: request.video.srtp_salt },
-          audio: audioSocket && { port: audioSocket.address().port, ssrc: audioSsrc, srtp_key: request.audio.srtp_key, srtp_salt: request.audio.srtp_salt },
-        });
-      },
+    void this.prepare(request).then(
+      (response) => callback(undefined, response),
       (error: Error) => {
-        log.error(`Could not open a UDP port for the stream: ${error.message}`);
+        this.options.log.error(`Could not prepare the stream: ${error.message}`);
         callback(error);
       },
     );
   }
 
-  handleStreamRequest(request: StreamingRequest, callback: StreamRequestCallback): void {
-    const { hap } = this.options;
-    switch (request.type) {
-      case hap.StreamRequestTypes.START:
-        void this.startStream(request, callback);
-        return;
-      case hap.StreamRequestTypes.RECONFIGURE:
-        // The encoder keeps its settings; HomeKit adapts. Restarting would cost a keyframe gap.
-        this.options.log.debug(`Reconfigure to ${request.video.width}x${request.video.height}@${request.video.fps} ignored.`);
-        callback();
-        return;
-      case hap.StreamRequestTypes.STOP:
-        void this.stopStream(request.sessionID).finally(() => callback());
-        return;
+  private async prepare(request: PrepareStreamRequest): Promise<PrepareStreamResponse> {
+    const { hap, log } = this.options;
+    const type = request.addressVersion === 'ipv6' ? 'udp6' : 'udp4';
+    const sockets = await Promise.allSettled([bindUdp(type), this.options.audioCodecs.length > 0 ? bindUdp(type) : Promise.resolve(undefined)]);
+    const [video, sound] = sockets.map((result) => (result.status === 'fulfilled' ? result.value : undefined));
+    const failed = sockets.find((result) => result.status === 'rejected');
+    if (!video || failed) {
+      closeQuietly(video, sound);
+      throw new Error(`no UDP port for the stream (${String(failed?.reason ?? 'unknown')})`);
     }
+    // From here on a socket error must not, unhandled, end Homebridge.
+    for (const socket of [video, sound]) socket?.on('error', (error) => log.debug(`Stream UDP socket: ${error.message}`));
+    const ssrc = hap.CameraController.generateSynchronisationSource();
+    const audioSsrc = hap.CameraController.generateSynchronisationSource();
+    // Forget a prepared session HomeKit never starts.
+    const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
+    expires.unref();
+    this.pending.set(request.sessionID, {
+      address: request.targetAddress,
+      videoPort: request.video.port,
+      srtpKeyAndSalt: Buffer.concat([request.video.srtp_key, request.video.srtp_salt]),
+      ssrc,
+      rtcpSocket: video,
+      audio: sound && {
+        port: request.audio.port,
+        srtpKeyAndSalt: Buffer.concat([request.audio.srtp_key, request.audio.srtp_salt]),
+        ssrc: audioSsrc,
+        rtcpSocket: sound,
+      },
+      expires,
+    });
+    return {
+      video: { port: video.address().port, ssrc, srtp_key: request.video.srtp_key, srtp_salt: request.video.srtp_salt },
+      audio: sound && { port: sound.address().port, ssrc: audioSsrc, srtp_key: request.audio.srtp_key, srtp_salt: request.audio.srtp_salt },
+    };
+  }
+
+  handleStreamRequest(request: StreamingRequest, callback: StreamRequestCallback): void {
+    const { hap, log } = this.options;
+    // Every path answers HomeKit exactly once, and nothing thrown here reaches Homebridge.
+    let answered = false;
+    const answer = (error?: Error) => {
+      if (answered) return;
+      answered = true;
+      try {
+        callback(error);
+      } catch (thrown) {
+        log.error(`HomeKit rejected our answer: ${(thrown as Error).message}`);
+      }
+    };
+    const work = (async () => {
+      switch (request.type) {
+        case hap.StreamRequestTypes.START:
+          await this.startStream(request);
+          return;
+        case hap.StreamRequestTypes.RECONFIGURE:
+          await this.reconfigureStream(request);
+          return;
+        case hap.StreamRequestTypes.STOP:
+          // HAP has already closed the session: answer first, then tear down.
+          answer();
+          await this.stopStream(request.sessionID);
+          return;
+      }
+    })();
+    work.then(
+      () => answer(),
+      (error: Error) => {
+        log.error(`Stream request ${request.type} failed: ${error.message}`);
+        answer(error);
+      },
+    );
   }
 
   /** Ends every stream (Homebridge shutting down). */
@@ -142,23 +182,77 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     await Promise.all([...this.sessions.keys()].map((id) => this.stopStream(id)));
   }
 
-  private async startStream(request: StartStreamRequest, callback: StreamRequestCallback): Promise<void> {
+  private async startStream(request: StartStreamRequest): Promise<void> {
     const { hap, camera, log } = this.options;
     const prepared = this.pending.get(request.sessionID);
-    if (!prepared) {
-      callback(new Error('unknown stream session'));
-      return;
-    }
+    if (!prepared) throw new Error('unknown stream session');
     clearTimeout(prepared.expires);
     this.pending.delete(request.sessionID);
 
-    const video = request.video;
-    const profile: H264ProfileName = video.profile === hap.H264Profile.HIGH ? 'high' : video.profile === hap.H264Profile.MAIN ? 'main' : 'baseline';
-    const level: H264LevelName = video.level === hap.H264Level.LEVEL4_0 ? '4.0' : video.level === hap.H264Level.LEVEL3_2 ? '3.2' : '3.1';
+    const codec: AudioCodecName | undefined =
+      request.audio.codec === hap.AudioStreamingCodecType.OPUS ? 'opus' : request.audio.codec === hap.AudioStreamingCodecType.AAC_ELD ? 'aac-eld' : undefined;
+    const audio = prepared.audio && codec && this.options.audioCodecs.includes(codec) ? prepared.audio : undefined;
+    if (prepared.audio && !audio) log.warn(`The Home app asked for ${request.audio.codec} sound, which this camera does not offer: the stream is silent.`);
+    const stream: StreamParameters = {
+      prepared,
+      video: request.video,
+      audio: audio && {
+        codec: codec!,
+        source: camera.audio.source,
+        sampleRate: request.audio.sample_rate,
+        bitrate: request.audio.max_bit_rate,
+        channels: request.audio.channel,
+        packetTime: request.audio.packet_time,
+        payloadType: request.audio.pt,
+        ssrc: audio.ssrc,
+        srtpKeyAndSalt: audio.srtpKeyAndSalt,
+        targetPort: audio.port,
+      },
+    };
+    const session = new StreamSession({
+      hub: this.options.hub,
+      ffmpegPath: this.options.ffmpegPath,
+      args: this.encoderArgs(stream, 'Starting'),
+      rtcpSocket: prepared.rtcpSocket,
+      otherSockets: prepared.audio ? [prepared.audio.rtcpSocket] : [],
+      rtcpTimeoutMs: this.options.rtcpTimeoutMs ?? 30_000,
+      log,
+      onEnded: () => {
+        this.sessions.delete(request.sessionID);
+        this.controller?.forceStopStreamingSession(request.sessionID);
+      },
+    });
+    const active: ActiveSession = { ...stream, session };
+    this.sessions.set(request.sessionID, active);
+    try {
+      await active.session.start();
+    } catch (error) {
+      this.sessions.delete(request.sessionID);
+      throw error;
+    }
+  }
+
+  private async reconfigureStream(request: ReconfigureStreamRequest): Promise<void> {
+    const active = this.sessions.get(request.sessionID);
+    if (!active) return;
+    const { width, height, fps, max_bit_rate } = request.video;
+    const before = active.video;
+    if (before.width === width && before.height === height && before.fps === fps && before.max_bit_rate === max_bit_rate) return;
+    active.video = { ...before, width, height, fps, max_bit_rate };
+    await active.session.reconfigure(this.encoderArgs(active, 'Reconfiguring'));
+  }
+
+  /** The encoder command for a session's current parameters, with a log line saying what it is. */
+  private encoderArgs(active: StreamParameters, verb: string): string[] {
+    const { camera, log } = this.options;
+    const { video, prepared, audio } = active;
+    const { profile, level } = h264Names(video.profile, video.level);
     const fps = Math.min(video.fps, camera.fps);
-    const audio = prepared.audio && request.audio.codec === hap.AudioStreamingCodecType.OPUS ? prepared.audio : undefined;
-    if (prepared.audio && !audio) log.warn(`The Home app asked for ${request.audio.codec} sound; this camera streams OPUS only, so the stream is silent.`);
-    const args = buildEncoderArgs(
+    log.info(
+      `${verb} a HomeKit stream: ${video.width}x${video.height} at ${fps} fps, ${video.max_bit_rate} kbit/s, H.264 ${profile} ${level} (${camera.homekit.encoder})` +
+        `${audio ? `, ${audio.codec.toUpperCase()} ${audio.sampleRate} kHz sound` : ''}.`,
+    );
+    return buildEncoderArgs(
       {
         width: video.width,
         height: video.height,
@@ -174,48 +268,16 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         targetPort: prepared.videoPort,
       },
       { encoder: camera.homekit.encoder },
-      audio && {
-        source: camera.audio.source,
-        sampleRate: request.audio.sample_rate,
-        bitrate: request.audio.max_bit_rate,
-        channels: request.audio.channel,
-        packetTime: request.audio.packet_time,
-        payloadType: request.audio.pt,
-        ssrc: audio.ssrc,
-        srtpKeyAndSalt: audio.srtpKeyAndSalt,
-        targetPort: audio.port,
-      },
+      audio,
     );
-    log.info(`Starting a HomeKit stream: ${video.width}x${video.height} at ${fps} fps, ${video.max_bit_rate} kbit/s, H.264 ${profile} ${level} (${camera.homekit.encoder})${audio ? `, OPUS ${request.audio.sample_rate} kHz sound` : ''}.`);
-    const session = new StreamSession({
-      hub: this.options.hub,
-      ffmpegPath: this.options.ffmpegPath,
-      args,
-      rtcpSocket: prepared.rtcpSocket,
-      otherSockets: prepared.audio ? [prepared.audio.rtcpSocket] : [],
-      rtcpTimeoutMs: this.options.rtcpTimeoutMs ?? 30_000,
-      log,
-      onEnded: () => {
-        this.sessions.delete(request.sessionID);
-        this.controller?.forceStopStreamingSession(request.sessionID);
-      },
-    });
-    this.sessions.set(request.sessionID, session);
-    try {
-      await session.start();
-      callback();
-    } catch (error) {
-      this.sessions.delete(request.sessionID);
-      callback(error as Error);
-    }
   }
 
   private async stopStream(sessionID: string): Promise<void> {
     this.dropPending(sessionID);
-    const session = this.sessions.get(sessionID);
-    if (!session) return;
+    const active = this.sessions.get(sessionID);
+    if (!active) return;
     this.sessions.delete(sessionID);
-    await session.stop();
+    await active.session.stop();
     this.options.log.info('HomeKit stream stopped.');
   }
 
@@ -224,13 +286,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     if (!prepared) return;
     clearTimeout(prepared.expires);
     this.pending.delete(sessionID);
-    for (const socket of [prepared.rtcpSocket, prepared.audio?.rtcpSocket]) {
-      try {
-        socket?.close();
-      } catch {
-        // already closed
-      }
-    }
+    closeQuietly(prepared.rtcpSocket, prepared.audio?.rtcpSocket);
   }
 }
 

@@ -77,9 +77,16 @@ export class MotionDetector extends EventEmitter {
     return this._detected;
   }
 
+  /** After a capture restart the picture may jump (exposure settling): compare only new frames. */
+  private readonly forget = (): void => {
+    this.previous = undefined;
+  };
+
   /** Starts watching; this keeps the camera's capture running. */
   start(): void {
     if (this.subscription) return;
+    this.hub.on('offline', this.forget);
+    this.hub.on('online', this.forget);
     this.subscription = this.hub.subscribe((frame, done) => {
       if (frame.time - this.lastSample < this.intervalMs) {
         done();
@@ -96,6 +103,8 @@ export class MotionDetector extends EventEmitter {
   stop(): void {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
+    this.hub.off('offline', this.forget);
+    this.hub.off('online', this.forget);
     this.previous = undefined;
     clearTimeout(this.clearTimer);
     if (this._detected) {

@@ -17,7 +17,8 @@ export interface SnapshotOptions {
 
 interface CacheEntry {
   frameSeq: number;
-  at: number;
+  /** When the frame it was made from arrived. */
+  frameTime: number;
   image: Promise<Buffer>;
 }
 
@@ -44,11 +45,11 @@ export class Snapshotter {
     const frame = await this.hub.snapshot(this.maxAgeMs, this.timeoutMs);
     if (!width || !height) return frame.data;
     const key = `${width}x${height}`;
-    const now = Date.now();
     const cached = this.cache.get(key);
-    if (cached && (cached.frameSeq === frame.seq || now - cached.at <= this.maxAgeMs)) return cached.image;
+    // Reused while its frame is the one at hand, or no older than maxAgeMs itself.
+    if (cached && (cached.frameSeq === frame.seq || Date.now() - cached.frameTime <= this.maxAgeMs)) return cached.image;
     const image = this.scale(frame, width, height);
-    this.cache.set(key, { frameSeq: frame.seq, at: now, image });
+    this.cache.set(key, { frameSeq: frame.seq, frameTime: frame.time, image });
     // A failed scale is not kept.
     image.catch(() => {
       if (this.cache.get(key)?.image === image) this.cache.delete(key);
