@@ -10,14 +10,15 @@
 //   BENCH_QUICK=1                small samples (~2 min) for smoke tests
 //   BENCH_SIDES=camera-ffmpeg,ours  which sides, in this order (default ours,camera-ffmpeg)
 //   BENCH_SNAPSHOTS=N            fresh snapshots per series (default 12; quick 4)
-//   BENCH_STARTS=N               timed stream starts per side (default 6; quick 3)
+//   BENCH_STARTS=N               timed stream starts per side (default 10; quick 3)
 //   BENCH_COLD=N                 ours with a stopped capture: snapshots and starts (default 3; quick 1; 0 skips)
+//   BENCH_FPS=N                  the source's (and the stream's) frame rate (default 30)
 //   BENCH_OURS_DIR=/path         our plugin from a built copy of the tree (to try a change to src/)
 //   BENCH_NODE=/path/to/node     the Node for Homebridge (default: the first `node` on PATH outside node_modules)
 //   BENCH_HOMEBRIDGE_DEBUG=1     run Homebridge with -D; BENCH_KEEP_LOGS=1 saves its logs in bench/results/
 //   node --import tsx bench/homekit.ts --report bench/results/homekit-X.json   re-renders a saved report
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -53,14 +54,14 @@ const plan = {
   freshGapMs: 3_300,
   cachedSnapshots: quick ? 10 : 30,
   cachedGapMs: 100,
-  starts: envNumber('BENCH_STARTS', quick ? 3 : 6),
+  starts: envNumber('BENCH_STARTS', quick ? 3 : 10),
   cold: envNumber('BENCH_COLD', quick ? 1 : 3),
   cpuWindowSeconds: quick ? 5 : 10,
 };
 const SNAPSHOT = { width: 640, height: 360 };
+const SOURCE = { width: 1280, height: 720, fps: envNumber('BENCH_FPS', 30) };
 /** What an iPhone's Home app typically asks for on the local network. */
-const STREAM: StreamRequest = { width: 1280, height: 720, fps: 30, profile: 2, level: 2, bitrate: 802, mtu: 1378, audioCodec: 3 };
-const SOURCE = { width: 1280, height: 720, fps: 30 };
+const STREAM: StreamRequest = { width: 1280, height: 720, fps: SOURCE.fps, profile: 2, level: 2, bitrate: 802, mtu: 1378, audioCodec: 3 };
 
 /** Probes wait a random extra up to one frame period, so they do not lock to the frame clock. */
 const jittered = (ms: number): number => ms + Math.random() * (1000 / SOURCE.fps);
@@ -105,10 +106,21 @@ function version(dir: string): string {
 }
 
 /** Our plugin's folder: this repository, or BENCH_OURS_DIR (a built copy with changes to try). */
-const OURS_DIR = process.env.BENCH_OURS_DIR ?? REPO;
+const OURS_DIR = process.env.BENCH_OURS_DIR || REPO;
+
+/** The newest modification time of the files under `dir`, ms. */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
 
 function ourSide(): Side {
-  if (!existsSync(join(OURS_DIR, 'dist', 'index.js'))) throw new Error(`run \`npm run build\` first in ${OURS_DIR} (Homebridge loads the plugin from dist/)`);
+  const dist = join(OURS_DIR, 'dist', 'index.js');
+  if (!existsSync(dist)) throw new Error(`run \`npm run build\` first in ${OURS_DIR} (Homebridge loads the plugin from dist/)`);
+  if (newestMtime(join(OURS_DIR, 'src')) > statSync(dist).mtimeMs) throw new Error(`${OURS_DIR}/src is newer than its dist/: run \`npm run build\` first`);
   const camera = { source: 'testsrc', ...SOURCE, homekit: { unbridge: true, maxStreams: 2 } };
   return {
     name: 'ours',
