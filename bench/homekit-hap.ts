@@ -337,6 +337,25 @@ export interface RtpService {
   status: string;
 }
 
+/** "WxH" from a JPEG's start-of-frame segment, or undefined when it is not a JPEG. */
+export function jpegSize(jpeg: Buffer): string | undefined {
+  if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return undefined;
+  for (let at = 2; at + 9 < jpeg.length; ) {
+    if (jpeg[at] !== 0xff) return undefined;
+    const marker = jpeg[at + 1];
+    if (marker === 0xff) {
+      at++;
+      continue;
+    }
+    // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC): height, then width.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return `${jpeg.readUInt16BE(at + 7)}x${jpeg.readUInt16BE(at + 5)}`;
+    }
+    at += 2 + jpeg.readUInt16BE(at + 2);
+  }
+  return undefined;
+}
+
 /** A paired controller for one (external) camera accessory. */
 export class Camera {
   readonly client: HttpClient;
@@ -363,12 +382,12 @@ export class Camera {
     }
   }
 
-  /** One snapshot through HAP (POST /resource): the JPEG and the time it took, ms. */
-  async snapshot(width: number, height: number): Promise<{ ms: number; bytes: number; jpeg: boolean }> {
+  /** One snapshot through HAP (POST /resource): the time it took, ms, and what came back. */
+  async snapshot(width: number, height: number): Promise<{ ms: number; bytes: number; size?: string }> {
     const started = nowMs();
     const image = await this.client.getImage(width, height, this.aid);
     const ms = nowMs() - started;
-    return { ms, bytes: image.length, jpeg: image[0] === 0xff && image[1] === 0xd8 };
+    return { ms, bytes: image.length, size: jpegSize(image) };
   }
 
   async write(id: string, value: string): Promise<void> {

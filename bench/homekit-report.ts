@@ -202,7 +202,9 @@ export function renderReport(results: HomeKitBenchResults): string {
       if (!c) return;
       out.push(`| ${when} | ${i === 0 ? 'ours' : 'camera-ffmpeg'} | ${c.seconds} s | ${f(c.cpuPercent)}% | ${f(c.rssMeanMiB)} / ${f(c.rssMaxMiB)} | ${c.ffmpegs} | ${f(c.streamKbps)} | ${f(c.otherCpuPercent)}% |`);
     });
-    if (rows[0] && rows[1]) out.push(`| ${when} | *ours/theirs* | | ${ratio(rows[0].cpuPercent, rows[1].cpuPercent)} | ${ratio(rows[0].rssMeanMiB, rows[1].rssMeanMiB)} | | | |`);
+    // A ratio to a tree that used (almost) nothing means nothing.
+    const cpuRatio = rows[1] && rows[1].cpuPercent >= 2 ? ratio(rows[0]?.cpuPercent, rows[1].cpuPercent) : '–';
+    if (rows[0] && rows[1]) out.push(`| ${when} | *ours/theirs* | | ${cpuRatio} | ${ratio(rows[0].rssMeanMiB, rows[1].rssMeanMiB)} | | | |`);
   }
   out.push('', 'Per process, in the same windows (CPU / RSS mean):', '', '| when | side | process | CPU | RSS MiB |', '|---|---|---|---|---|');
   for (const when of ['idle', 'stream']) {

@@ -218,7 +218,7 @@ async function snapshotSeries(hb: Homebridge, camera: Camera, when: string, mode
     if (i > 0) await sleep(jittered(gapMs));
     try {
       const shot = await camera.snapshot(SNAPSHOT.width, SNAPSHOT.height);
-      if (!shot.jpeg) throw new Error(`not a JPEG (${shot.bytes} bytes)`);
+      if (shot.size !== `${SNAPSHOT.width}x${SNAPSHOT.height}`) throw new Error(`asked for ${SNAPSHOT.width}x${SNAPSHOT.height}, got ${shot.size ?? `no JPEG (${shot.bytes} bytes)`}`);
       series.ms.push(shot.ms);
       series.bytes = shot.bytes;
     } catch (error) {
@@ -379,6 +379,7 @@ async function runSide(side: Side): Promise<SideResult> {
         await sleep(jittered(1_000));
         try {
           const shot = await cold.snapshot(SNAPSHOT.width, SNAPSHOT.height);
+          if (shot.size !== `${SNAPSHOT.width}x${SNAPSHOT.height}`) throw new Error(`asked for ${SNAPSHOT.width}x${SNAPSHOT.height}, got ${shot.size ?? 'no JPEG'}`);
           shots.ms.push(shot.ms);
           shots.bytes = shot.bytes;
         } catch (error) {
