@@ -70,6 +70,8 @@ export interface HomeKitBenchResults {
     ffmpeg: string;
     commit: string;
     quick: boolean;
+    /** The camera both plugins read. */
+    source?: string;
     durationSeconds?: number;
   };
   snapshotSize: { width: number; height: number };
@@ -108,7 +110,7 @@ export function renderReport(results: HomeKitBenchResults): string {
   out.push(
     `Run: ${meta.date}, Node ${meta.node}, ${meta.cpu} (${meta.cores} cores), Homebridge ${meta.homebridge}, ${meta.ffmpeg}; ` +
       `${ours?.plugin ?? 'ours not run'} (commit ${meta.commit}) against ${theirs?.plugin ?? 'homebridge-camera-ffmpeg not run'}; ` +
-      `snapshots ${results.snapshotSize.width}x${results.snapshotSize.height}, streams ${width}x${height} at ${fps} fps, ${bitrate} kbit/s` +
+      `camera: ${meta.source ?? `ffmpeg's testsrc`}; snapshots ${results.snapshotSize.width}x${results.snapshotSize.height}, streams ${width}x${height} at ${fps} fps, ${bitrate} kbit/s` +
       `${meta.quick ? ' (BENCH_QUICK: small samples)' : ''}${meta.durationSeconds ? `; whole run ${(meta.durationSeconds / 60).toFixed(1)} min` : ''}.`,
     '',
   );

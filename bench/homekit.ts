@@ -12,17 +12,20 @@
 //   BENCH_SNAPSHOTS=N            fresh snapshots per series (default 12; quick 4)
 //   BENCH_STARTS=N               timed stream starts per side (default 10; quick 3)
 //   BENCH_COLD=N                 ours with a stopped capture: snapshots and starts (default 3; quick 1; 0 skips)
+//   BENCH_SOURCE=mjpeg-http      both read a network camera (homekit-camera.ts: MJPEG over HTTP)
+//                                instead of ffmpeg's test pattern (default testsrc)
 //   BENCH_FPS=N                  the source's (and the stream's) frame rate (default 30)
 //   BENCH_OURS_DIR=/path         our plugin from a built copy of the tree (to try a change to src/)
 //   BENCH_NODE=/path/to/node     the Node for Homebridge (default: the first `node` on PATH outside node_modules)
 //   BENCH_HOMEBRIDGE_DEBUG=1     run Homebridge with -D; BENCH_KEEP_LOGS=1 saves its logs in bench/results/
 //   node --import tsx bench/homekit.ts --report bench/results/homekit-X.json   re-renders a saved report
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { nowMs } from './corpus';
+import { ensureCorpus, nowMs } from './corpus';
 import type { StreamRequest, StreamStart } from './homekit-hap';
 import { Camera, cpuByRole, ffmpegPids, freeTcpPort, Homebridge, homebridgeNode, LiveStream, rssByRole, sleep, treeCpuMs, treeMembers, treeRssMiB, waitUntil } from './homekit-hap';
 import { renderReport } from './homekit-report';
@@ -74,6 +77,7 @@ const streams = new Set<LiveStream>();
 const tempDirs = new Set<string>();
 
 function cleanupSync(): void {
+  cameraChild?.kill('SIGKILL');
   for (const s of streams) s.close();
   for (const hb of running) hb.killGroup();
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
@@ -85,6 +89,54 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     cleanupSync();
     process.exit(130);
   });
+}
+
+// ---- the camera: ffmpeg's test pattern, or a network camera stand-in --------------------------
+
+interface Source {
+  /** For the report. */
+  label: string;
+  /** Our camera's `source`. */
+  ours: string;
+  /** camera-ffmpeg's `videoConfig.source` (ffmpeg input options) and `stillImageSource`. */
+  theirs: string;
+  theirsStill?: string;
+}
+
+const SOURCE_KIND = process.env.BENCH_SOURCE ?? 'testsrc';
+let cameraChild: ChildProcess | undefined;
+
+async function startSource(): Promise<Source> {
+  const { width, height, fps } = SOURCE;
+  if (SOURCE_KIND === 'testsrc') {
+    return {
+      label: `ffmpeg's testsrc ${width}x${height} at ${fps} fps`,
+      ours: 'testsrc',
+      // The same test pattern our capture reads, at the same size and rate; -re so it runs in
+      // real time like a camera.
+      theirs: `-re -f lavfi -i testsrc=size=${width}x${height}:rate=${fps}`,
+    };
+  }
+  if (SOURCE_KIND !== 'mjpeg-http') throw new Error(`BENCH_SOURCE: unknown source "${SOURCE_KIND}" (testsrc, mjpeg-http)`);
+  const corpus = await ensureCorpus({ width, height, ffmpeg: FFMPEG });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'homekit-camera.ts')], {
+    cwd: REPO,
+    env: { ...process.env, BENCH_CAMERA_CORPUS: corpus.path, BENCH_CAMERA_FPS: String(fps) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  cameraChild = child;
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (message) => resolve((message as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`the camera stand-in exited (${code})`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    label: `a network camera: MJPEG over HTTP (bench/homekit-camera.ts), ${width}x${height} at ${fps} fps, ${Math.round(corpus.averageBytes / 1024)} KiB a frame`,
+    ours: `${url}/stream.mjpg`,
+    theirs: `-i ${url}/stream.mjpg`,
+    // Its README: a camera with a still-image URL should have it here.
+    theirsStill: `-i ${url}/snapshot.jpg`,
+  };
 }
 
 // ---- the two sides ---------------------------------------------------------------------------
@@ -117,11 +169,11 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-function ourSide(): Side {
+function ourSide(source: Source): Side {
   const dist = join(OURS_DIR, 'dist', 'index.js');
   if (!existsSync(dist)) throw new Error(`run \`npm run build\` first in ${OURS_DIR} (Homebridge loads the plugin from dist/)`);
   if (newestMtime(join(OURS_DIR, 'src')) > statSync(dist).mtimeMs) throw new Error(`${OURS_DIR}/src is newer than its dist/: run \`npm run build\` first`);
-  const camera = { source: 'testsrc', ...SOURCE, homekit: { unbridge: true, maxStreams: 2 } };
+  const camera = { source: source.ours, ...SOURCE, homekit: { unbridge: true, maxStreams: 2 } };
   return {
     name: 'ours',
     plugin: `homebridge-webcam-server@${version(OURS_DIR)}${OURS_DIR === REPO ? '' : ` from ${OURS_DIR}`}`,
@@ -144,7 +196,7 @@ function ourSide(): Side {
   };
 }
 
-function theirSide(): Side {
+function theirSide(source: Source): Side {
   if (!existsSync(join(THEIR_DIR, 'package.json'))) {
     log(`installing ${THEIR_PACKAGE} into bench/.cache/ (its ffmpeg-for-homebridge download is not run; ${FFMPEG} is used)`);
     mkdirSync(CACHE, { recursive: true });
@@ -165,10 +217,10 @@ function theirSide(): Side {
           // Unbridged, as its README recommends for cameras (ours is unbridged too).
           unbridge: true,
           videoConfig: {
-            // The same ffmpeg test pattern our capture reads, at the same size and rate; -re so
-            // it runs in real time like a camera. Defaults otherwise: libx264 with
-            // "-preset ultrafast -tune zerolatency" (as ours), any size HomeKit asks for, no audio.
-            source: `-re -f lavfi -i testsrc=size=${SOURCE.width}x${SOURCE.height}:rate=${SOURCE.fps}`,
+            // Defaults otherwise: libx264 with "-preset ultrafast -tune zerolatency" (as ours),
+            // any size HomeKit asks for, no audio.
+            source: source.theirs,
+            ...(source.theirsStill ? { stillImageSource: source.theirsStill } : {}),
             maxStreams: 2,
             audio: false,
           },
@@ -180,11 +232,11 @@ function theirSide(): Side {
   };
 }
 
-function sides(): Side[] {
+function sides(source: Source): Side[] {
   const wanted = (process.env.BENCH_SIDES ?? 'ours,camera-ffmpeg').split(',').map((s) => s.trim());
   return wanted.map((name) => {
-    if (name === 'ours') return ourSide();
-    if (name === 'camera-ffmpeg' || name === 'theirs') return theirSide();
+    if (name === 'ours') return ourSide(source);
+    if (name === 'camera-ffmpeg' || name === 'theirs') return theirSide(source);
     throw new Error(`BENCH_SIDES: unknown side "${name}" (ours, camera-ffmpeg)`);
   });
 }
@@ -460,10 +512,13 @@ async function main(): Promise<void> {
     stream: STREAM,
     sides: [],
   };
-  for (const side of sides()) results.sides.push(await runSide(side));
+  const source = await startSource();
+  results.meta.source = source.label;
+  for (const side of sides(source)) results.sides.push(await runSide(side));
+  cameraChild?.kill();
   results.meta.durationSeconds = Math.round((nowMs() - began) / 1000);
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = join(RESULTS_DIR, `homekit-${results.meta.date.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+  const file = join(RESULTS_DIR, `homekit-${results.meta.date.replace(/[:.]/g, '-')}${SOURCE_KIND === 'testsrc' ? '' : `-${SOURCE_KIND}`}${quick ? '-quick' : ''}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   log(`results in ${file}`);
   process.stdout.write(renderReport(results));
