@@ -219,6 +219,15 @@ export function renderReport(results: HomeKitBenchResults): string {
   }
   out.push('');
 
+  // Another engineer's tests share this machine: say which figures they may have disturbed.
+  const busy: string[] = [];
+  for (const side of results.sides) {
+    for (const x of side.snapshots) if ((x.otherCpuPercent ?? 0) > 25) busy.push(`${NAMES[side.side]} ${x.when} ${x.mode} snapshots (${f(x.otherCpuPercent)}%)`);
+    for (const x of side.starts) if ((x.otherCpuPercent ?? 0) > 25) busy.push(`${NAMES[side.side]} ${x.when} starts (${f(x.otherCpuPercent)}%)`);
+    for (const x of side.cpu) if ((x.otherCpuPercent ?? 0) > 25) busy.push(`${NAMES[side.side]} ${x.when} CPU window (${f(x.otherCpuPercent)}%)`);
+  }
+  out.push(busy.length ? `The rest of the machine was busy (more than 25% of a core) during: ${busy.join(', ')}.` : 'The rest of the machine stayed under 25% of a core during every series.', '');
+
   const errors = results.sides.flatMap((s) => [...s.errors, ...s.snapshots.flatMap((x) => x.errors), ...s.starts.flatMap((x) => x.errors)].map((e) => `${NAMES[s.side]}: ${e}`));
   if (errors.length) out.push('Errors:', '', ...errors.slice(0, 12).map((e) => `- ${e.split('\n')[0]}`), '');
   return `${out.join('\n')}\n`;

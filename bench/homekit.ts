@@ -243,28 +243,57 @@ function sides(source: Source): Side[] {
 
 // ---- measuring -------------------------------------------------------------------------------
 
-/** CPU of the Homebridge tree, of this benchmark's own tree, and of the rest of the machine. */
+/**
+ * CPU of the Homebridge tree, and of the rest of the machine: everything but this benchmark's own
+ * process tree (which holds Homebridge, its ffmpegs, the receivers and the camera stand-in).
+ */
 class Meter {
   private readonly t0 = nowMs();
   private readonly machine0 = machineBusyMs() ?? 0;
   private readonly hb0: number;
   private readonly own0 = treeCpuMs(process.pid);
 
-  constructor(private readonly hbPid: number) {
-    this.hb0 = treeCpuMs(hbPid);
+  constructor(private readonly hbPid?: number) {
+    this.hb0 = hbPid ? treeCpuMs(hbPid) : 0;
   }
 
   stop(): { seconds: number; hbPercent: number; otherPercent: number } {
     const elapsed = nowMs() - this.t0;
-    const hb = treeCpuMs(this.hbPid) - this.hb0;
+    const hb = this.hbPid ? treeCpuMs(this.hbPid) - this.hb0 : 0;
     const own = treeCpuMs(process.pid) - this.own0;
     const machine = (machineBusyMs() ?? 0) - this.machine0;
-    return { seconds: elapsed / 1000, hbPercent: (100 * hb) / elapsed, otherPercent: Math.max(0, (100 * (machine - hb - own)) / elapsed) };
+    return { seconds: elapsed / 1000, hbPercent: (100 * hb) / elapsed, otherPercent: Math.max(0, (100 * (machine - own)) / elapsed) };
+  }
+}
+
+/** Other CPU (100% = one core) above which a measurement waits for the machine to calm down. */
+const QUIET_PERCENT = 15;
+
+/**
+ * Waits (up to 60 s) until the rest of the machine has used less than QUIET_PERCENT of a core
+ * for a whole second: another engineer's tests share these two cores. Measurements still record
+ * what the rest of the machine did while they ran.
+ */
+async function quiet(what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let waited = false;
+  for (;;) {
+    const meter = new Meter();
+    await sleep(1_000);
+    const { otherPercent } = meter.stop();
+    if (otherPercent < QUIET_PERCENT) break;
+    if (Date.now() > deadline) {
+      log(`  the machine stayed busy (${otherPercent.toFixed(0)}% of a core elsewhere); measuring ${what} anyway`);
+      return;
+    }
+    if (!waited) log(`  waiting for the machine to calm down before ${what} (${otherPercent.toFixed(0)}% of a core elsewhere)`);
+    waited = true;
   }
 }
 
 async function snapshotSeries(hb: Homebridge, camera: Camera, when: string, mode: 'fresh' | 'cached', count: number, gapMs: number): Promise<SnapshotSeries> {
   const series: SnapshotSeries = { when, mode, gapMs, ms: [], bytes: 0, errors: [] };
+  await quiet(`${when} ${mode} snapshots`);
   const meter = new Meter(hb.pid);
   for (let i = 0; i < count; i++) {
     if (i > 0) await sleep(jittered(gapMs));
@@ -303,6 +332,7 @@ async function oneStart(hb: Homebridge, camera: Camera, dir: string, withReceive
 
 async function startSeries(hb: Homebridge, camera: Camera, dir: string, when: string, count: number, idleFfmpegs: number, before?: () => Promise<void>): Promise<StartSeries> {
   const series: StartSeries = { when, starts: [], errors: [] };
+  await quiet(`${when} stream starts`);
   const meter = new Meter(hb.pid);
   for (let i = 0; i < count; i++) {
     await (before ? before() : sleep(jittered(700)));
@@ -319,6 +349,7 @@ async function startSeries(hb: Homebridge, camera: Camera, dir: string, when: st
 }
 
 async function cpuWindow(hb: Homebridge, when: string, stream?: LiveStream): Promise<CpuWindow> {
+  await quiet(`the ${when} CPU window`);
   const members = treeMembers(hb.pid);
   const meter = new Meter(hb.pid);
   const bytes0 = stream?.bytes ?? 0;
