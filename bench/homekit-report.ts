@@ -19,6 +19,8 @@ export interface SnapshotSeries {
   errors: string[];
   /** CPU the rest of the machine used meanwhile (100% = one core). */
   otherCpuPercent?: number;
+  /** Samples taken although the machine did not calm down first. */
+  busySamples?: number;
 }
 
 export interface StartSeries {
@@ -27,6 +29,8 @@ export interface StartSeries {
   starts: StreamStart[];
   errors: string[];
   otherCpuPercent?: number;
+  /** Starts made although the machine did not calm down first. */
+  busySamples?: number;
 }
 
 export interface CpuWindow {
@@ -225,6 +229,11 @@ export function renderReport(results: HomeKitBenchResults): string {
     for (const x of side.snapshots) if ((x.otherCpuPercent ?? 0) > 25) busy.push(`${NAMES[side.side]} ${x.when} ${x.mode} snapshots (${f(x.otherCpuPercent)}%)`);
     for (const x of side.starts) if ((x.otherCpuPercent ?? 0) > 25) busy.push(`${NAMES[side.side]} ${x.when} starts (${f(x.otherCpuPercent)}%)`);
     for (const x of side.cpu) if ((x.otherCpuPercent ?? 0) > 25) busy.push(`${NAMES[side.side]} ${x.when} CPU window (${f(x.otherCpuPercent)}%)`);
+  }
+  for (const side of results.sides) {
+    for (const x of [...side.snapshots, ...side.starts]) {
+      if (x.busySamples) busy.push(`${NAMES[side.side]} ${x.when}${'mode' in x ? ` ${x.mode} snapshots` : ' starts'}: ${x.busySamples} sample(s) taken without a quiet second first`);
+    }
   }
   out.push(busy.length ? `The rest of the machine was busy (more than 25% of a core) during: ${busy.join(', ')}.` : 'The rest of the machine stayed under 25% of a core during every series.', '');
 

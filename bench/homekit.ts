@@ -268,27 +268,33 @@ class Meter {
 
 /** Other CPU (100% = one core) above which a measurement waits for the machine to calm down. */
 const QUIET_PERCENT = 15;
+/** The most a whole run waits for quiet, ms (then it measures whatever happens). */
+let quietBudgetMs = 240_000;
 
 /**
- * Waits (up to 60 s) until the rest of the machine has used less than QUIET_PERCENT of a core
- * for a whole second: another engineer's tests share these two cores. Measurements still record
- * what the rest of the machine did while they ran.
+ * Waits until the rest of the machine has used less than QUIET_PERCENT of a core for a whole
+ * second (another engineer's tests share these two cores), at most 30 s a call and 4 min a run.
+ * Answers false when it gave up. Measurements still record what the rest of the machine did.
  */
-async function quiet(what: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
+async function quiet(what: string): Promise<boolean> {
+  const started = Date.now();
   let waited = false;
   for (;;) {
     const meter = new Meter();
     await sleep(1_000);
     const { otherPercent } = meter.stop();
     if (otherPercent < QUIET_PERCENT) break;
-    if (Date.now() > deadline) {
+    const spent = Date.now() - started;
+    if (spent > 30_000 || spent > quietBudgetMs) {
       log(`  the machine stayed busy (${otherPercent.toFixed(0)}% of a core elsewhere); measuring ${what} anyway`);
-      return;
+      quietBudgetMs -= spent;
+      return false;
     }
     if (!waited) log(`  waiting for the machine to calm down before ${what} (${otherPercent.toFixed(0)}% of a core elsewhere)`);
     waited = true;
   }
+  quietBudgetMs -= Math.max(0, Date.now() - started - 1_000);
+  return true;
 }
 
 async function snapshotSeries(hb: Homebridge, camera: Camera, when: string, mode: 'fresh' | 'cached', count: number, gapMs: number): Promise<SnapshotSeries> {
@@ -296,7 +302,13 @@ async function snapshotSeries(hb: Homebridge, camera: Camera, when: string, mode
   await quiet(`${when} ${mode} snapshots`);
   const meter = new Meter(hb.pid);
   for (let i = 0; i < count; i++) {
-    if (i > 0) await sleep(jittered(gapMs));
+    // Fresh snapshots are far apart: each waits for a quiet second at the end of its gap.
+    if (i > 0 && gapMs > 2_000) {
+      await sleep(jittered(gapMs - 1_000));
+      if (!(await quiet(`a ${when} ${mode} snapshot`))) series.busySamples = (series.busySamples ?? 0) + 1;
+    } else if (i > 0) {
+      await sleep(jittered(gapMs));
+    }
     try {
       const shot = await camera.snapshot(SNAPSHOT.width, SNAPSHOT.height);
       if (shot.size !== `${SNAPSHOT.width}x${SNAPSHOT.height}`) throw new Error(`asked for ${SNAPSHOT.width}x${SNAPSHOT.height}, got ${shot.size ?? `no JPEG (${shot.bytes} bytes)`}`);
@@ -330,12 +342,13 @@ async function oneStart(hb: Homebridge, camera: Camera, dir: string, withReceive
   }
 }
 
-async function startSeries(hb: Homebridge, camera: Camera, dir: string, when: string, count: number, idleFfmpegs: number, before?: () => Promise<void>): Promise<StartSeries> {
+async function startSeries(hb: Homebridge, camera: Camera, dir: string, when: string, count: number, idleFfmpegs: number): Promise<StartSeries> {
   const series: StartSeries = { when, starts: [], errors: [] };
-  await quiet(`${when} stream starts`);
   const meter = new Meter(hb.pid);
   for (let i = 0; i < count; i++) {
-    await (before ? before() : sleep(jittered(700)));
+    // Each start waits for a quiet second (and leaves the previous stream's end 1 s behind).
+    await sleep(jittered(100));
+    if (!(await quiet(`${when} stream start ${i + 1}`))) series.busySamples = (series.busySamples ?? 0) + 1;
     try {
       series.starts.push(await oneStart(hb, camera, dir, false, idleFfmpegs));
     } catch (error) {
@@ -459,7 +472,7 @@ async function runSide(side: Side): Promise<SideResult> {
         // The capture stops 10 s after its last consumer; wait for that, then one more second.
         await sleep(10_000);
         await stopped();
-        await sleep(jittered(1_000));
+        await quiet('a cold measurement');
         try {
           const shot = await cold.snapshot(SNAPSHOT.width, SNAPSHOT.height);
           if (shot.size !== `${SNAPSHOT.width}x${SNAPSHOT.height}`) throw new Error(`asked for ${SNAPSHOT.width}x${SNAPSHOT.height}, got ${shot.size ?? 'no JPEG'}`);
@@ -470,7 +483,7 @@ async function runSide(side: Side): Promise<SideResult> {
         }
         await sleep(10_000);
         await stopped();
-        await sleep(jittered(1_000));
+        await quiet('a cold measurement');
         try {
           starts.starts.push(await oneStart(hb, cold, dir, false, side.idleFfmpegs + 1));
         } catch (error) {
