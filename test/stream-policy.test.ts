@@ -44,7 +44,7 @@ describe('supportedResolutions', () => {
 describe('buildEncoderArgs', () => {
   it('reads JPEG frames on stdin and sends H.264 over SRTP with the requested parameters', () => {
     const args = buildEncoderArgs(request, { encoder: 'libx264' });
-    assert.equal(after(args, '-f'), 'mjpeg');
+    assert.equal(after(args, '-f'), 'mpjpeg');
     assert.equal(after(args, '-i'), 'pipe:0');
     assert.equal(after(args, '-c:v'), 'libx264');
     assert.equal(after(args, '-preset'), 'ultrafast');

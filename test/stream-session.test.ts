@@ -10,7 +10,7 @@ import { silentLog } from '../src/log';
 import { childProcessesNamed, sleep, startTestServer } from './helpers';
 
 /** An encoder stand-in that decodes the frames it gets and throws them away. */
-const SINK_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mjpeg', '-i', 'pipe:0', '-f', 'null', '-'];
+const SINK_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-f', 'null', '-'];
 
 function boundSocket(): Promise<Socket> {
   const socket = createSocket('udp4');
@@ -60,7 +60,7 @@ describe('StreamSession', () => {
     const session = new StreamSession({
       hub: server.runtime.cameras[0].hub,
       ffmpegPath: 'ffmpeg',
-      args: ['-hide_banner', '-loglevel', 'error', '-f', 'mjpeg', '-i', 'pipe:0', '-frames:v', '3', '-f', 'null', '-'],
+      args: ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-frames:v', '3', '-f', 'null', '-'],
       rtcpSocket: await boundSocket(),
       rtcpTimeoutMs: 30_000,
       log: silentLog,

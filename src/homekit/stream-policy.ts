@@ -125,12 +125,14 @@ export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig,
   return [
     '-hide_banner',
     '-loglevel', 'error',
-    // Input: the hub's JPEG frames, stamped with the time they arrive; start at once.
-    '-fflags', '+nobuffer+genpts',
+    // Input: the hub's JPEG frames as multipart parts with Content-Length, so each frame is
+    // complete the moment it arrives (a bare JPEG stream is only cut when the next one starts),
+    // stamped with the time it arrives.
+    '-fflags', '+genpts',
     '-probesize', '32',
     '-analyzeduration', '0',
     '-use_wallclock_as_timestamps', '1',
-    '-f', 'mjpeg',
+    '-f', 'mpjpeg',
     '-i', 'pipe:0',
     ...(audio ? audioInputArgs(audio.source) : []),
     '-map', '0:v:0',

@@ -52,7 +52,12 @@ export class StreamSession {
           return;
         }
         this.framesIn++;
-        if (stdin.write(frame.data)) done();
+        stdin.cork();
+        stdin.write(`--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${frame.data.length}\r\n\r\n`);
+        stdin.write(frame.data);
+        const flushed = stdin.write('\r\n');
+        stdin.uncork();
+        if (flushed) done();
         else stdin.once('drain', done);
       },
       { onClose: () => this.finish('the camera shut down') },
