@@ -2,6 +2,8 @@
 // skipped; the others keep working. Every message names the key and says how to fix it.
 import ipaddr from 'ipaddr.js';
 
+import type { ControlsToolChoice } from './controls/types';
+import { CONTROLS_TOOLS } from './controls/types';
 import { DEFAULT_PORT } from './settings';
 
 export interface MotionConfig {
@@ -42,8 +44,14 @@ export interface CameraConfig {
   quality: number;
   /** Show a clock over the live image on the pages (flask-cam drew a timestamp into the frame). */
   timestamp: boolean;
+  /** Camera control values applied whenever the capture starts, by the tool's control names. */
   controls: Record<string, number | boolean>;
+  /** The device whose controls are tuned, when it is not the source (`video0`, `/dev/video0`). */
   controlsDevice?: string;
+  /** Which tool tunes the controls: uvcdynctrl, else v4l2-ctl (`auto`), or only one of them. */
+  controlsTool: ControlsToolChoice;
+  /** A Logitech-style XML mapping imported with `uvcdynctrl -i` before the values are applied. */
+  controlsFile?: string;
   motion: MotionConfig;
   homekit: HomeKitConfig;
   audio: AudioConfig;
@@ -177,6 +185,17 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
     }
   }
 
+  let controlsDevice = str(raw.controlsDevice, `${at}.controlsDevice`, problems);
+  if (controlsDevice !== undefined && !/^(\/dev\/[A-Za-z0-9_.:/-]+|[A-Za-z0-9_.:-]+)$/.test(controlsDevice)) {
+    problems.push(`${at}.controlsDevice "${controlsDevice}" is not a device name (e.g. "video0" or "/dev/video0"); camera controls are off for this camera.`);
+    controlsDevice = undefined;
+  }
+  let controlsTool = (str(raw.controlsTool, `${at}.controlsTool`, problems) ?? 'auto') as ControlsToolChoice;
+  if (!CONTROLS_TOOLS.includes(controlsTool)) {
+    problems.push(`${at}.controlsTool "${controlsTool}" must be one of ${CONTROLS_TOOLS.join(', ')}; using auto.`);
+    controlsTool = 'auto';
+  }
+
   const motion = isRecord(raw.motion) ? raw.motion : {};
   const audio = isRecord(raw.audio) ? raw.audio : {};
   let audioSource = str(audio.source, `${at}.audio.source`, problems) ?? 'default';
@@ -196,7 +215,9 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
     quality: integer(raw.quality, `${at}.quality`, CAMERA_DEFAULTS.quality, 2, 31, problems),
     timestamp: bool(raw.timestamp, `${at}.timestamp`, false, problems),
     controls,
-    controlsDevice: str(raw.controlsDevice, `${at}.controlsDevice`, problems),
+    controlsDevice,
+    controlsTool,
+    controlsFile: str(raw.controlsFile, `${at}.controlsFile`, problems),
     motion: {
       enabled: bool(motion.enabled, `${at}.motion.enabled`, true, problems),
       sensitivity: integer(motion.sensitivity, `${at}.motion.sensitivity`, 50, 0, 100, problems),
@@ -276,6 +297,6 @@ export function normalizeConfig(raw: unknown): ConfigResult {
 
 /** The device whose controls are tuned: `controlsDevice`, else the source when it is a device. */
 export function controlsDeviceOf(camera: CameraConfig): string | undefined {
-  if (camera.controlsDevice) return camera.controlsDevice;
+  if (camera.controlsDevice) return camera.controlsDevice.replace(/^\/dev\//, '');
   return camera.source.startsWith('/dev/') ? camera.source.replace(/^\/dev\//, '') : undefined;
 }

@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 
 import type { CameraConfig, PluginConfig } from './config';
+import { controlsDeviceOf } from './config';
+import { CameraControls } from './controls/camera-controls';
 import type { Log } from './log';
 import { prefixed } from './log';
 import { FfmpegCapture } from './media/capture';
@@ -33,6 +35,7 @@ export interface RuntimeOptions {
 export interface CameraRuntime {
   config: CameraConfig;
   hub: FrameHub;
+  controls: CameraControls;
   /** Present when motion detection runs for this camera. */
   motion?: MotionDetector;
 }
@@ -73,15 +76,24 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       motion?.on('motion', (event: MotionEvent) => this.emit('motion', camera, event));
       hub.on('offline', (reason: string) => this.emit('offline', camera, reason));
       hub.on('online', () => this.emit('online', camera));
+      // The webcam forgets its settings when unplugged: apply them at every capture start.
+      const controls = new CameraControls({
+        device: controlsDeviceOf(camera),
+        tool: camera.controlsTool,
+        config: camera.controls,
+        mappingFile: camera.controlsFile,
+        log: prefixed(log, camera.name),
+      });
+      hub.on('online', () => void controls.applyConfig());
       motion?.start();
-      this.cameras.push({ config: camera, hub, motion });
+      this.cameras.push({ config: camera, hub, motion, controls });
     }
 
     if (!config.web.enabled) {
       log.info('The web server is disabled ("web.enabled": false).');
       return;
     }
-    const webCameras: WebCamera[] = this.cameras.map(({ config: c, hub }) => ({
+    const webCameras: WebCamera[] = this.cameras.map(({ config: c, hub, controls }) => ({
       id: c.id,
       name: c.name,
       width: c.width,
@@ -89,6 +101,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       fps: c.fps,
       timestamp: c.timestamp,
       hub,
+      controls,
     }));
     this.app = await buildWebServer({
       cameras: webCameras,

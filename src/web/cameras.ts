@@ -1,4 +1,5 @@
 // What the web side knows of a camera: its public description and its FrameHub (never ffmpeg).
+import type { ControlsApi } from '../controls/camera-controls';
 import type { FrameHub } from '../media/frame-hub';
 
 export interface WebCamera {
@@ -10,6 +11,8 @@ export interface WebCamera {
   /** Draw a clock over the live image on the pages. */
   timestamp: boolean;
   hub: FrameHub;
+  /** The webcam's controls (brightness, focus ...); absent where nothing can tune them. */
+  controls?: ControlsApi;
 }
 
 export class CameraNotFoundError extends Error {

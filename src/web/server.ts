@@ -13,6 +13,7 @@ import type { AuthOptions } from './auth';
 import { authPlugin, UsersStore } from './auth';
 import type { WebCamera } from './cameras';
 import { apiRoutes } from './routes/api';
+import { controlsRoutes } from './routes/controls';
 import { HEALTH_PATH, healthRoutes } from './routes/health';
 import { mediaRoutes } from './routes/media';
 import { pageRoutes } from './routes/pages';
@@ -51,6 +52,12 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     if (error.validation) {
       return reply.code(400).send({ error: 'Bad Request', message: error.message });
     }
+    // Errors meant for users (controls unavailable, a tool's refusal) keep their status and words.
+    if ((error as { expose?: boolean }).expose) {
+      const code = (error as { code?: string }).code;
+      const label = status === 503 ? 'Service Unavailable' : status === 502 ? 'Bad Gateway' : 'Bad Request';
+      return reply.code(status).send({ error: label, code, message: error.message });
+    }
     if (status >= 500) {
       options.log.error(`${request.method} ${request.url.split('?', 1)[0]} failed: ${error.stack ?? error.message}`);
       return reply.code(500).send({ error: 'Internal Server Error', message: 'Something went wrong; the server log has details.' });
@@ -84,6 +91,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
   const siteName = options.siteName ?? 'Webcam Server';
   await app.register(healthRoutes);
   await app.register(apiRoutes, { cameras: options.cameras });
+  await app.register(controlsRoutes, { cameras: options.cameras });
   await app.register(mediaRoutes, { cameras: options.cameras });
   await app.register(pageRoutes, { cameras: options.cameras, siteName });
   return app;

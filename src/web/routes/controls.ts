@@ -1,0 +1,81 @@
+// Camera controls over JSON: GET lists the webcam's controls with their values and ranges, PUT
+// sets some of them. Bodies are checked twice: their shape by the schema below, then every name
+// and value against the controls the device reported, before any tool runs.
+import type { FastifyPluginAsync } from 'fastify';
+
+import { ControlsError } from '../../controls/types';
+import type { WebCamera } from '../cameras';
+import { cameraParams, findCamera } from '../cameras';
+
+const controlSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    label: { type: 'string' },
+    type: { type: 'string', enum: ['integer', 'boolean', 'menu'] },
+    value: { type: ['integer', 'null'] },
+    min: { type: 'integer' },
+    max: { type: 'integer' },
+    step: { type: 'integer' },
+    default: { type: 'integer' },
+    choices: {
+      type: 'array',
+      items: { type: 'object', properties: { value: { type: 'integer' }, label: { type: 'string' } }, required: ['value', 'label'] },
+    },
+    readOnly: { type: 'boolean' },
+    inactive: { type: 'boolean' },
+  },
+  required: ['name', 'label', 'type', 'value', 'min', 'max', 'step', 'default', 'readOnly', 'inactive'],
+} as const;
+
+const listResponse = { type: 'array', items: controlSchema } as const;
+
+const errorResponse = {
+  type: 'object',
+  properties: { error: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },
+} as const;
+
+/**
+ * `{ "Brightness": 140, "Focus, Auto": false, "Power Line Frequency": "50 Hz" }`, bounded. The
+ * values' types are left to the controls check: Fastify's schema validation would coerce them
+ * (`true` into 1, `null` into 0), and a wrong type must be refused, not converted.
+ */
+const putBody = {
+  type: 'object',
+  minProperties: 1,
+  maxProperties: 64,
+  propertyNames: { maxLength: 128 },
+} as const;
+
+function controlsOf(camera: WebCamera) {
+  if (!camera.controls) {
+    throw new ControlsError('not-configured', `Camera controls are not available for "${camera.name}".`);
+  }
+  return camera.controls;
+}
+
+export const controlsRoutes: FastifyPluginAsync<{ cameras: WebCamera[] }> = async (app, { cameras }) => {
+  app.get<{ Params: { id: string } }>(
+    '/api/cameras/:id/controls',
+    { schema: { params: cameraParams, response: { 200: listResponse, '5xx': errorResponse } } },
+    async (request, reply) => {
+      void reply.header('Cache-Control', 'no-store');
+      return controlsOf(findCamera(cameras, request.params.id)).list();
+    },
+  );
+
+  app.put<{ Params: { id: string }; Body: Record<string, unknown> }>(
+    '/api/cameras/:id/controls',
+    {
+      schema: {
+        params: cameraParams,
+        body: putBody,
+        response: { 200: listResponse, '4xx': errorResponse, '5xx': errorResponse },
+      },
+    },
+    async (request, reply) => {
+      void reply.header('Cache-Control', 'no-store');
+      return controlsOf(findCamera(cameras, request.params.id)).apply(request.body);
+    },
+  );
+};
