@@ -1,7 +1,6 @@
 // Runs a controls tool (uvcdynctrl or v4l2-ctl) with an argument array, never a shell: bounded in
 // time and output, in the C locale so its messages parse, and registered so none outlives Node.
 import { execFile } from 'node:child_process';
-import type { ExecFileException } from 'node:child_process';
 
 import { track } from '../media/processes';
 
@@ -42,11 +41,10 @@ export function runTool(command: string, args: readonly string[], options: RunTo
           resolve({ stdout, stderr, code: 0 });
           return;
         }
-        const failure = error as ExecFileException;
-        if (failure.code === 'ENOENT') reject(new ToolMissingError(command));
-        else if (typeof failure.code === 'number') resolve({ stdout, stderr, code: failure.code });
-        else if (failure.killed || failure.signal) resolve({ stdout, stderr, code: null });
-        else reject(error);
+        if (error.code === 'ENOENT') reject(new ToolMissingError(command));
+        else if (typeof error.code === 'number') resolve({ stdout, stderr, code: error.code });
+        else if (error.killed || error.signal) resolve({ stdout, stderr, code: null });
+        else reject(new Error(error.message, { cause: error }));
       },
     );
     track(child);
