@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `webcam-server`: the cameras and web server without Homebridge (`serve`), and user management
-// with flask-cam's password.py flags (`passwd`).
+// `webcam-server`: the cameras and web server without Homebridge (`serve`), user management
+// with flask-cam's password.py flags (`passwd`), and the webcam's controls (`controls`).
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -10,6 +10,7 @@ import { Command, CommanderError, Option } from 'commander';
 
 import type { PluginConfig } from './config';
 import { normalizeConfig } from './config';
+import { runControlsCommand } from './controls/print';
 import { consoleLog } from './log';
 import { redactSecrets } from './media/capture-args';
 import { WebcamRuntime } from './runtime';
@@ -170,6 +171,16 @@ export function buildProgram(): Command {
         password: opts.password as string | undefined,
         file: opts.filepath as string,
       });
+    });
+  program
+    .command('controls')
+    .description("list the webcam's controls with values and ranges (uvcdynctrl, else v4l2-ctl)")
+    .option('--device <device>', 'the V4L2 device', 'video0')
+    .option('--tool <tool>', 'auto, uvcdynctrl or v4l2-ctl', 'auto')
+    .option('--set <name=value>', 'set a control first (repeatable), e.g. --set Brightness=140', (value: string, all: string[]) => [...all, value], [])
+    .option('--json', 'print JSON')
+    .action(async (opts: { device: string; tool: string; set: string[]; json?: boolean }) => {
+      process.stdout.write(await runControlsCommand(opts));
     });
   return program;
 }

@@ -1,24 +1,11 @@
 // Headless Chromium (Debian's, driven by playwright-core) logs in with basic auth and watches the
 // live page: the image is the camera's, it changes over time, and the kiosk page shows it too.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { startTestServer } from './helpers';
-
-export const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((path) => existsSync(path));
-export const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { CHROMIUM, CHROMIUM_ARGS, startTestServer } from './helpers';
 
 // Skipped only outside CI: CI installs Chromium, so there a missing browser is a failure.
 const skip = CHROMIUM || process.env.CI ? false : 'Chromium is not installed (apt-get install chromium)';

@@ -14,7 +14,7 @@ import { ControlsError } from '../src/controls/types';
 import { parseUvcControls, parseUvcDevices, UvcDynCtrl } from '../src/controls/uvcdynctrl';
 import { parseV4l2Controls, V4l2Ctl } from '../src/controls/v4l2-ctl';
 import type { Log } from '../src/log';
-import { tempDir } from './helpers';
+import { execFileAsync, tempDir } from './helpers';
 
 const FIXTURES = join(__dirname, 'fixtures', 'controls');
 const FAKE = { uvcdynctrl: join(FIXTURES, 'bin', 'uvcdynctrl'), 'v4l2-ctl': join(FIXTURES, 'bin', 'v4l2-ctl') };
@@ -302,5 +302,45 @@ describe('CameraControls', () => {
     assert.equal(applied.find((x) => x.name === 'Brightness')?.value, 10);
     const after = await controls.list();
     assert.deepEqual([after.find((x) => x.name === 'Brightness')?.value, after.find((x) => x.name === 'Contrast')?.value], [10, 20]);
+  });
+});
+
+describe('webcam-server controls', () => {
+  const CLI = join(__dirname, '..', 'src', 'cli.ts');
+  const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    execFileAsync(process.execPath, ['--import', 'tsx', CLI, 'controls', ...args], { env: { ...process.env, ...env } }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+
+  it('prints the controls with values and ranges, and sets through the same checks', async (t) => {
+    const calls = fakeTools(t);
+    const env = { PATH: `${join(FIXTURES, 'bin')}:${process.env.PATH}`, FAKE_CONTROLS_DIR: process.env.FAKE_CONTROLS_DIR };
+    const listed = await cli([], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^Controls of video0:\n/);
+    assert.match(listed.stdout, /^ {2}Power Line Frequency +2 \(60 Hz\) +0=Disabled, 1=50 Hz, 2=60 Hz +default 2 \(60 Hz\)$/m);
+    assert.match(listed.stdout, /^ {2}Focus \(absolute\) +0 +0\.\.250 step 5 +default 0$/m);
+
+    const set = await cli(['--set', 'Focus, Auto=off', '--set', 'Pan (Absolute)=-3600'], env);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /^ {2}Pan \(Absolute\) +-3600 /m);
+    assert.deepEqual(calls().filter((c) => c.args.some((a) => a.startsWith('--set'))).map((c) => c.args.slice(1)), [
+      ['--set=Focus, Auto', '--', '0'],
+      ['--set=Pan (Absolute)', '--', '-3600'],
+    ]);
+
+    const bad = await cli(['--set', 'Brightness=999'], env);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /"Brightness": 999 is out of range; it takes a whole number from 0 to 255/);
+    const json = await cli(['--json', '--tool', 'v4l2-ctl'], env);
+    assert.equal((JSON.parse(json.stdout) as unknown[]).length, 17);
+  });
+
+  it('with the real uvcdynctrl and no camera: exit 1 and how to find the device', { skip: !existsSync('/usr/bin/uvcdynctrl') && !process.env.CI && 'uvcdynctrl not installed' }, async () => {
+    const result = await cli(['--device', 'video3', '--tool', 'uvcdynctrl']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /uvcdynctrl cannot open video3: is the webcam plugged in\? \(uvcdynctrl -l lists/);
+    assert.equal((await cli(['--tool', 'nope'])).code, 1);
   });
 });

@@ -2,7 +2,7 @@
 // ffmpeg `testsrc` cameras, and an MJPEG client that parses the multipart stream.
 import type { ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -255,3 +255,16 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Debian's Chromium and the flags DESIGN.md gives for it (headless, no sandbox, no network chatter). */
+export const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((path) => existsSync(path));
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];

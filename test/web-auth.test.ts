@@ -16,7 +16,7 @@ import { basic, execFileAsync, get, MjpegClient, startTestServer, tempDir, write
 const PAGE_ROUTES = ['/', '/cameras/test-cam/', '/cameras/test-cam', '/kiosk', '/cameras/test-cam/kiosk', '/api/cameras', '/static/app.js', '/static/style.css'];
 const SNAPSHOT_ROUTES = ['/snapshot.jpg', '/cameras/test-cam/snapshot.jpg'];
 const STREAM_ROUTES = ['/stream.mjpg', '/stream', '/cameras/test-cam/stream.mjpg'];
-const ALL_ROUTES = [...PAGE_ROUTES, ...SNAPSHOT_ROUTES, ...STREAM_ROUTES, '/no/such/route'];
+const ALL_ROUTES = [...PAGE_ROUTES, ...SNAPSHOT_ROUTES, ...STREAM_ROUTES, '/api/cameras/test-cam/controls', '/static/controls.js', '/no/such/route'];
 
 describe('authentication', () => {
   it('answers 401 with a Basic challenge on every route but /healthz', async (t) => {

@@ -114,7 +114,7 @@ function failure(device: string, what: string, result: ToolResult): ControlsErro
   if (/unable to open device|device not found|invalid device/i.test(message)) {
     return new ControlsError(
       'no-device',
-      `uvcdynctrl cannot open ${device}: is the webcam plugged in? (uvcdynctrl -l lists the devices it sees; set "controlsDevice" to one of them.)`,
+      `uvcdynctrl cannot open ${device}: is the webcam plugged in? (uvcdynctrl -l lists the devices it sees: name one in "controlsDevice", or --device on the command line.)`,
     );
   }
   return new ControlsError('tool-failed', `uvcdynctrl could not ${what} on ${device}: ${message}`);

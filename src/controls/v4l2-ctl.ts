@@ -72,7 +72,7 @@ function failure(device: string, what: string, result: ToolResult): ControlsErro
   if (/cannot open device|no such file|no such device/i.test(message)) {
     return new ControlsError(
       'no-device',
-      `v4l2-ctl cannot open ${device}: is the webcam plugged in? (v4l2-ctl --list-devices lists the devices; set "controlsDevice" to one of them.)`,
+      `v4l2-ctl cannot open ${device}: is the webcam plugged in? (v4l2-ctl --list-devices lists the devices: name one in "controlsDevice", or --device on the command line.)`,
     );
   }
   return new ControlsError('tool-failed', `v4l2-ctl could not ${what} on ${device}: ${message}`);

@@ -20,7 +20,7 @@ export function escapeHtml(text: string): string {
 
 const cameraBase = (camera: WebCamera): string => `/cameras/${encodeURIComponent(camera.id)}`;
 
-function layout(title: string, bodyAttributes: string, body: string): string {
+function layout(title: string, bodyAttributes: string, body: string, extraHead = ''): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -31,7 +31,7 @@ function layout(title: string, bodyAttributes: string, body: string): string {
 <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/app.js" defer></script>
-</head>
+${extraHead}</head>
 <body ${bodyAttributes}>
 ${body}
 </body>
@@ -69,8 +69,32 @@ export function renderLivePage(camera: WebCamera, cameras: WebCamera[], siteName
     <a href="${base}/kiosk">Kiosk view</a>
     <span class="size">${camera.width}×${camera.height} at ${camera.fps} fps</span>
   </p>
+  ${renderControlsPanel(camera)}
 </main>`,
+    '<script src="/static/controls.js" defer></script>\n',
   );
+}
+
+/** Stream rates offered below the camera's own (flask-cam's "delay" between frames, as fps). */
+export function rateChoices(fps: number): number[] {
+  return [15, 10, 5, 2, 1].filter((rate) => rate < fps);
+}
+
+/** The controls panel: filled in by controls.js from the controls API, with the stream rate cap. */
+function renderControlsPanel(camera: WebCamera): string {
+  const rates = rateChoices(camera.fps)
+    .map((rate) => `<option value="${rate}">${rate} fps</option>`)
+    .join('');
+  return `<section id="controls" class="panel" aria-labelledby="controls-title">
+    <h2 id="controls-title">Camera controls</h2>
+    <p class="rate"><label for="rate">Stream rate</label>
+      <select id="rate"><option value="">Full (${camera.fps} fps)</option>${rates}</select></p>
+    <p id="controls-state" class="controls-state" role="status">Loading the camera's controls…</p>
+    <table id="controls-table" hidden>
+      <thead><tr><th scope="col">Control</th><th scope="col">Set</th><th scope="col">Current</th><th scope="col"><span class="visually-hidden">Default</span></th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>`;
 }
 
 export function renderKioskPage(camera: WebCamera, siteName: string): string {
