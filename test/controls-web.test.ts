@@ -5,12 +5,13 @@
 // that a bad request runs nothing.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { basic, CHROMIUM, CHROMIUM_ARGS, sleep, startTestServer, tempDir } from './helpers';
+import { basic, childProcessesNamed, CHROMIUM, CHROMIUM_ARGS, MjpegClient, sleep, startTestServer, tempDir } from './helpers';
 
 const FAKE_BIN = join(__dirname, 'fixtures', 'controls', 'bin');
 const auth = { authorization: basic('alice', 'wonderland') };
@@ -100,6 +101,26 @@ describe('controls with a C920 stand-in on PATH', () => {
     const after = put.json<Array<{ name: string; value: number }>>();
     assert.equal(after.find((c) => c.name === 'Pan (Absolute)')?.value, -7200, 'answers the new values');
     assert.equal(after.find((c) => c.name === 'Power Line Frequency')?.value, 1);
+  });
+
+  it('applies the config again when the capture comes back (a webcam unplugged forgets its settings)', async (t) => {
+    const { app } = await start(t);
+    const viewer = new MjpegClient(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/cameras/porch/stream.mjpg`, auth.authorization);
+    await viewer.open();
+    t.after(() => viewer.close());
+    await viewer.waitForParts(1);
+    await waitFor('the first application', () => (setCalls(dir).length >= 2 ? true : undefined));
+    const listsBefore = readCalls(dir).filter((c) => c.args.includes('--clist')).length;
+    const [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+    assert.ok(capture, 'the capture ffmpeg runs');
+    process.kill(capture, 'SIGKILL');
+    await waitFor('the second application', () => (setCalls(dir).length >= 4 ? true : undefined), 15_000);
+    assert.deepEqual(setCalls(dir).slice(2).map((c) => c.args.slice(1)), [
+      ['--set=Focus, Auto', '--', '0'],
+      ['--set=Brightness', '--', '140'],
+    ]);
+    const listsAfter = readCalls(dir).filter((c) => c.args.includes('--clist')).length;
+    assert.equal(listsAfter, listsBefore + 1, 'the controls are discovered again (the device may be another one)');
   });
 
   it('refuses bad requests with a 400 naming the problem, and runs no tool at all', async (t) => {
