@@ -4,8 +4,10 @@
 // the same TLVs the Home app writes, and an ffmpeg receiver holding the SRTP key decodes what
 // arrives. Along the way: one capture ffmpeg for everything, encoders that end with their
 // sessions and with Homebridge, and a motion sensor that follows the moving test pattern. A second
-// suite puts the camera on the bridge: a snapshot from an idle capture, and the cached accessory
-// kept when a restart cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the first Homebridge's log.
+// suite puts the camera on the bridge: a snapshot from an idle capture, a silent stream served by
+// the standby encoder SetupEndpoints spawned (and a never-started one gone with Homebridge), and
+// the cached accessory kept when a restart cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the
+// first Homebridge's log.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
@@ -147,6 +149,8 @@ interface StreamRequest {
   fps: number;
   /** HAP's H.264 profile id: 0 baseline, 1 main, 2 high. */
   profile: number;
+  /** HAP's H.264 level id: 0 3.1 (default), 1 3.2, 2 4.0. */
+  level?: number;
   bitrate: number;
 }
 
@@ -291,10 +295,10 @@ class LiveStream {
     assert.deepEqual(Buffer.concat([echoed[2], echoed[3]]), Buffer.concat([this.key, this.salt]), 'the accessory uses our SRTP key');
 
     // SelectedRTPStreamConfiguration START, with the video (and audio) parameters the Home app sends.
-    const { width, height, fps, profile, bitrate } = this.request;
+    const { width, height, fps, profile, level = 0, bitrate } = this.request;
     const video = encode(
       1, 0, // H.264
-      2, encode(1, profile, 2, 0 /* level 3.1 */, 3, 0 /* non-interleaved */),
+      2, encode(1, profile, 2, level, 3, 0 /* non-interleaved */),
       3, encode(1, writeUInt16(width), 2, writeUInt16(height), 3, fps),
       4, encode(1, PAYLOAD_TYPE, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(bitrate), 4, writeFloat32LE(0.5), 5, writeUInt16(MTU)),
     );
@@ -359,6 +363,13 @@ class LiveStream {
       // already closed
     }
   }
+}
+
+/** SetupEndpoints alone (no START follows): a session prepared and abandoned. */
+async function setupEndpointsOnly(client: HttpClient, setupEndpoints: string): Promise<void> {
+  const address = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(9), 4, writeUInt16(9));
+  const srtp = encode(1, 0, 2, randomBytes(16), 3, randomBytes(14));
+  await write(client, setupEndpoints, encode(1, randomBytes(16), 3, address, 4, srtp, 5, srtp).toString('base64'));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -682,10 +693,31 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     t.diagnostic(`snapshot from an idle capture in ${Date.now() - started} ms`);
     assert.equal((await ffmpegChildren(hb.child.pid!)).capture.length, 1, 'the snapshot started the capture');
 
+    // A silent camera: SetupEndpoints spawns a standby encoder for the START it expects (the
+    // largest size offered, 802 kbit/s, High 4.0), and a START asking exactly that adopts it.
+    const rtp = garage.services.filter((s) => hapUuid(s.type) === SERVICE.rtp);
+    const iid = (type: string) => `${garage.aid}.${rtp[0].characteristics.find((c) => hapUuid(c.type ?? '') === type)!.iid}`;
+    const service = { setupEndpoints: iid(CHAR.setupEndpoints), selected: iid(CHAR.selected), status: iid(CHAR.streamingStatus) };
+    const s = new LiveStream(client, service, { width: 320, height: 240, fps: 10, profile: 2, level: 2, bitrate: 802 }, dir);
+    t.after(() => s.endQuietly());
+    await s.start();
+    const hit = await hb.waitFor(/Standby encoder: hit \(spawned (\d+) ms before START\)/);
+    const decoded = await s.decoded();
+    assert.deepEqual([decoded.width, decoded.height], [320, 240]);
+    t.diagnostic(`standby encoder spawned ${hit[1]} ms before START; first SRTP packet ${s.firstPacketAt - s.startWrittenAt} ms after START`);
+    const [encoder] = (await ffmpegChildren(hb.child.pid!)).encoders;
+    await s.end();
+    await waitUntil('the encoder to exit after END', () => !isAlive(encoder), 2_000);
+    // A session prepared and never started: its standby ends with Homebridge.
+    await setupEndpointsOnly(client, service.setupEndpoints);
+    await waitUntil('a standby encoder', async () => (await ffmpegChildren(hb!.child.pid!)).encoders.length === 1);
+    const [standby] = (await ffmpegChildren(hb.child.pid!)).encoders;
+
     // Restart where no ffmpeg can be found (an empty PATH): the camera cannot run, but its cached
     // accessory (with the user's room and automations) must stay on the bridge.
     await client.close();
     await hb.stop();
+    await waitUntil('the standby encoder to end with Homebridge', () => !isAlive(standby), 3_000);
     const emptyPath = join(dir, 'empty-path');
     mkdirSync(emptyPath);
     hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] }, { PATH: emptyPath });

@@ -1,8 +1,10 @@
-// HomeKit stream policy: advertised resolutions and the encoder command line.
+// HomeKit stream policy: advertised resolutions, the encoder command line, and the standby
+// encoder's prediction of the next START and its hit/miss decision.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { buildEncoderArgs, packetSize, srtpUrl, supportedResolutions } from '../src/homekit/stream-policy';
+import type { VideoChoice } from '../src/homekit/stream-policy';
+import { buildEncoderArgs, packetSize, predictVideoChoice, srtpUrl, standbyVerdict, supportedResolutions, videoChoiceOf } from '../src/homekit/stream-policy';
 
 const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
 
@@ -97,5 +99,50 @@ describe('buildEncoderArgs', () => {
     assert.equal(after(eld, '-c:a'), 'libfdk_aac');
     assert.equal(after(eld, '-profile:a'), 'aac_eld');
     assert.ok(!eld.includes('-frame_duration'));
+  });
+});
+
+describe('the standby encoder', () => {
+  const target = { ssrc: 12345678, srtpKeyAndSalt: Buffer.alloc(30, 7), targetAddress: '192.0.2.10', targetPort: 51000 };
+  const command = (choice: VideoChoice) => ({ choice, args: buildEncoderArgs({ ...choice, ...target }, { encoder: 'libx264' }) });
+  /** What HAP-NodeJS hands startStream for an iPhone on the local network (High 4.0, PT 99). */
+  const start = { width: 1280, height: 720, fps: 30, max_bit_rate: 802, profile: 2, level: 2, pt: 99, mtu: 1378 };
+
+  it("expects the Home app's usual START at the largest size offered when nothing is known", () => {
+    assert.deepEqual(predictVideoChoice({ width: 1280, height: 720, fps: 30 }, 'ipv4'), {
+      width: 1280, height: 720, fps: 30, bitrate: 802, profile: 'high', level: '4.0', payloadType: 99, mtu: 1378,
+    });
+    const webcam = predictVideoChoice({ width: 1920, height: 1080, fps: 60 }, 'ipv6');
+    assert.deepEqual([webcam.width, webcam.height, webcam.fps, webcam.mtu], [1920, 1080, 30, 1228], 'at most 30 fps; IPv6 MTU');
+    const slow = predictVideoChoice({ width: 640, height: 360, fps: 15 }, 'ipv4');
+    assert.deepEqual([slow.width, slow.height, slow.fps], [640, 360, 15]);
+  });
+
+  it("expects the camera's previous START when there was one", () => {
+    const previous = videoChoiceOf({ ...start, width: 640, height: 360, fps: 15, max_bit_rate: 299, profile: 1, level: 0 }, 30);
+    assert.deepEqual(predictVideoChoice({ width: 1280, height: 720, fps: 30 }, 'ipv4', previous), previous);
+  });
+
+  it("reads HAP's START as the encoder takes it: names for numbers, the rate capped at the capture's", () => {
+    assert.deepEqual(videoChoiceOf(start, 30), { width: 1280, height: 720, fps: 30, bitrate: 802, profile: 'high', level: '4.0', payloadType: 99, mtu: 1378 });
+    assert.equal(videoChoiceOf(start, 15).fps, 15);
+  });
+
+  it('is a hit when the real START gives exactly its command', () => {
+    const predicted = command(predictVideoChoice({ width: 1280, height: 720, fps: 30 }, 'ipv4'));
+    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf(start, 30))), { hit: true }, 'the default guess matches a typical START');
+    // A START for 30 fps from a 15 fps camera is the same command as one for 15 fps.
+    const slow = command(videoChoiceOf({ ...start, fps: 15 }, 15));
+    assert.deepEqual(standbyVerdict(slow, command(videoChoiceOf(start, 15))), { hit: true });
+  });
+
+  it('is a miss naming what differed, and compares the whole command, not only the video', () => {
+    const predicted = command(videoChoiceOf(start, 30));
+    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf({ ...start, width: 640, height: 360 }, 30))), { hit: false, reason: 'width 1280 -> 640, height 720 -> 360' });
+    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf({ ...start, max_bit_rate: 299 }, 30))), { hit: false, reason: 'bitrate 802 -> 299' });
+    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf({ ...start, mtu: 1228 }, 30))), { hit: false, reason: 'mtu 1378 -> 1228' });
+    const withSound = { choice: predicted.choice, args: [...predicted.args, '-map', '1:a:0'] };
+    assert.deepEqual(standbyVerdict(predicted, withSound), { hit: false, reason: 'the command differs' });
+    assert.equal(standbyVerdict(predicted, { choice: predicted.choice, args: predicted.args.slice(0, -1) }).hit, false);
   });
 });

@@ -1,6 +1,8 @@
 // StreamSession's lifecycle with a real encoder ffmpeg fed from a testsrc hub: RTCP keeps it
-// alive, silence ends it (and its ffmpeg), and stop() leaves nothing behind.
+// alive, silence ends it (and its ffmpeg), stop() leaves nothing behind, and an encoder spawned
+// beforehand (a standby) is adopted with the same handling.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 import { describe, it } from 'node:test';
@@ -11,6 +13,8 @@ import { childProcessesNamed, sleep, startTestServer } from './helpers';
 
 /** An encoder stand-in that decodes the frames it gets and throws them away. */
 const SINK_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-f', 'null', '-'];
+/** A stand-in that takes three frames and exits. */
+const THREE_FRAMES_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-frames:v', '3', '-f', 'null', '-'];
 
 function boundSocket(): Promise<Socket> {
   const socket = createSocket('udp4');
@@ -60,7 +64,7 @@ describe('StreamSession', () => {
     const session = new StreamSession({
       hub: server.runtime.cameras[0].hub,
       ffmpegPath: 'ffmpeg',
-      args: ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-frames:v', '3', '-f', 'null', '-'],
+      args: THREE_FRAMES_ARGS,
       rtcpSocket: await boundSocket(),
       rtcpTimeoutMs: 30_000,
       log: silentLog,
@@ -71,5 +75,36 @@ describe('StreamSession', () => {
     await sleep(1500);
     assert.equal(ended.length, 1);
     assert.match(ended[0], /encoder exited \(code 0\)/);
+  });
+
+  it('adopts an encoder spawned beforehand: feeds it, reports its exit and its stderr as its own', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const run = async (args: string[]) => {
+      const child = spawn('ffmpeg', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+      await new Promise((resolve) => child.once('spawn', resolve));
+      await sleep(300); // loaded and waiting on stdin, as a standby is
+      const ended: string[] = [];
+      const session = new StreamSession({
+        hub: server.runtime.cameras[0].hub,
+        ffmpegPath: 'no-such-ffmpeg', // never spawned: the child above is adopted
+        args,
+        rtcpSocket: await boundSocket(),
+        rtcpTimeoutMs: 30_000,
+        log: silentLog,
+        onEnded: (reason) => ended.push(reason),
+      });
+      t.after(() => session.stop());
+      await session.start(child);
+      await sleep(1500);
+      return { ended, session, child };
+    };
+    const done = await run(THREE_FRAMES_ARGS);
+    assert.ok(done.session.framesIn >= 3, `frames went to the adopted encoder (${done.session.framesIn})`);
+    assert.equal(done.ended.length, 1);
+    assert.match(done.ended[0], /encoder exited \(code 0\)/);
+
+    const failing = await run(['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-c:v', 'no_such_encoder', '-f', 'null', '-']);
+    assert.equal(failing.ended.length, 1);
+    assert.match(failing.ended[0], /encoder exited \(code \d+\): .*no_such_encoder/, 'its stderr is in the reason');
   });
 });

@@ -1,6 +1,7 @@
-// Pure policy for HomeKit streams: which resolutions to offer for a capture, and the encoder
-// ffmpeg command for one session (MJPEG frames from the FrameHub on stdin -> H.264 over SRTP).
-// Nothing here spawns or opens anything.
+// Pure policy for HomeKit streams: which resolutions to offer for a capture, the encoder ffmpeg
+// command for one session (MJPEG frames from the FrameHub on stdin -> H.264 over SRTP), and the
+// START to expect after a SetupEndpoints (for the standby encoder). Nothing here spawns or opens
+// anything.
 
 /** HomeKit's usual resolutions, largest first: [width, height, fps]. */
 export const HOMEKIT_RESOLUTIONS: ReadonlyArray<readonly [number, number, number]> = [
@@ -53,17 +54,74 @@ export function isEncoderName(name: string): boolean {
   return /^[a-z0-9_]+$/.test(name);
 }
 
-export interface EncoderRequest {
+/** What a START asks of the video, as the encoder takes it: everything but where it goes. */
+export interface VideoChoice {
   width: number;
   height: number;
+  /** Already capped at the capture's rate. */
   fps: number;
   /** kbit/s */
   bitrate: number;
   profile: H264ProfileName;
   level: H264LevelName;
   payloadType: number;
-  ssrc: number;
   mtu: number;
+}
+
+/** The video fields of a HAP START (HAP-NodeJS's VideoInfo) that shape the encoder. */
+export interface StartVideo {
+  width: number;
+  height: number;
+  fps: number;
+  max_bit_rate: number;
+  profile: number;
+  level: number;
+  pt: number;
+  mtu: number;
+}
+
+/** A START's video request as the encoder takes it: HAP numbers as names, the rate capped. */
+export function videoChoiceOf(video: StartVideo, captureFps: number): VideoChoice {
+  const { profile, level } = h264Names(video.profile, video.level);
+  return {
+    width: video.width,
+    height: video.height,
+    fps: Math.min(video.fps, captureFps),
+    bitrate: video.max_bit_rate,
+    profile,
+    level,
+    payloadType: video.pt,
+    mtu: video.mtu,
+  };
+}
+
+/**
+ * The START to expect after a SetupEndpoints: this camera's previous one when there was one,
+ * else what the Home app usually asks on a local network (802 kbit/s, H.264 High 4.0, payload
+ * type 99) at the largest size offered, and HAP-NodeJS's default MTU for the address family.
+ */
+export function predictVideoChoice(capture: { width: number; height: number; fps: number }, addressVersion: 'ipv4' | 'ipv6', previous?: VideoChoice): VideoChoice {
+  if (previous) return previous;
+  const [width, height, fps] = supportedResolutions(capture)[0];
+  return { width, height, fps, bitrate: 802, profile: 'high', level: '4.0', payloadType: 99, mtu: addressVersion === 'ipv6' ? 1228 : 1378 };
+}
+
+export type StandbyVerdict = { hit: true } | { hit: false; reason: string };
+
+/**
+ * Whether a standby encoder, spawned with `standby.args` for a predicted START, can serve the
+ * real one: only when the real command is exactly the same. A miss names what differed.
+ */
+export function standbyVerdict(standby: { args: readonly string[]; choice: VideoChoice }, actual: { args: readonly string[]; choice: VideoChoice }): StandbyVerdict {
+  const same = standby.args.length === actual.args.length && standby.args.every((arg, i) => arg === actual.args[i]);
+  if (same) return { hit: true };
+  const fields = Object.keys(actual.choice) as Array<keyof VideoChoice>;
+  const differ = fields.filter((key) => standby.choice[key] !== actual.choice[key]).map((key) => `${key} ${standby.choice[key]} -> ${actual.choice[key]}`);
+  return { hit: false, reason: differ.length > 0 ? differ.join(', ') : 'the command differs' };
+}
+
+export interface EncoderRequest extends VideoChoice {
+  ssrc: number;
   /** SRTP master key and salt, concatenated. */
   srtpKeyAndSalt: Buffer;
   targetAddress: string;

@@ -1,7 +1,8 @@
 // One HomeKit live stream: an encoder ffmpeg fed the FrameHub's JPEG frames on stdin (it never
 // opens the camera), sending H.264 (and OPUS) over SRTP to the Home app, and a watchdog on the
 // UDP port where the Home app's RTCP reports arrive: no report for a while means the viewer is
-// gone. A reconfigure replaces the encoder and keeps the session.
+// gone. A reconfigure replaces the encoder and keeps the session. The first encoder may be one
+// spawned earlier with the same command (a standby, see standby-encoder.ts), adopted as it is.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:dgram';
@@ -38,11 +39,15 @@ export class StreamSession {
 
   constructor(private readonly options: StreamSessionOptions) {}
 
-  /** Starts the encoder; resolves once it runs (the first frame is already on its way). */
-  async start(): Promise<void> {
+  /**
+   * Starts the encoder, or adopts `standby`: a running encoder spawned with `args` that has been
+   * given nothing yet. Resolves once the encoder runs (the first frame is already on its way).
+   */
+  async start(standby?: ChildProcess): Promise<void> {
     this.armWatchdog();
     this.options.rtcpSocket.on('message', () => this.armWatchdog());
-    await this.spawnEncoder(this.options.args);
+    if (standby) this.attach(standby);
+    else await this.spawnEncoder(this.options.args);
     if (this.ended) return;
     this.subscription = this.options.hub.subscribe(
       (frame, done) => {
@@ -84,10 +89,19 @@ export class StreamSession {
 
   private spawnEncoder(args: string[]): Promise<void> {
     const child = spawn(this.options.ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    track(child);
+    this.attach(child);
+    return new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('spawn', () => resolve());
+    });
+  }
+
+  /** Makes `child` this session's encoder: its stderr kept, its exit or failure ends the session. */
+  private attach(child: ChildProcess): void {
     this.child = child;
     this.stderr = new LineRing(10);
     const stderr = this.stderr;
-    track(child);
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => stderr.push(text));
     child.stdin?.on('error', () => {
@@ -98,13 +112,7 @@ export class StreamSession {
       const detail = stderr.toString().split('\n').slice(-2).join(' | ');
       this.finish(`encoder exited (${signal ?? `code ${code}`})${detail ? `: ${detail}` : ''}`);
     });
-    return new Promise((resolve, reject) => {
-      child.once('error', (error) => {
-        this.finish(`encoder could not start: ${error.message}`);
-        reject(error);
-      });
-      child.once('spawn', () => resolve());
-    });
+    child.once('error', (error) => this.finish(`encoder could not start: ${error.message}`));
   }
 
   private armWatchdog(): void {

@@ -1,7 +1,9 @@
 // HomeKit's camera streaming delegate for one camera: snapshots from the Snapshotter, and live
 // streams as StreamSessions fed by the camera's FrameHub. HAP-NodeJS (through Homebridge) speaks
 // the protocol; this class only answers its four questions: snapshot, prepare, start/reconfigure,
-// stop.
+// stop. A silent camera's prepare also spawns a standby encoder for the START it expects (this
+// camera's previous one, else the Home app's usual), which START adopts when it asks for exactly
+// that.
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 
@@ -25,10 +27,11 @@ import type { CameraConfig } from '../config';
 import type { Log } from '../log';
 import type { FrameHub } from '../media/frame-hub';
 import type { Snapshotter } from '../media/snapshot';
+import { StandbyEncoder } from './standby-encoder';
 import { StreamSession } from './stream-session';
 import { closeQuietly } from '../util/close-quietly';
-import type { AudioCodecName, AudioRequest } from './stream-policy';
-import { buildEncoderArgs, h264Names } from './stream-policy';
+import type { AudioCodecName, AudioRequest, VideoChoice } from './stream-policy';
+import { buildEncoderArgs, predictVideoChoice, videoChoiceOf } from './stream-policy';
 
 interface PendingSession {
   address: string;
@@ -39,6 +42,8 @@ interface PendingSession {
   /** Where HomeKit wants sound, when this camera streams sound. */
   audio?: { port: number; srtpKeyAndSalt: Buffer; ssrc: number; rtcpSocket: Socket };
   expires: NodeJS.Timeout;
+  /** The encoder spawned for the START we expect (silent cameras only). */
+  standby?: StandbyEncoder;
 }
 
 /** What HomeKit prepared and asked for. */
@@ -64,6 +69,8 @@ export interface StreamingDelegateOptions {
   log: Log;
   /** End a stream after this long without RTCP from the Home app (default 30 s). */
   rtcpTimeoutMs?: number;
+  /** Stop a standby encoder no START has claimed after this long (default 20 s). */
+  standbyTimeoutMs?: number;
 }
 
 /** A snapshot slower than this gets a log line (HomeKit gives up after 5 s). */
@@ -73,6 +80,8 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   controller?: CameraController;
   private readonly pending = new Map<string, PendingSession>();
   private readonly sessions = new Map<string, ActiveSession>();
+  /** The video of this camera's last START: what the next one most likely asks for. */
+  private lastStart?: VideoChoice;
 
   constructor(private readonly options: StreamingDelegateOptions) {}
 
@@ -94,7 +103,11 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
 
   prepareStream(request: PrepareStreamRequest, callback: PrepareStreamCallback): void {
     void this.prepare(request).then(
-      (response) => callback(undefined, response),
+      (response) => {
+        callback(undefined, response);
+        // After the answer is on its way: spawning takes a few ms of this thread.
+        setImmediate(() => this.spawnStandby(request.sessionID, request.addressVersion));
+      },
       (error: Error) => {
         this.options.log.error(`Could not prepare the stream: ${error.message}`);
         callback(error);
@@ -119,6 +132,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     // Forget a prepared session HomeKit never starts.
     const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
     expires.unref();
+    this.dropPending(request.sessionID); // a second SetupEndpoints for a session replaces the first
     this.pending.set(request.sessionID, {
       address: request.targetAddress,
       videoPort: request.video.port,
@@ -137,6 +151,17 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
       video: { port: video.address().port, ssrc, srtp_key: request.video.srtp_key, srtp_salt: request.video.srtp_salt },
       audio: sound && { port: sound.address().port, ssrc: audioSsrc, srtp_key: request.audio.srtp_key, srtp_salt: request.audio.srtp_salt },
     };
+  }
+
+  /** Spawns the standby encoder of a prepared session, unless it streams sound or has gone. */
+  private spawnStandby(sessionID: string, addressVersion: 'ipv4' | 'ipv6'): void {
+    const prepared = this.pending.get(sessionID);
+    if (!prepared || prepared.audio || prepared.standby) return;
+    const choice = predictVideoChoice(this.options.camera, addressVersion, this.lastStart);
+    const args = this.commandFor(choice, prepared);
+    const standby = new StandbyEncoder(this.options.ffmpegPath, args, choice, this.options.standbyTimeoutMs ?? 20_000, this.options.log);
+    prepared.standby = standby;
+    prepared.rtcpSocket.once('close', () => standby.stop());
   }
 
   handleStreamRequest(request: StreamingRequest, callback: StreamRequestCallback): void {
@@ -209,10 +234,15 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         targetPort: audio.port,
       },
     };
+    const choice = videoChoiceOf(request.video, camera.fps);
+    this.lastStart = choice;
+    const args = this.encoderArgs(stream, 'Starting');
+    // Hit: the standby was spawned with exactly this command. Miss: it stops, a new one starts.
+    const standby = prepared.standby?.claim(args, choice);
     const session = new StreamSession({
       hub: this.options.hub,
       ffmpegPath: this.options.ffmpegPath,
-      args: this.encoderArgs(stream, 'Starting'),
+      args,
       rtcpSocket: prepared.rtcpSocket,
       otherSockets: prepared.audio ? [prepared.audio.rtcpSocket] : [],
       rtcpTimeoutMs: this.options.rtcpTimeoutMs ?? 30_000,
@@ -225,7 +255,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const active: ActiveSession = { ...stream, session };
     this.sessions.set(request.sessionID, active);
     try {
-      await active.session.start();
+      await active.session.start(standby);
     } catch (error) {
       this.sessions.delete(request.sessionID);
       throw error;
@@ -246,30 +276,18 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   private encoderArgs(active: StreamParameters, verb: string): string[] {
     const { camera, log } = this.options;
     const { video, prepared, audio } = active;
-    const { profile, level } = h264Names(video.profile, video.level);
-    const fps = Math.min(video.fps, camera.fps);
+    const choice = videoChoiceOf(video, camera.fps);
     log.info(
-      `${verb} a HomeKit stream: ${video.width}x${video.height} at ${fps} fps, ${video.max_bit_rate} kbit/s, H.264 ${profile} ${level} (${camera.homekit.encoder})` +
+      `${verb} a HomeKit stream: ${choice.width}x${choice.height} at ${choice.fps} fps, ${choice.bitrate} kbit/s, H.264 ${choice.profile} ${choice.level} (${camera.homekit.encoder})` +
         `${audio ? `, ${audio.codec.toUpperCase()} ${audio.sampleRate} kHz sound` : ''}.`,
     );
-    return buildEncoderArgs(
-      {
-        width: video.width,
-        height: video.height,
-        fps,
-        bitrate: video.max_bit_rate,
-        profile,
-        level,
-        payloadType: video.pt,
-        ssrc: prepared.ssrc,
-        mtu: video.mtu,
-        srtpKeyAndSalt: prepared.srtpKeyAndSalt,
-        targetAddress: prepared.address,
-        targetPort: prepared.videoPort,
-      },
-      { encoder: camera.homekit.encoder },
-      audio,
-    );
+    return this.commandFor(choice, prepared, audio);
+  }
+
+  /** The encoder command for `choice`, sent where a prepared session says. */
+  private commandFor(choice: VideoChoice, prepared: PendingSession, audio?: AudioRequest): string[] {
+    const target = { ssrc: prepared.ssrc, srtpKeyAndSalt: prepared.srtpKeyAndSalt, targetAddress: prepared.address, targetPort: prepared.videoPort };
+    return buildEncoderArgs({ ...choice, ...target }, { encoder: this.options.camera.homekit.encoder }, audio);
   }
 
   private async stopStream(sessionID: string): Promise<void> {
@@ -286,6 +304,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     if (!prepared) return;
     clearTimeout(prepared.expires);
     this.pending.delete(sessionID);
+    prepared.standby?.stop();
     closeQuietly(prepared.rtcpSocket, prepared.audio?.rtcpSocket);
   }
 }
