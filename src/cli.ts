@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // `webcam-server`: the cameras and web server without Homebridge (`serve`), user management
-// with flask-cam's password.py flags (`passwd`), and the webcam's controls (`controls`).
+// with flask-cam's password.py flags (`passwd`), the webcam's controls (`controls`), and a test
+// email (`alert-test`).
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 import { Command, CommanderError, Option } from 'commander';
 
 import type { PluginConfig } from './config';
 import { normalizeConfig } from './config';
+import { sendTestAlert } from './alerts/alerts';
 import { runControlsCommand } from './controls/print';
 import { consoleLog } from './log';
 import { redactSecrets } from './media/capture-args';
@@ -37,6 +40,13 @@ export function loadConfigFile(file: string): unknown {
     return block;
   }
   return raw;
+}
+
+/** Where a config usually is: ./webcam.json, then Homebridge's config.json (user install, then hb-service on a Pi). */
+export function findConfigFile(candidates = ['webcam.json', join(homedir(), '.homebridge', 'config.json'), '/var/lib/homebridge/config.json']): string {
+  const found = candidates.find((file) => existsSync(file));
+  if (!found) throw new Error(`No config file found (tried ${candidates.join(', ')}): give one with --config FILE.`);
+  return found;
 }
 
 /** The config `serve` uses with no file: /dev/video0 when present, else the test pattern. */
@@ -172,6 +182,22 @@ export function buildProgram(): Command {
         file: opts.filepath as string,
       });
     });
+  program
+    .command('alert-test')
+    .description('send a test email with the alerts settings of the config')
+    .option('--config <file>', 'platform config (JSON), or a Homebridge config.json (default: ./webcam.json, then Homebridge\'s)')
+    .action(async (opts: { config?: string }) => {
+      const file = opts.config ?? findConfigFile();
+      const { config, problems } = normalizeConfig(loadConfigFile(resolve(file)));
+      const alertProblems = problems.filter((p) => p.includes('alerts'));
+      if (!config.alerts) {
+        throw new Error(`No usable "alerts" block in ${file}: ${alertProblems.join(' ') || 'add "alerts": { "ses": { "region", "from", "to" } }.'}`);
+      }
+      for (const problem of alertProblems) process.stderr.write(`webcam-server: config: ${problem}\n`);
+      const answer = await sendTestAlert(config.alerts, config.name);
+      process.stdout.write(`Sent through ${answer.via} to ${answer.to.join(', ')}: message id ${answer.messageId}\n`);
+    });
+
   program
     .command('controls')
     .description("list the webcam's controls with values and ranges (uvcdynctrl, else v4l2-ctl)")

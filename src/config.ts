@@ -2,6 +2,8 @@
 // skipped; the others keep working. Every message names the key and says how to fix it.
 import ipaddr from 'ipaddr.js';
 
+import type { AlertsConfig } from './alerts/config';
+import { normalizeAlerts } from './alerts/config';
 import type { ControlsToolChoice } from './controls/types';
 import { CONTROLS_TOOLS } from './controls/types';
 import { DEFAULT_PORT } from './settings';
@@ -72,8 +74,8 @@ export interface PluginConfig {
   videoProcessor?: string;
   cameras: CameraConfig[];
   web: WebConfig;
-  /** Raw alert settings, validated by the alerts module. */
-  alerts?: Record<string, unknown>;
+  /** Email alerts; undefined when no way to send is configured. */
+  alerts?: AlertsConfig;
 }
 
 export interface ConfigResult {
@@ -283,13 +285,15 @@ export function normalizeConfig(raw: unknown): ConfigResult {
       if (camera) cameras.push(camera);
     });
   }
+  const alerts = normalizeAlerts(block.alerts);
+  problems.push(...alerts.problems);
   return {
     config: {
       name: str(block.name, 'name', problems) ?? 'Webcam Server',
       videoProcessor: str(block.videoProcessor, 'videoProcessor', problems),
       cameras,
       web: normalizeWeb(block.web, problems),
-      alerts: isRecord(block.alerts) ? block.alerts : undefined,
+      alerts: alerts.alerts,
     },
     problems,
   };

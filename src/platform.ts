@@ -36,7 +36,8 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
     }
     // Relative paths are taken inside the Homebridge storage folder, the only place we write.
     const usersFile = resolve(this.api.user.storagePath(), config.web.usersFile ?? join('webcam-server', 'users'));
-    const runtime = new WebcamRuntime({ config, log: this.log, usersFile, motion: true });
+    const stateDir = join(this.api.user.storagePath(), 'webcam-server');
+    const runtime = new WebcamRuntime({ config, log: this.log, usersFile, motion: true, stateDir });
     this.runtime = runtime;
 
     this.api.on('didFinishLaunching', () => {

@@ -2,9 +2,12 @@
 // capture) and the web server. Both the Homebridge platform and `webcam-server serve` use it.
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
 
+import type { AlertEvents } from './alerts/alerts';
+import { AlertService } from './alerts/alerts';
 import type { CameraConfig, PluginConfig } from './config';
 import { controlsDeviceOf } from './config';
 import { CameraControls } from './controls/camera-controls';
@@ -28,8 +31,13 @@ export interface RuntimeOptions {
   usersFile: string;
   /** Override of the hubs' idle grace period (tests). */
   idleGraceMs?: number;
-  /** Run motion detection on cameras that enable it (HomeKit and alerts use it; default false). */
+  /** Run motion detection for HomeKit's motion sensors on cameras that enable it (default false). */
   motion?: boolean;
+  /** Where state is kept (the last public IP); default: the users file's folder. */
+  stateDir?: string;
+  /** Test hooks for the alerts' retry timing. */
+  alertRetryInitialMs?: number;
+  alertRetryWindowMs?: number;
 }
 
 export interface CameraRuntime {
@@ -42,13 +50,10 @@ export interface CameraRuntime {
 
 /**
  * The runtime's event bus, for consumers outside the media code (email alerts):
- * 'motion' (camera, MotionEvent), 'offline' (camera, reason), 'online' (camera).
+ * 'motion' (camera, MotionEvent), 'offline' (camera, reason), 'online' (camera),
+ * 'login-failed' ({ ip, user, url }).
  */
-export interface RuntimeEvents {
-  motion: [camera: CameraConfig, event: MotionEvent];
-  offline: [camera: CameraConfig, reason: string];
-  online: [camera: CameraConfig];
-}
+export type RuntimeEvents = AlertEvents;
 
 export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   readonly cameras: CameraRuntime[] = [];
@@ -57,6 +62,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   /** Where the web server listens, once started. */
   address?: string;
   ffmpeg?: FfmpegInfo;
+  alerts?: AlertService;
 
   constructor(private readonly options: RuntimeOptions) {
     super();
@@ -70,8 +76,11 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
     for (const camera of config.cameras) {
       const hub = this.createHub(camera, this.ffmpeg);
-      // Motion keeps the capture running: only where something uses it (HomeKit's motion sensor).
-      const wanted = this.options.motion && camera.motion.enabled && camera.homekit.enabled;
+      // Motion keeps the capture running: only where something uses it (HomeKit's motion sensor,
+      // motion emails).
+      const forHomeKit = Boolean(this.options.motion) && camera.homekit.enabled;
+      const forAlerts = Boolean(config.alerts?.on.motion);
+      const wanted = camera.motion.enabled && (forHomeKit || forAlerts);
       const motion = wanted ? new MotionDetector(hub, camera.motion, prefixed(log, camera.name)) : undefined;
       motion?.on('motion', (event: MotionEvent) => this.emit('motion', camera, event));
       hub.on('offline', (reason: string) => this.emit('offline', camera, reason));
@@ -87,6 +96,19 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       hub.on('online', () => void controls.applyConfig());
       motion?.start();
       this.cameras.push({ config: camera, hub, motion, controls });
+    }
+
+    if (config.alerts) {
+      this.alerts = new AlertService({
+        config: config.alerts,
+        events: this,
+        log: prefixed(log, 'alerts'),
+        siteName: config.name,
+        stateDir: this.options.stateDir ?? dirname(this.options.usersFile),
+        retryInitialMs: this.options.alertRetryInitialMs,
+        retryWindowMs: this.options.alertRetryWindowMs,
+      });
+      this.alerts.start();
     }
 
     if (!config.web.enabled) {
@@ -110,6 +132,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       siteName: config.name,
       log: prefixed(log, 'web'),
       tls: config.web.tls,
+      onAuthFailure: (event) => this.emit('login-failed', event),
     });
     if (this.stopping) return;
     try {
@@ -146,6 +169,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   /** Stops the web server and every capture; safe to call during or after start(). */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.alerts?.stop();
     for (const { motion } of this.cameras) motion?.stop();
     await this.app?.close();
     await Promise.all(this.cameras.map(({ hub }) => hub.close()));

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 
 import { normalizeConfig } from '../src/config';
+import type { Log } from '../src/log';
 import { silentLog } from '../src/log';
 import { WebcamRuntime } from '../src/runtime';
 import { hashPassword, writeUsersFile } from '../src/users/users-file';
@@ -48,7 +49,18 @@ export interface TestServer {
 /** The real runtime (ffmpeg testsrc cameras + Fastify) on 127.0.0.1 and a free port. */
 export async function startTestServer(
   t: { after: (fn: () => Promise<void> | void) => void },
-  options: { cameras?: unknown[]; users?: Record<string, string>; web?: Record<string, unknown>; idleGraceMs?: number; motion?: boolean } = {},
+  options: {
+    cameras?: unknown[];
+    users?: Record<string, string>;
+    web?: Record<string, unknown>;
+    alerts?: Record<string, unknown>;
+    idleGraceMs?: number;
+    motion?: boolean;
+    log?: Log;
+    stateDir?: string;
+    alertRetryInitialMs?: number;
+    alertRetryWindowMs?: number;
+  } = {},
 ): Promise<TestServer> {
   const dir = tempDir(t);
   const usersFile = join(dir, 'users');
@@ -56,9 +68,19 @@ export async function startTestServer(
   const { config, problems } = normalizeConfig({
     cameras: options.cameras ?? [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 15 }],
     web: { host: '127.0.0.1', port: 0, ...options.web },
+    alerts: options.alerts,
   });
   if (problems.length) throw new Error(problems.join('\n'));
-  const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: options.idleGraceMs ?? 1000, motion: options.motion });
+  const runtime = new WebcamRuntime({
+    config,
+    log: options.log ?? silentLog,
+    usersFile,
+    idleGraceMs: options.idleGraceMs ?? 1000,
+    motion: options.motion,
+    stateDir: options.stateDir,
+    alertRetryInitialMs: options.alertRetryInitialMs,
+    alertRetryWindowMs: options.alertRetryWindowMs,
+  });
   await runtime.start();
   const app = runtime.app!;
   const port = (app.server.address() as AddressInfo).port;

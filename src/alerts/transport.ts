@@ -1,0 +1,192 @@
+// Sending one alert: the MIME message is built by nodemailer's MailComposer (text, HTML and the
+// JPEG inline), then handed to AWS SES (SendRawEmail) or to an SMTP server. Failures come back
+// explained: what SES or the server said, what to change, and whether trying again can help.
+import { SESClient, SendRawEmailCommand } from '@aws-sdk/client-ses';
+import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type Mail from 'nodemailer/lib/mailer';
+
+import type { SesConfig, SmtpConfig } from './config';
+import type { Alert } from './messages';
+
+export interface Sender {
+  /** `SES (us-west-2)` or `SMTP (host:port)`, for log lines. */
+  readonly name: string;
+  /** Sends; resolves with the message id the service gave. Rejects with a SendError. */
+  send(alert: Alert): Promise<string>;
+  close(): void;
+}
+
+export class SendError extends Error {
+  constructor(
+    message: string,
+    /** Trying again later can succeed (throttling, network, a 5xx). */
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'SendError';
+  }
+}
+
+function mailOptions(alert: Alert, from: string, to: string[]): Mail.Options {
+  return {
+    from,
+    to,
+    subject: alert.subject,
+    text: alert.text,
+    html: alert.html,
+    attachments: alert.image
+      ? [{ filename: alert.image.filename, content: alert.image.data, contentType: 'image/jpeg', cid: 'frame' }]
+      : [],
+  };
+}
+
+/** The raw MIME message (what SendRawEmail carries). */
+export function buildMime(alert: Alert, from: string, to: string[]): Promise<Buffer> {
+  return new MailComposer(mailOptions(alert, from, to)).compile().build();
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+
+interface AwsLikeError {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** SES's usual refusals in plain words, with the fix. */
+export function explainSesError(error: unknown, config: Pick<SesConfig, 'region' | 'from'>): SendError {
+  const e = (error ?? {}) as AwsLikeError;
+  const name = e.name ?? '';
+  const said = (e.message ?? String(error)).trim();
+  const status = e.$metadata?.httpStatusCode;
+  if (name === 'MessageRejected' && /not verified/i.test(said)) {
+    const identities = /failed the check in region [^:]+: (.*)$/i.exec(said)?.[1];
+    return new SendError(
+      `SES refused the email: ${identities ? `not verified in ${config.region}: ${identities}` : said}. ` +
+        `Verify the sender (${config.from}) in the SES console for region ${config.region}; while the account is in the SES sandbox, ` +
+        'every recipient must be verified too (or request production access).',
+      false,
+      { cause: error },
+    );
+  }
+  if (/throttl/i.test(name) || /rate exceeded|throttl/i.test(said)) {
+    return new SendError(`SES is throttling the account (${said}); retrying later.`, true, { cause: error });
+  }
+  if (['InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch', 'ExpiredToken', 'ExpiredTokenException'].includes(name)) {
+    return new SendError(
+      `SES rejected the AWS credentials (${name}): check "alerts.ses.accessKeyId" and "secretAccessKey" (or the AWS credentials of the user running the server) and the region.`,
+      false,
+      { cause: error },
+    );
+  }
+  if (name === 'CredentialsProviderError') {
+    return new SendError(
+      'No AWS credentials found: set "alerts.ses.accessKeyId" and "secretAccessKey", or give the user running the server AWS credentials (~/.aws/credentials or the AWS_* environment variables).',
+      false,
+      { cause: error },
+    );
+  }
+  if (/AccessDenied/i.test(name)) {
+    return new SendError(`SES denied the request (${said}): allow "ses:SendRawEmail" in the IAM policy of these credentials.`, false, { cause: error });
+  }
+  if (name === 'AccountSendingPausedException') {
+    return new SendError('Sending is paused for this SES account: see the SES console (reputation dashboard).', false, { cause: error });
+  }
+  if (NETWORK_CODES.has(e.code ?? '') || NETWORK_CODES.has(name) || name === 'TimeoutError' || /ECONNREFUSED|ETIMEDOUT|socket hang up|getaddrinfo/i.test(said)) {
+    return new SendError(`SES could not be reached (${said || name}); retrying later.`, true, { cause: error });
+  }
+  if (status !== undefined && status >= 500) {
+    return new SendError(`SES failed (HTTP ${status}: ${said}); retrying later.`, true, { cause: error });
+  }
+  return new SendError(`SES refused the email (${name ? `${name}: ` : ''}${said}).`, false, { cause: error });
+}
+
+/** SMTP refusals (nodemailer errors) in plain words. */
+export function explainSmtpError(error: unknown, config: Pick<SmtpConfig, 'host' | 'port'>): SendError {
+  const e = (error ?? {}) as { code?: string; responseCode?: number; response?: string; message?: string };
+  const said = (e.response ?? e.message ?? String(error)).trim();
+  const where = `${config.host}:${config.port}`;
+  if (e.code === 'EAUTH') {
+    return new SendError(`${where} refused the SMTP login (${said}): check "alerts.smtp.username" and "password" (SES SMTP credentials are not the AWS access keys).`, false, { cause: error });
+  }
+  if (/not verified/i.test(said)) {
+    return new SendError(`${where} refused the email: ${said}. Verify the sender, and in the SES sandbox every recipient.`, false, { cause: error });
+  }
+  if (['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED'].includes(e.code ?? '') || e.responseCode === 421 || e.responseCode === 454) {
+    return new SendError(`${where} could not take the email now (${said}); retrying later.`, true, { cause: error });
+  }
+  return new SendError(`${where} refused the email (${said}).`, (e.responseCode ?? 0) >= 400 && (e.responseCode ?? 0) < 500, { cause: error });
+}
+
+export class SesSender implements Sender {
+  readonly name: string;
+  private readonly client: SESClient;
+
+  constructor(private readonly config: SesConfig) {
+    this.name = `SES (${config.region}${config.endpoint ? `, ${config.endpoint}` : ''})`;
+    this.client = new SESClient({
+      region: config.region,
+      endpoint: config.endpoint,
+      credentials:
+        config.accessKeyId && config.secretAccessKey
+          ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey }
+          : undefined,
+      // The mailer retries with its own backoff and log lines.
+      maxAttempts: 1,
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 15_000 },
+    });
+  }
+
+  async send(alert: Alert): Promise<string> {
+    const raw = await buildMime(alert, this.config.from, this.config.to);
+    try {
+      const answer = await this.client.send(
+        new SendRawEmailCommand({ RawMessage: { Data: raw }, Source: this.config.from, Destinations: this.config.to }),
+      );
+      return answer.MessageId ?? '(no id)';
+    } catch (error) {
+      throw explainSesError(error, this.config);
+    }
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
+
+export class SmtpSender implements Sender {
+  readonly name: string;
+  private readonly transport: Transporter;
+
+  constructor(private readonly config: SmtpConfig) {
+    this.name = `SMTP (${config.host}:${config.port})`;
+    this.transport = nodemailer.createTransport({
+      host: config.host,
+      port: config.port,
+      secure: config.port === 465,
+      requireTLS: config.port === 587,
+      auth: config.username ? { user: config.username, pass: config.password ?? '' } : undefined,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 20_000,
+    });
+  }
+
+  async send(alert: Alert): Promise<string> {
+    const from = this.config.fromName ? { name: this.config.fromName, address: this.config.from } : this.config.from;
+    try {
+      const info = (await this.transport.sendMail({ ...mailOptions(alert, '', this.config.to), from })) as { messageId?: string };
+      return info.messageId ?? '(no id)';
+    } catch (error) {
+      throw explainSmtpError(error, this.config);
+    }
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+}
