@@ -5,18 +5,8 @@
 'use strict';
 
 (function () {
-  const panel = document.getElementById('controls');
   const cameraId = document.body.dataset.camera;
-  if (!panel || !cameraId) return;
-
-  const api = '/api/cameras/' + encodeURIComponent(cameraId) + '/controls';
-  const status = document.getElementById('controls-state');
-  const table = document.getElementById('controls-table');
-  const tbody = table.querySelector('tbody');
-  const rows = new Map();
-  let shownNames = '';
-  // The last load failed (no tool, no device ...) or none ended yet: its message stays until a load succeeds.
-  let loadFailed = true;
+  if (!cameraId) return;
 
   // --- stream rate cap ---------------------------------------------------------------------
   const rate = document.getElementById('rate');
@@ -43,6 +33,17 @@
   }
 
   // --- controls ----------------------------------------------------------------------------
+  const panel = document.getElementById('controls');
+  if (!panel) return;
+  const api = '/api/cameras/' + encodeURIComponent(cameraId) + '/controls';
+  const status = document.getElementById('controls-state');
+  const table = document.getElementById('controls-table');
+  const tbody = table.querySelector('tbody');
+  const rows = new Map();
+  let shownNames = '';
+  // The last load failed (no tool, no device ...) or none ended yet: its message stays until a load succeeds.
+  let loadFailed = true;
+
   const describe = function (control, value) {
     if (value === null || value === undefined) return 'unknown';
     if (control.type === 'boolean') return value ? 'on' : 'off';

@@ -19,6 +19,8 @@ export interface HomeKitConfig {
   unbridge: boolean;
   maxStreams: number;
   encoder: string;
+  /** Keep an idle encoder ready for the next live stream (silent cameras), so it starts sooner. */
+  warmEncoder: boolean;
 }
 
 export interface AudioConfig {
@@ -67,6 +69,17 @@ export interface WebConfig {
   usersFile?: string;
   trustedNetworks: string[];
   tls?: { cert: string; key: string };
+  /** Failed logins from one address within 10 minutes that lock it out; 0 turns that off. */
+  maxFailedLogins: number;
+  lockoutMinutes: number;
+  /**
+   * Proxies whose X-Forwarded-For is believed (nginx in front): `true` for any, or addresses and
+   * CIDR ranges. Default: true when listening on a unix socket (only a local proxy can connect),
+   * else none.
+   */
+  trustProxy: boolean | string[];
+  /** Origins that may show the kiosk page in a frame (e.g. a dashboard); none by default. */
+  kioskFrameAncestors: string[];
 }
 
 export interface PluginConfig {
@@ -230,6 +243,7 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
       unbridge: bool(homekit.unbridge, `${at}.homekit.unbridge`, true, problems),
       maxStreams: integer(homekit.maxStreams, `${at}.homekit.maxStreams`, 2, 1, 8, problems),
       encoder: encoderName(str(homekit.encoder, `${at}.homekit.encoder`, problems), `${at}.homekit.encoder`, problems),
+      warmEncoder: bool(homekit.warmEncoder, `${at}.homekit.warmEncoder`, true, problems),
     },
     audio: {
       enabled: bool(audio.enabled, `${at}.audio.enabled`, false, problems),
@@ -259,6 +273,25 @@ function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
     if (cert && key) tls = { cert, key };
     else if (cert || key) problems.push('"web.tls" needs both "cert" and "key" (PEM file paths); serving plain HTTP.');
   }
+  let trustProxy: boolean | string[] = Boolean(str(web.socket, 'web.socket', []));
+  if (typeof web.trustProxy === 'boolean') trustProxy = web.trustProxy;
+  else if (Array.isArray(web.trustProxy)) {
+    trustProxy = web.trustProxy.filter((entry): entry is string => {
+      const ok = typeof entry === 'string' && (ipaddr.isValidCIDR(entry.trim()) || ipaddr.isValid(entry.trim()));
+      if (!ok) problems.push(`"web.trustProxy" entry ${JSON.stringify(entry)} is not an IP address or CIDR range; ignoring it.`);
+      return ok;
+    }).map((entry) => entry.trim());
+  } else if (web.trustProxy !== undefined) {
+    problems.push('"web.trustProxy" must be true/false or a list of proxy addresses; ignoring it.');
+  }
+  const ancestors: string[] = [];
+  if (web.kioskFrameAncestors !== undefined) {
+    const list: unknown[] = Array.isArray(web.kioskFrameAncestors) ? web.kioskFrameAncestors : [web.kioskFrameAncestors];
+    for (const entry of list) {
+      if (typeof entry === 'string' && (/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(entry.trim()) || entry.trim() === "'self'")) ancestors.push(entry.trim());
+      else problems.push(`"web.kioskFrameAncestors" entry ${JSON.stringify(entry)} must be an origin such as "https://dashboard.example.com"; ignoring it.`);
+    }
+  }
   return {
     enabled: bool(web.enabled, 'web.enabled', true, problems),
     host: str(web.host, 'web.host', problems) ?? '0.0.0.0',
@@ -267,6 +300,10 @@ function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
     usersFile: str(web.usersFile, 'web.usersFile', problems),
     trustedNetworks: trusted,
     tls,
+    maxFailedLogins: integer(web.maxFailedLogins, 'web.maxFailedLogins', 10, 0, 10_000, problems),
+    lockoutMinutes: integer(web.lockoutMinutes, 'web.lockoutMinutes', 15, 1, 10_080, problems),
+    trustProxy,
+    kioskFrameAncestors: ancestors,
   };
 }
 

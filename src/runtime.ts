@@ -123,7 +123,8 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       fps: c.fps,
       timestamp: c.timestamp,
       hub,
-      controls,
+      // Only cameras with a device to tune get the controls panel and API.
+      controls: controls.configured ? controls : undefined,
     }));
     this.app = await buildWebServer({
       cameras: webCameras,
@@ -133,6 +134,10 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       log: prefixed(log, 'web'),
       tls: config.web.tls,
       onAuthFailure: (event) => this.emit('login-failed', event),
+      maxFailedLogins: config.web.maxFailedLogins,
+      lockoutMinutes: config.web.lockoutMinutes,
+      trustProxy: config.web.trustProxy,
+      kioskFrameAncestors: config.web.kioskFrameAncestors,
     });
     if (this.stopping) return;
     try {

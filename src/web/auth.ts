@@ -3,7 +3,8 @@
 //  - the same bcrypt work for an unknown user as for a wrong password (no user enumeration by timing);
 //  - verified credentials remembered briefly under a SHA-256 key (never the password itself), so a
 //    page that makes several requests pays for one bcrypt;
-//  - optional trusted networks that skip the check (flask-cam's LAN bypass), off by default.
+//  - optional trusted networks that skip the check (flask-cam's LAN bypass), off by default;
+//  - an address that keeps failing is locked out for a while (429 with Retry-After).
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 
@@ -13,6 +14,7 @@ import fp from 'fastify-plugin';
 import ipaddr from 'ipaddr.js';
 
 import type { Log } from '../log';
+import type { LoginLockout } from './lockout';
 import { AUTH_REALM } from '../settings';
 import type { Users } from '../users/users-file';
 import { BCRYPT_COST, checkPassword, hashCost, hashPassword, readUsersFile } from '../users/users-file';
@@ -174,8 +176,10 @@ export interface AuthOptions {
   /** Paths answered without credentials. */
   publicPaths: string[];
   log: Log;
-  /** Told of every failed login (the alerts issue counts them per address). */
+  /** Told of every failed login (the alerts count them per address). */
   onFailure?: (event: { ip: string; user?: string; url: string }) => void;
+  /** Brute-force protection; none when absent. */
+  lockout?: LoginLockout;
 }
 
 declare module 'fastify' {
@@ -195,10 +199,15 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     async validate(user: string, password: string, request: FastifyRequest) {
       if (await verifier.verify(user, password)) {
         request.user = user;
+        options.lockout?.succeed(request.ip);
         return;
       }
       options.log.warn(`Failed login for user "${user.slice(0, 64)}" from ${request.ip}.`);
       options.onFailure?.({ ip: request.ip, user, url: request.url });
+      const locked = options.lockout?.fail(request.ip) ?? 0;
+      if (locked > 0) {
+        options.log.warn(`Too many failed logins from ${request.ip}: refusing it for ${Math.round(locked / 60_000)} min.`);
+      }
       throw new Error('Unauthorized');
     },
   });
@@ -207,6 +216,17 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     const path = request.url.split('?', 1)[0];
     if (publicPaths.has(path) || inNetworks(request.ip, networks)) {
       done();
+      return;
+    }
+    const wait = options.lockout?.lockedFor(request.ip) ?? 0;
+    if (wait > 0) {
+      const minutes = Math.ceil(wait / 60_000);
+      void reply
+        .code(429)
+        .header('Retry-After', String(Math.ceil(wait / 1000)))
+        .header('Cache-Control', 'no-store')
+        .type('text/plain; charset=utf-8')
+        .send(`Too many failed logins from your address. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.\n`);
       return;
     }
     app.basicAuth(request, reply, done);

@@ -11,6 +11,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import type { Log } from '../log';
 import type { AuthOptions } from './auth';
 import { authPlugin, UsersStore } from './auth';
+import { LoginLockout } from './lockout';
 import type { WebCamera } from './cameras';
 import { apiRoutes } from './routes/api';
 import { controlsRoutes } from './routes/controls';
@@ -28,7 +29,34 @@ export interface WebServerOptions {
   /** PEM file paths; HTTPS when set. */
   tls?: { cert: string; key: string };
   onAuthFailure?: AuthOptions['onFailure'];
+  /** Failed logins within 10 minutes that lock an address out (0: never), and for how long. */
+  maxFailedLogins?: number;
+  lockoutMinutes?: number;
+  /** Believe X-Forwarded-For from a proxy: true for one proxy in front (nginx), or proxy addresses. */
+  trustProxy?: boolean | string[];
+  /** Origins allowed to frame the kiosk page. */
+  kioskFrameAncestors?: string[];
 }
+
+/**
+ * Whether a state-changing request comes from this server's own pages. Browsers say where a
+ * request comes from (Sec-Fetch-Site, else Origin); a request with neither is not a page's
+ * (curl, scripts) and cannot ride on a browser's saved credentials.
+ */
+export function isSameOrigin(headers: Record<string, string | string[] | undefined>, host: string): boolean {
+  const site = headers['sec-fetch-site'];
+  if (typeof site === 'string') return site === 'same-origin' || site === 'none';
+  const origin = headers.origin;
+  if (origin === undefined) return true;
+  if (typeof origin !== 'string') return false;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false; // "null" (sandboxed frames, file:) and garbage
+  }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Builds the app (not listening yet: use `listen` or `app.inject`). */
 export async function buildWebServer(options: WebServerOptions): Promise<FastifyInstance> {
@@ -41,6 +69,14 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     forceCloseConnections: true,
     // No request bodies are large here.
     bodyLimit: 64 * 1024,
+    // Behind one proxy (nginx on a unix socket) the client is the last address it appends to
+    // X-Forwarded-For; a client's own X-Forwarded-For entries come before it and are ignored.
+    trustProxy:
+      options.trustProxy === true
+        ? (_address: string, hop: number) => hop === 0
+        : Array.isArray(options.trustProxy) && options.trustProxy.length > 0
+          ? options.trustProxy
+          : false,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -86,6 +122,19 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     publicPaths: [HEALTH_PATH],
     log: options.log,
     onFailure: options.onAuthFailure,
+    lockout: new LoginLockout({
+      maxFailures: options.maxFailedLogins ?? 10,
+      windowMs: 10 * 60_000,
+      lockMs: (options.lockoutMinutes ?? 15) * 60_000,
+    }),
+  });
+
+  // Basic-auth credentials ride along with any request a browser makes, even one a foreign page
+  // triggers: changes are accepted only from this server's own pages.
+  app.addHook('preHandler', async (request, reply) => {
+    if (SAFE_METHODS.has(request.method) || isSameOrigin(request.headers, request.host)) return;
+    options.log.warn(`Refused a cross-site ${request.method} ${request.url.split('?', 1)[0]} from ${request.ip} (Origin ${String(request.headers.origin ?? '-')}).`);
+    return reply.code(403).send({ error: 'Forbidden', message: "Cross-site request refused: changes are accepted only from this server's own pages." });
   });
 
   const siteName = options.siteName ?? 'Webcam Server';
@@ -93,7 +142,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
   await app.register(apiRoutes, { cameras: options.cameras });
   await app.register(controlsRoutes, { cameras: options.cameras });
   await app.register(mediaRoutes, { cameras: options.cameras });
-  await app.register(pageRoutes, { cameras: options.cameras, siteName });
+  await app.register(pageRoutes, { cameras: options.cameras, siteName, kioskFrameAncestors: options.kioskFrameAncestors ?? [] });
   return app;
 }
 

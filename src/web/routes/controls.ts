@@ -49,7 +49,10 @@ const putBody = {
 
 function controlsOf(camera: WebCamera) {
   if (!camera.controls) {
-    throw new ControlsError('not-configured', `Camera controls are not available for "${camera.name}".`);
+    throw new ControlsError(
+      'not-configured',
+      `"${camera.name}" has no device to tune: its source is not a V4L2 device. Set "controlsDevice" (e.g. "video0") to the webcam whose controls you want here.`,
+    );
   }
   return camera.controls;
 }

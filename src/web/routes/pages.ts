@@ -68,6 +68,7 @@ export function renderLivePage(camera: WebCamera, cameras: WebCamera[], siteName
     <a href="${base}/snapshot.jpg" target="_blank" rel="noopener">Snapshot</a>
     <a href="${base}/kiosk">Kiosk view</a>
     <span class="size">${camera.width}×${camera.height} at ${camera.fps} fps</span>
+    ${renderRateSelect(camera)}
   </p>
   ${renderControlsPanel(camera)}
 </main>`,
@@ -80,15 +81,19 @@ export function rateChoices(fps: number): number[] {
   return [15, 10, 5, 2, 1].filter((rate) => rate < fps);
 }
 
-/** The controls panel: filled in by controls.js from the controls API, with the stream rate cap. */
-function renderControlsPanel(camera: WebCamera): string {
+/** The stream rate cap: a list the page's script applies to the live image's URL. */
+function renderRateSelect(camera: WebCamera): string {
   const rates = rateChoices(camera.fps)
     .map((rate) => `<option value="${rate}">${rate} fps</option>`)
     .join('');
+  return `<label class="rate">Stream rate <select id="rate"><option value="">Full (${camera.fps} fps)</option>${rates}</select></label>`;
+}
+
+/** The controls panel, filled in by controls.js from the controls API; only for cameras with a device to tune. */
+function renderControlsPanel(camera: WebCamera): string {
+  if (!camera.controls) return '';
   return `<section id="controls" class="panel" aria-labelledby="controls-title">
     <h2 id="controls-title">Camera controls</h2>
-    <p class="rate"><label for="rate">Stream rate</label>
-      <select id="rate"><option value="">Full (${camera.fps} fps)</option>${rates}</select></p>
     <p id="controls-state" class="controls-state" role="status">Loading the camera's controls…</p>
     <table id="controls-table" hidden>
       <thead><tr><th scope="col">Control</th><th scope="col">Set</th><th scope="col">Current</th><th scope="col"><span class="visually-hidden">Default</span></th></tr></thead>
@@ -109,9 +114,17 @@ export function renderKioskPage(camera: WebCamera, siteName: string): string {
 interface PageOptions {
   cameras: WebCamera[];
   siteName: string;
+  /** Origins that may frame the kiosk page; every other page can only be framed by this server. */
+  kioskFrameAncestors: string[];
 }
 
-export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras, siteName }) => {
+/** The kiosk's CSP: helmet's, with frame-ancestors opened to the configured origins. */
+export function kioskCsp(csp: string, ancestors: string[]): string {
+  const rest = csp.split(';').map((d) => d.trim()).filter((d) => d && !d.startsWith('frame-ancestors'));
+  return [...rest, `frame-ancestors 'self' ${ancestors.join(' ')}`].join(';');
+}
+
+export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras, siteName, kioskFrameAncestors }) => {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, maxAge: 60_000 });
 
   const sendHtml = (reply: FastifyReply, text: string) => reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-store').send(text);
@@ -122,6 +135,10 @@ export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras
   }
   for (const url of ['/kiosk', '/cameras/:id/kiosk']) {
     app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
+      if (kioskFrameAncestors.length > 0) {
+        void reply.header('Content-Security-Policy', kioskCsp(String(reply.getHeader('Content-Security-Policy') ?? ''), kioskFrameAncestors));
+        reply.removeHeader('X-Frame-Options');
+      }
       return sendHtml(reply, renderKioskPage(findCamera(cameras, request.params.id), siteName));
     });
   }
