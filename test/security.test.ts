@@ -1,0 +1,211 @@
+// The page on the open internet, over real sockets: password guessing is locked out per address,
+// a foreign page cannot change anything with the browser's saved credentials, headers keep the
+// pages from being framed or cached, a proxy's X-Forwarded-For is read the safe way, and
+// malformed or oversized requests get a 4xx, never a 500 or a crash.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { delimiter, join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { isSameOrigin } from '../src/web/server';
+import { LoginLockout } from '../src/web/lockout';
+import { basic, get, MjpegClient, startTestServer, tempDir } from './helpers';
+
+const alice = basic('alice', 'wonderland');
+
+/** A raw request over a socket, for what fetch refuses to send; resolves with the status line's code. */
+function rawRequest(port: number, text: string): Promise<{ status: number; head: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      data += chunk;
+      if (data.includes('\r\n\r\n')) socket.end();
+    });
+    socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0), head: data.split('\r\n\r\n', 1)[0] }));
+    socket.on('error', reject);
+    socket.setTimeout(5_000, () => socket.destroy(new Error('timeout')));
+  });
+}
+
+describe('login lockout', () => {
+  it('locks an address out after repeated failures, with Retry-After, even for the right password', async (t) => {
+    const server = await startTestServer(t, { web: { maxFailedLogins: 3, lockoutMinutes: 2 } });
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await get(`${server.url}/api/cameras`, { authorization: basic('alice', `guess${i}`) })).status, 401);
+    }
+    const locked = await get(`${server.url}/api/cameras`, { authorization: alice });
+    assert.equal(locked.status, 429);
+    assert.equal(locked.headers['retry-after'], '120');
+    assert.match(locked.body.toString(), /Too many failed logins from your address\. Try again in 2 minutes\./);
+    assert.equal((await get(`${server.url}/healthz`)).status, 200, 'health checks still answer');
+  });
+
+  it('forgets failures after a good login, and counts within the window only', () => {
+    const lockout = new LoginLockout({ maxFailures: 3, windowMs: 60_000, lockMs: 300_000 });
+    lockout.fail('a', 0);
+    lockout.fail('a', 1);
+    lockout.succeed('a', 2);
+    assert.equal(lockout.fail('a', 3), 0);
+    assert.equal(lockout.fail('a', 4), 0);
+    assert.equal(lockout.fail('a', 70_000), 0, 'the first two left the window');
+    assert.equal(lockout.fail('a', 70_001), 0);
+    assert.equal(lockout.fail('a', 70_002), 300_000);
+    assert.equal(lockout.lockedFor('a', 70_003), 299_999);
+    assert.equal(lockout.lockedFor('b', 70_003), 0, 'other addresses are not affected');
+    assert.equal(lockout.lockedFor('a', 370_002), 0, 'the lockout ends');
+    const off = new LoginLockout({ maxFailures: 0, windowMs: 1, lockMs: 1 });
+    for (let i = 0; i < 100; i++) assert.equal(off.fail('a', i), 0);
+    const small = new LoginLockout({ maxFailures: 2, windowMs: 1000, lockMs: 1000, maxAddresses: 10 });
+    for (let i = 0; i < 1000; i++) small.fail(`10.0.${i >> 8}.${i & 255}`, 0);
+    assert.ok((small as unknown as { entries: Map<string, unknown> }).entries.size <= 10, 'bounded memory');
+  });
+
+  it('behind a proxy, locks out the client nginx names (the last X-Forwarded-For hop), not a spoofed one', async (t) => {
+    const server = await startTestServer(t, { web: { maxFailedLogins: 2, trustProxy: true } });
+    const as = (client: string, spoof = '1.1.1.1') => ({ 'x-forwarded-for': `${spoof}, ${client}` });
+    for (const spoof of ['9.9.9.9', '8.8.8.8']) {
+      await get(`${server.url}/api/cameras`, { ...as('203.0.113.5', spoof), authorization: basic('alice', 'nope') });
+    }
+    assert.equal((await get(`${server.url}/api/cameras`, { ...as('203.0.113.5'), authorization: alice })).status, 429, 'the client is locked out whatever it puts first');
+    assert.equal((await get(`${server.url}/api/cameras`, { ...as('198.51.100.9'), authorization: alice })).status, 200, 'another client is not');
+  });
+});
+
+describe('cross-site requests', () => {
+  it('decides from Sec-Fetch-Site, else Origin', () => {
+    const host = 'cam.example.com:8181';
+    assert.equal(isSameOrigin({ 'sec-fetch-site': 'same-origin' }, host), true);
+    assert.equal(isSameOrigin({ 'sec-fetch-site': 'none' }, host), true, 'typed into the address bar');
+    assert.equal(isSameOrigin({ 'sec-fetch-site': 'cross-site', origin: 'https://cam.example.com:8181' }, host), false);
+    assert.equal(isSameOrigin({ 'sec-fetch-site': 'same-site' }, host), false, 'another app on the same site');
+    assert.equal(isSameOrigin({ origin: 'http://cam.example.com:8181' }, host), true);
+    assert.equal(isSameOrigin({ origin: 'https://evil.example' }, host), false);
+    assert.equal(isSameOrigin({ origin: 'null' }, host), false);
+    assert.equal(isSameOrigin({}, host), true, 'no browser context: curl, scripts');
+  });
+
+  it('refuses a cross-site PUT before any tool runs, and takes a same-origin one', async (t) => {
+    const dir = tempDir(t);
+    const saved = process.env.PATH;
+    process.env.PATH = `${join(__dirname, 'fixtures', 'controls', 'bin')}${delimiter}${saved}`;
+    process.env.FAKE_CONTROLS_DIR = dir;
+    t.after(() => {
+      process.env.PATH = saved;
+    });
+    const server = await startTestServer(t, { cameras: [{ name: 'Porch', source: 'testsrc', width: 160, height: 120, fps: 5, controlsDevice: 'video0' }] });
+    const put = (headers: Record<string, string>) =>
+      fetch(`${server.url}/api/cameras/porch/controls`, {
+        method: 'PUT',
+        headers: { authorization: alice, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ Brightness: 99 }),
+      });
+    const evil = await put({ origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' });
+    assert.equal(evil.status, 403);
+    assert.match(((await evil.json()) as { message: string }).message, /Cross-site request refused/);
+    assert.equal((await put({ origin: 'https://evil.example' })).status, 403, 'Origin alone (older browsers)');
+    const own = await put({ origin: server.url, 'sec-fetch-site': 'same-origin' });
+    assert.equal(own.status, 200);
+  });
+});
+
+describe('headers', () => {
+  it('keeps pages out of foreign frames and streams out of caches; the kiosk opens only to configured origins', async (t) => {
+    const server = await startTestServer(t, { web: { kioskFrameAncestors: ['https://dash.example.com'] } });
+    const page = await get(`${server.url}/`, { authorization: alice });
+    assert.equal(page.headers['x-frame-options'], 'SAMEORIGIN');
+    assert.match(String(page.headers['content-security-policy']), /frame-ancestors 'self'(;|$)/);
+    assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
+    assert.equal(page.headers['cache-control'], 'no-store');
+    const kiosk = await get(`${server.url}/kiosk`, { authorization: alice });
+    assert.equal(kiosk.headers['x-frame-options'], undefined);
+    assert.match(String(kiosk.headers['content-security-policy']), /frame-ancestors 'self' https:\/\/dash\.example\.com$/);
+    assert.match(String(kiosk.headers['content-security-policy']), /default-src 'self'/, 'the rest of the policy stays');
+    const snapshot = await get(`${server.url}/snapshot.jpg`, { authorization: alice });
+    assert.equal(snapshot.headers['cache-control'], 'no-store');
+    const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
+    await viewer.open();
+    t.after(() => viewer.close());
+    assert.match(String(viewer.headers['cache-control']), /^no-store\b/);
+    assert.equal(viewer.headers['x-content-type-options'], 'nosniff');
+  });
+});
+
+describe('bad input', () => {
+  it('answers malformed, oversized and hostile requests with a 4xx and keeps streaming', async (t) => {
+    const server = await startTestServer(t, { web: { maxFailedLogins: 0 } });
+    const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
+    await viewer.open();
+    t.after(() => viewer.close());
+    await viewer.waitForParts(1);
+
+    const cases: Array<[string, Record<string, string>, number[]]> = [
+      ['/api/cameras', { authorization: 'Basic ' + 'A'.repeat(8000) }, [401]],
+      ['/api/cameras', { authorization: 'Basic ' + Buffer.from('alice:' + 'x'.repeat(5000)).toString('base64') }, [401]],
+      ['/api/cameras', { authorization: 'Basic' }, [401]],
+      ['/api/cameras', { authorization: 'Basic ====' }, [401]],
+      ['/api/cameras', { authorization: `Basic ${Buffer.from('\u00ff\u00fe:\u0000').toString('base64')}` }, [401]],
+      ['/static/../package.json', { authorization: alice }, [400, 403, 404]],
+      ['/static/%2e%2e/package.json', { authorization: alice }, [400, 403, 404]],
+      ['/static/..%2fpackage.json', { authorization: alice }, [400, 403, 404]],
+      ['/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd', { authorization: alice }, [400, 403, 404]],
+      ['/stream.mjpg?fps=abc', { authorization: alice }, [400]],
+      ['/stream.mjpg?fps=-1', { authorization: alice }, [400]],
+      ['/stream.mjpg?fps=1e9', { authorization: alice }, [400]],
+      ['/stream.mjpg?fps=0', { authorization: alice }, [400]],
+      ['/cameras/nope/stream.mjpg', { authorization: alice }, [404]],
+      ['/cameras/' + 'x'.repeat(300) + '/', { authorization: alice }, [400, 414]],
+      ['/cameras/%00/', { authorization: alice }, [400, 404]],
+      ['/cameras/..%2f..%2f/', { authorization: alice }, [400, 404]],
+      ['/api/cameras/nope/controls', { authorization: alice }, [404]],
+      ['/api/cameras/test-cam/controls', { authorization: alice }, [503]],
+    ];
+    for (const [path, headers, expected] of cases) {
+      const res = await get(server.url + path, headers);
+      assert.ok(expected.includes(res.status), `${path.slice(0, 80)}: ${res.status}, expected ${expected.join('/')}`);
+    }
+    const traversal = await get(`${server.url}/static/../package.json`, { authorization: alice });
+    assert.doesNotMatch(traversal.body.toString(), /"name": "homebridge-webcam-server"/);
+
+    const huge = await rawRequest(server.port, `GET /api/cameras HTTP/1.1\r\nHost: x\r\nAuthorization: ${alice}\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`);
+    assert.equal(huge.status, 431, 'oversized headers');
+    const longUrl = await rawRequest(server.port, `GET /${'a'.repeat(70_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.ok([414, 431].includes(longUrl.status), `oversized URL: ${longUrl.status}`);
+    const garbage = await rawRequest(server.port, 'NOT HTTP AT ALL\r\n\r\n');
+    assert.equal(garbage.status, 400);
+    const badBody = await fetch(`${server.url}/api/cameras/test-cam/controls`, {
+      method: 'PUT',
+      headers: { authorization: alice, 'content-type': 'application/json' },
+      body: '{"a":' + '['.repeat(10_000),
+    });
+    assert.equal(badBody.status, 400);
+    const tooBig = await fetch(`${server.url}/api/cameras/test-cam/controls`, {
+      method: 'PUT',
+      headers: { authorization: alice, 'content-type': 'application/json' },
+      body: JSON.stringify({ a: 'x'.repeat(200_000) }),
+    });
+    assert.equal(tooBig.status, 413);
+
+    // Still streaming, still answering.
+    const before = viewer.count;
+    await viewer.waitForParts(before + 3);
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 200);
+  });
+
+  it('never answers 500 to a HEAD, OPTIONS or unknown method', async (t) => {
+    const server = await startTestServer(t);
+    for (const method of ['HEAD', 'OPTIONS', 'DELETE', 'PATCH', 'POST', 'TRACE', 'PROPFIND']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${server.url}/api/cameras`, { method, headers: { authorization: alice } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.ok(status < 500, `${method}: ${status}`);
+    }
+  });
+});
