@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `webcam-server`: the cameras and web server without Homebridge (`serve`), user management
-// with flask-cam's password.py flags (`passwd`), the webcam's controls (`controls`), and a test
-// email (`alert-test`).
+// with flask-cam's password.py flags (`passwd`), the webcam's controls (`controls`), a test
+// email (`alert-test`) and an nginx site for serving it on the internet (`nginx-config`).
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -13,6 +13,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { PluginConfig } from './config';
 import { normalizeConfig } from './config';
 import { sendTestAlert } from './alerts/alerts';
+import { checkNginxOptions, nginxSite } from './web/nginx';
 import { runControlsCommand } from './controls/print';
 import { consoleLog } from './log';
 import { redactSecrets } from './media/capture-args';
@@ -196,6 +197,22 @@ export function buildProgram(): Command {
       for (const problem of alertProblems) process.stderr.write(`webcam-server: config: ${problem}\n`);
       const answer = await sendTestAlert(config.alerts, config.name);
       process.stdout.write(`Sent through ${answer.via} to ${answer.to.join(', ')}: message id ${answer.messageId}\n`);
+    });
+
+  program
+    .command('nginx-config')
+    .description('print an nginx site that serves this server over the internet (TLS, streams unbuffered)')
+    .requiredOption('--port <port>', 'the port nginx listens on, e.g. 9001')
+    .requiredOption('--server-name <names>', 'the host name(s) of the site')
+    .option('--socket <path>', 'the server\'s unix socket ("web.socket")')
+    .option('--upstream <host:port>', 'the server on TCP instead (default 127.0.0.1:8181)')
+    .option('--cert <file>', 'TLS certificate (PEM)')
+    .option('--key <file>', 'TLS private key (PEM)')
+    .action((opts: { port: string; serverName: string; socket?: string; upstream?: string; cert?: string; key?: string }) => {
+      const options = { ...opts, port: Number(opts.port) };
+      const problems = checkNginxOptions(options);
+      if (problems.length > 0) throw new UsageError(problems.join(' '));
+      process.stdout.write(nginxSite(options));
     });
 
   program
