@@ -70,11 +70,28 @@ export class UsersStore {
     if (signature === this.signature) return;
     try {
       const { users, problems } = await readUsersFile(this.path);
+      const hadUsers = this.users.size > 0;
+      // A users file that vanished or went bad must not lock everyone out: keep the last good list.
+      if (hadUsers && signature === 'missing') {
+        if (this.failedSignature !== signature) {
+          this.log.error(`The users file ${this.path} is gone; keeping the ${this.users.size} user(s) loaded before. Restore it, or add users with: webcam-server passwd -a -u NAME -f ${this.path}`);
+        }
+        this.failedSignature = signature;
+        return;
+      }
+      if (hadUsers && problems.length > 0) {
+        if (this.failedSignature !== signature) {
+          this.log.error(`The users file ${this.path} has unreadable lines (${problems.slice(0, 3).join('; ')}); keeping the ${this.users.size} user(s) loaded before until it is fixed.`);
+        }
+        this.failedSignature = signature;
+        return;
+      }
       for (const problem of problems) this.log.warn(`Users file: ${problem} (that line is ignored).`);
       if (signature !== 'missing' && this.signature !== '') this.log.info(`Users file changed: ${users.size} user(s).`);
       this.users = users;
       this._typicalCost = mostCommonCost(users);
       this.signature = signature;
+      this.failedSignature = '';
     } catch (error) {
       // Keep the users we had: a half-written or unreadable file must not lock everyone out.
       // Said once per change of the file, not on every request.

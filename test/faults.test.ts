@@ -1,0 +1,113 @@
+// Faults, with real ffmpeg and real sockets: the capture killed or hung, a camera's source down and
+// back, the users file deleted or corrupted, a bad camera entry beside good ones. Viewers resume,
+// nobody is locked out, nothing is left running.
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { normalizeConfig } from '../src/config';
+import { silentLog } from '../src/log';
+import { WebcamRuntime } from '../src/runtime';
+import { recordingLog } from './alert-helpers';
+import { basic, childProcessesNamed, get, isAlive, MjpegClient, sleep, startTestServer, tempDir, writeUsers } from './helpers';
+
+const alice = basic('alice', 'wonderland');
+
+async function waitUntil(what: string, probe: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('capture faults', () => {
+  it('a killed capture is restarted and the viewer resumes', async (t) => {
+    const server = await startTestServer(t);
+    const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
+    await viewer.open();
+    t.after(() => viewer.close());
+    await viewer.waitForParts(2);
+    const [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+    process.kill(capture, 'SIGKILL');
+    const before = viewer.count;
+    await viewer.waitForParts(before + 5, 15_000);
+    const [next] = await childProcessesNamed(process.pid, 'ffmpeg');
+    assert.notEqual(next, capture, 'a new capture process');
+  });
+
+  it('a hung capture (no frames) is killed by the watchdog and replaced; the viewer resumes', async (t) => {
+    const server = await startTestServer(t);
+    const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
+    await viewer.open();
+    t.after(() => viewer.close());
+    await viewer.waitForParts(2);
+    const [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+    process.kill(capture, 'SIGSTOP');
+    t.after(() => {
+      if (isAlive(capture)) process.kill(capture, 'SIGKILL');
+    });
+    const before = viewer.count;
+    // The stall watchdog gives a capture 5 s without a frame.
+    await viewer.waitForParts(before + 5, 20_000);
+    await waitUntil('the hung ffmpeg to be gone', () => !isAlive(capture), 5_000);
+    assert.equal((await childProcessesNamed(process.pid, 'ffmpeg')).length, 1, 'exactly one capture');
+  });
+});
+
+describe('users file faults', () => {
+  it('keeps the last good users when the file is deleted or corrupted, says so, and takes a fixed file', async (t) => {
+    const log = recordingLog();
+    const server = await startTestServer(t, { log });
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 200);
+
+    rmSync(server.usersFile);
+    await sleep(300);
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 200, 'deleted: alice still gets in');
+    assert.ok(log.lines.some((l) => /error \[web\] The users file .* is gone; keeping the 1 user\(s\) loaded before\. Restore it/.test(l)), log.lines.join('\n'));
+
+    writeFileSync(server.usersFile, Buffer.from([0xff, 0x00, 0x13, 0x37, 0x0a, 0x66, 0x6f, 0x6f, 0x0a]));
+    await sleep(300);
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 200, 'corrupt: alice still gets in');
+    assert.ok(log.lines.some((l) => /has unreadable lines .*keeping the 1 user\(s\)/.test(l)));
+
+    await writeUsers(server.usersFile, { bob: 'builder' });
+    await sleep(300);
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: basic('bob', 'builder') })).status, 200, 'a fixed file is taken');
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 401, 'and replaces the old list');
+  });
+});
+
+describe('config faults', () => {
+  it('a bad camera entry is skipped with a clear problem; a missing source goes offline; the others stream', async (t) => {
+    const dir = tempDir(t);
+    const usersFile = `${dir}/users`;
+    await writeUsers(usersFile, { alice: 'wonderland' });
+    const { config, problems } = normalizeConfig({
+      cameras: [
+        { name: 'Good', source: 'testsrc', width: 160, height: 120, fps: 5 },
+        { name: 'No source' },
+        { name: 'Bad source', source: 'ftp:/nope' },
+        'not an object',
+        { name: 'Unplugged', source: '/dev/video9', width: 160, height: 120, fps: 5 },
+      ],
+      web: { host: '127.0.0.1', port: 0 },
+    });
+    assert.equal(config.cameras.length, 2);
+    assert.match(problems.join('\n'), /cameras\[1\] \("No source"\) has no "source": set a device such as "\/dev\/video0"/);
+    assert.match(problems.join('\n'), /cameras\[2\] \("Bad source"\)\.source "ftp:\/nope" is neither/);
+    assert.match(problems.join('\n'), /cameras\[3\] must be an object/);
+    const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: 1000 });
+    t.after(() => runtime.stop());
+    await runtime.start();
+    const base = runtime.address!.split(' ')[0].replace('localhost', '127.0.0.1');
+    const snapshot = await get(`${base}/cameras/good/snapshot.jpg`, { authorization: alice });
+    assert.equal(snapshot.status, 200);
+    const missing = await get(`${base}/cameras/unplugged/snapshot.jpg`, { authorization: alice });
+    assert.equal(missing.status, 503);
+    assert.match(missing.body.toString(), /Camera "Unplugged" has no picture right now: .*(No such file|does not exist|not found)/i);
+    const list = await get(`${base}/api/cameras`, { authorization: alice });
+    const cameras = JSON.parse(list.body.toString()) as Array<{ id: string; online: boolean }>;
+    assert.deepEqual(cameras.map((c) => [c.id, c.online]), [['good', true], ['unplugged', false]]);
+  });
+});
