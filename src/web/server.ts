@@ -2,6 +2,7 @@
 // one plugin per route group. It knows cameras only through their FrameHubs.
 import { promises as fs } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Server as TlsServer } from 'node:tls';
 
 import helmet from '@fastify/helmet';
@@ -79,6 +80,11 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
           : false,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
+
+  // Node drops CONNECT requests without a word when nothing handles them: answer them properly.
+  app.server.on('connect', (_request, socket: Duplex) => {
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, PUT\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
