@@ -7,6 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
+import { SMTPServer } from 'smtp-server';
+
 import { sendTestAlert } from '../src/alerts/alerts';
 import { normalizeAlerts } from '../src/alerts/config';
 import { duration, motionAlert } from '../src/alerts/messages';
@@ -248,5 +250,47 @@ describe('webcam-server alert-test', () => {
     const port = await freeTcpPort();
     const config = normalizeAlerts({ ses: { region: 'us-west-2', from: 'a@b.cd', to: 'c@d.ef', accessKeyId: 'A', secretAccessKey: 'B', endpoint: `http://127.0.0.1:${port}` } }).alerts!;
     await assert.rejects(sendTestAlert(config, 'Home'), /SES could not be reached/);
+  });
+});
+
+describe('alerts through SMTP', () => {
+  it('sends through a real SMTP server with flask-cam secrets fields, and explains a refused login', async (t) => {
+    const received: Array<{ from: string; to: string[]; data: string; user?: string }> = [];
+    const smtp = new SMTPServer({
+      allowInsecureAuth: true,
+      disabledCommands: ['STARTTLS'],
+      onAuth(auth, _session, callback) {
+        if (auth.username === 'AKIASMTP' && auth.password === 'smtp-secret') callback(null, { user: auth.username });
+        else callback(new Error('Invalid username or password'));
+      },
+      onData(stream, session, callback) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('end', () => {
+          received.push({
+            from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+            to: session.envelope.rcptTo.map((r) => r.address),
+            data: Buffer.concat(chunks).toString(),
+            user: session.user as string | undefined,
+          });
+          callback();
+        });
+      },
+    });
+    const port = await freeTcpPort();
+    await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => smtp.close(() => resolve())));
+
+    const secrets = { host: '127.0.0.1', port, sender: 'cam@example.com', sender_name: 'Porch camera', recipient: 'me@example.com', smtp_username: 'AKIASMTP', smtp_password: 'smtp-secret' };
+    const config = normalizeAlerts({ smtp: secrets }).alerts!;
+    const answer = await sendTestAlert(config, 'Cabin');
+    assert.match(answer.via, /^SMTP \(127\.0\.0\.1:\d+\)$/);
+    assert.equal(received.length, 1);
+    assert.deepEqual([received[0].from, received[0].to, received[0].user], ['cam@example.com', ['me@example.com'], 'AKIASMTP']);
+    assert.match(received[0].data, /^From: Porch camera <cam@example\.com>$/m);
+    assert.match(received[0].data, /^Subject: \[Cabin\] Test email$/m);
+
+    const wrong = normalizeAlerts({ smtp: { ...secrets, smtp_password: 'nope' } }).alerts!;
+    await assert.rejects(sendTestAlert(wrong, 'Cabin'), /refused the SMTP login .*SES SMTP credentials are not the AWS access keys/);
   });
 });
