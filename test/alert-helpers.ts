@@ -8,7 +8,6 @@ import { join } from 'node:path';
 
 import dnsPacket from 'dns-packet';
 
-import type { Log } from '../src/log';
 import { freeTcpPort, sleep, waitForExit } from './helpers';
 
 export interface StoredEmail {
@@ -123,16 +122,4 @@ export class TinyDns {
   get resolver(): string {
     return `127.0.0.1:${this.socket.address().port}`;
   }
-}
-
-/** A logger that keeps its lines, for checking what users would read. */
-export function recordingLog(): Log & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-    error: (m) => lines.push(`error ${m}`),
-    debug: (m) => lines.push(`debug ${m}`),
-  };
 }

@@ -15,8 +15,8 @@ import { duration, motionAlert } from '../src/alerts/messages';
 import { admit, FailureWindow, retryDelay } from '../src/alerts/policy';
 import { parseResolver } from '../src/alerts/public-ip';
 import { buildMime, explainSesError } from '../src/alerts/transport';
-import { recordingLog, SesEmulator, TinyDns } from './alert-helpers';
-import { basic, execFileAsync, freeTcpPort, MjpegClient, probeSize, sleep, startTestServer, tempDir } from './helpers';
+import { SesEmulator, TinyDns } from './alert-helpers';
+import { basic, execFileAsync, freeTcpPort, MjpegClient, probeSize, recordingLog, sleep, startTestServer, tempDir } from './helpers';
 
 const quiet = { motion: false, offline: false, publicIpChange: false, failedLogins: 0 };
 const ses = (emulator: SesEmulator) => ({ region: 'us-west-2', from: 'cam@example.com', to: ['me@example.com'], accessKeyId: 'AKIATEST', secretAccessKey: 'secret', endpoint: emulator.endpoint });

@@ -3,9 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { CHROMIUM, CHROMIUM_ARGS, startTestServer } from './helpers';
+import { CHROMIUM, openLoggedInPage, startTestServer } from './helpers';
 
 // Skipped only outside CI: CI installs Chromium, so there a missing browser is a failure.
 const skip = CHROMIUM || process.env.CI ? false : 'Chromium is not installed (apt-get install chromium)';
@@ -19,8 +17,7 @@ describe('live page in Chromium', { skip }, () => {
         { name: 'Clock', source: 'testsrc', width: 160, height: 120, fps: 5, timestamp: true },
       ],
     });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    t.after(() => browser.close());
+    const { browser, page, errors } = await openLoggedInPage(t);
 
     // Without credentials Chromium gets no page (Playwright reports the refused challenge).
     const refused = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wrong' } });
@@ -30,13 +27,6 @@ describe('live page in Chromium', { skip }, () => {
     );
     assert.match(denied, /status 401|ERR_INVALID_AUTH_CREDENTIALS/);
 
-    const context = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wonderland' } });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
-    page.on('console', (message) => {
-      if (message.type() === 'error') errors.push(message.text());
-    });
     const response = await page.goto(server.url + '/');
     assert.equal(response?.status(), 200);
     assert.equal(await page.locator('h1').textContent(), 'Garden <Cam>', 'the name, escaped');
@@ -58,7 +48,7 @@ describe('live page in Chromium', { skip }, () => {
     await page.waitForFunction(() => document.getElementById('state')?.textContent === 'streaming', undefined, { timeout: 8000 });
     assert.deepEqual(errors, [], 'no script or CSP errors');
 
-    const kiosk = await context.newPage();
+    const kiosk = await page.context().newPage();
     await kiosk.goto(server.url + '/cameras/clock/kiosk');
     await kiosk.waitForFunction(() => ((document.getElementById('live') as HTMLImageElement | null)?.naturalWidth ?? 0) > 0);
     assert.equal(await kiosk.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(0, 0, 0)');

@@ -9,9 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { chromium } from 'playwright-core';
-
-import { basic, childProcessesNamed, CHROMIUM, CHROMIUM_ARGS, MjpegClient, sleep, startTestServer, tempDir } from './helpers';
+import { basic, childProcessesNamed, CHROMIUM, MjpegClient, openLoggedInPage, sleep, startTestServer, tempDir } from './helpers';
 
 const FAKE_BIN = join(__dirname, 'fixtures', 'controls', 'bin');
 const auth = { authorization: basic('alice', 'wonderland') };
@@ -168,15 +166,7 @@ describe('controls with a C920 stand-in on PATH', () => {
 
   it('page sliders, switches and lists in Chromium send exactly the chosen values', { skip: !CHROMIUM && !process.env.CI && 'Chromium is not installed' }, async (t) => {
     const server = await start(t);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    t.after(() => browser.close());
-    const context = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wonderland' } });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
-    page.on('console', (message) => {
-      if (message.type() === 'error') errors.push(message.text());
-    });
+    const { page, errors } = await openLoggedInPage(t);
     await page.goto(server.url + '/cameras/porch/');
     const row = (name: string) => page.locator(`#controls-table tr[data-control="${name}"]`);
     await row('Brightness').waitFor();
@@ -241,10 +231,7 @@ describe('controls with the real uvcdynctrl and no camera', { skip: !existsSync(
     const server = await startTestServer(t, {
       cameras: [{ name: 'Porch', source: 'testsrc', width: 160, height: 120, fps: 5, controlsDevice: 'video0', controlsTool: 'uvcdynctrl' }],
     });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    t.after(() => browser.close());
-    const context = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wonderland' } });
-    const page = await context.newPage();
+    const { page } = await openLoggedInPage(t);
     await page.goto(server.url + '/');
     await page.waitForFunction(() => document.getElementById('controls-state')?.classList.contains('problem'));
     assert.match((await page.locator('#controls-state').textContent()) ?? '', /uvcdynctrl cannot open video0: is the webcam plugged in\?/);

@@ -13,8 +13,7 @@ import type { ControlInfo } from '../src/controls/types';
 import { ControlsError } from '../src/controls/types';
 import { parseUvcControls, parseUvcDevices, UvcDynCtrl } from '../src/controls/uvcdynctrl';
 import { parseV4l2Controls, V4l2Ctl } from '../src/controls/v4l2-ctl';
-import type { Log } from '../src/log';
-import { execFileAsync, tempDir } from './helpers';
+import { execFileAsync, recordingLog, tempDir } from './helpers';
 
 const FIXTURES = join(__dirname, 'fixtures', 'controls');
 const FAKE = { uvcdynctrl: join(FIXTURES, 'bin', 'uvcdynctrl'), 'v4l2-ctl': join(FIXTURES, 'bin', 'v4l2-ctl') };
@@ -35,16 +34,6 @@ function fakeTools(t: Parameters<typeof tempDir>[0]): () => Array<{ tool: string
   };
 }
 
-function recordingLog(): Log & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-    error: (m) => lines.push(`error ${m}`),
-    debug: () => {},
-  };
-}
 
 describe('uvcdynctrl output', () => {
   it('parses every control of the C920 recording with type, range, step, default and flags', () => {

@@ -8,8 +8,7 @@ import { describe, it } from 'node:test';
 import { normalizeConfig } from '../src/config';
 import { silentLog } from '../src/log';
 import { WebcamRuntime } from '../src/runtime';
-import { recordingLog } from './alert-helpers';
-import { basic, childProcessesNamed, get, isAlive, MjpegClient, sleep, startTestServer, tempDir, writeUsers } from './helpers';
+import { basic, childProcessesNamed, get, isAlive, MjpegClient, recordingLog, sleep, startTestServer, tempDir, writeUsers } from './helpers';
 
 const alice = basic('alice', 'wonderland');
 

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import type { FastifyInstance } from 'fastify';
+import type { Browser, Page } from 'playwright-core';
+import { chromium } from 'playwright-core';
 
 import { normalizeConfig } from '../src/config';
 import type { Log } from '../src/log';
@@ -290,3 +292,32 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+/** A logger that keeps its lines (`info …`, `warn …`), for checking what users would read. */
+export function recordingLog(): Log & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+    debug: (m) => lines.push(`debug ${m}`),
+  };
+}
+
+/**
+ * Chromium logged in as alice, on a new page that collects script errors, CSP violations and
+ * failed loads into `errors`; the browser closes when the test ends.
+ */
+export async function openLoggedInPage(t: { after: (fn: () => Promise<void>) => void }): Promise<{ browser: Browser; page: Page; errors: string[] }> {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  t.after(() => browser.close());
+  const context = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wonderland' } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  return { browser, page, errors };
+}

@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { checkNginxOptions, nginxSite } from '../src/web/nginx';
-import { recordingLog } from './alert-helpers';
-import { basic, execFileAsync, freeTcpPort, sleep, startTestServer, tempDir, waitForExit } from './helpers';
+import { basic, execFileAsync, freeTcpPort, recordingLog, sleep, startTestServer, tempDir, waitForExit } from './helpers';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((path) => existsSync(path));
 const skip = NGINX || process.env.CI ? false : 'nginx is not installed (apt-get install nginx)';

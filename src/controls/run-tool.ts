@@ -3,6 +3,8 @@
 import { execFile } from 'node:child_process';
 
 import { track } from '../media/processes';
+import type { ControlsTool } from './types';
+import { ControlsError, INSTALL_HINT } from './types';
 
 export interface ToolResult {
   stdout: string;
@@ -61,4 +63,16 @@ export function toolMessage(result: ToolResult): string {
   const chosen = (errors.length > 0 ? errors : lines).slice(-2).join(' ');
   if (result.code === null) return `timed out${chosen ? ` (${chosen})` : ''}`;
   return chosen || `exit code ${result.code}`;
+}
+
+/** Runs a controls tool for a driver: a missing tool or one that cannot start becomes a ControlsError. */
+export async function runControlsTool(tool: ControlsTool, command: string, args: readonly string[]): Promise<ToolResult> {
+  try {
+    return await runTool(command, args);
+  } catch (error) {
+    if (error instanceof ToolMissingError) {
+      throw new ControlsError('no-tool', `${tool} is not installed: ${INSTALL_HINT[tool]}`, { cause: error });
+    }
+    throw new ControlsError('tool-failed', `${tool} could not run: ${(error as Error).message}`, { cause: error });
+  }
 }

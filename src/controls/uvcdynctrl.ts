@@ -2,9 +2,9 @@
 // `-l -v` (devices) and `-c -v` (controls), reads values with `-g` and writes them with `-s`.
 // Every argument is its own array element; names come from the device's own list.
 import type { ControlChoice, ControlInfo, ControlState, ControlsDriver } from './types';
-import { ControlsError, INSTALL_HINT } from './types';
+import { ControlsError } from './types';
 import type { ToolResult } from './run-tool';
-import { runTool, ToolMissingError, toolMessage } from './run-tool';
+import { runControlsTool, toolMessage } from './run-tool';
 
 export interface UvcDevice {
   /** `video0` */
@@ -129,16 +129,10 @@ export class UvcDynCtrl implements ControlsDriver {
     private readonly command = 'uvcdynctrl',
   ) {}
 
-  private async run(args: string[]): Promise<ToolResult> {
-    try {
-      return await runTool(this.command, [`--device=${this.device}`, ...args]);
-    } catch (error) {
-      if (error instanceof ToolMissingError) {
-        throw new ControlsError('no-tool', `uvcdynctrl is not installed: ${INSTALL_HINT.uvcdynctrl}`, { cause: error });
-      }
-      throw new ControlsError('tool-failed', `uvcdynctrl could not run: ${(error as Error).message}`, { cause: error });
-    }
+  private run(args: string[]): Promise<ToolResult> {
+    return runControlsTool(this.tool, this.command, [`--device=${this.device}`, ...args]);
   }
+
 
   async list(withValues: boolean): Promise<ControlState[]> {
     const result = await this.run(['--clist', '--verbose']);

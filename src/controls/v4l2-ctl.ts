@@ -2,9 +2,9 @@
 // `--list-ctrls-menus` call gives every control with its value; `--set-ctrl=name=value` writes.
 import { humanize } from './policy';
 import type { ToolResult } from './run-tool';
-import { runTool, ToolMissingError, toolMessage } from './run-tool';
+import { runControlsTool, toolMessage } from './run-tool';
 import type { ControlInfo, ControlState, ControlsDriver } from './types';
-import { ControlsError, INSTALL_HINT } from './types';
+import { ControlsError } from './types';
 
 const V4L2_TYPES: Record<string, ControlInfo['type'] | undefined> = {
   int: 'integer',
@@ -87,16 +87,10 @@ export class V4l2Ctl implements ControlsDriver {
     private readonly command = 'v4l2-ctl',
   ) {}
 
-  private async run(args: string[]): Promise<ToolResult> {
-    try {
-      return await runTool(this.command, [`--device=${this.device}`, ...args]);
-    } catch (error) {
-      if (error instanceof ToolMissingError) {
-        throw new ControlsError('no-tool', `v4l2-ctl is not installed: ${INSTALL_HINT['v4l2-ctl']}`, { cause: error });
-      }
-      throw new ControlsError('tool-failed', `v4l2-ctl could not run: ${(error as Error).message}`, { cause: error });
-    }
+  private run(args: string[]): Promise<ToolResult> {
+    return runControlsTool(this.tool, this.command, [`--device=${this.device}`, ...args]);
   }
+
 
   async list(): Promise<ControlState[]> {
     const result = await this.run(['--list-ctrls-menus']);
