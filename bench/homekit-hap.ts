@@ -3,9 +3,10 @@
 // (so every ffmpeg it starts can be ended with it), its process tree's CPU and RSS from /proc,
 // and the Home app's side of a camera through hap-controller: snapshots, and live streams set up
 // with the SetupEndpoints / SelectedRTPStreamConfiguration TLVs. A stream's SRTP arrives at a UDP
-// port of ours, where each packet is timed, authenticated, decrypted and followed to the first
-// decodable frame (homekit-srtp.ts); optionally it is also passed on to an ffmpeg receiver that
-// must decode it, as proof that what we time is a real stream.
+// port of ours, where each packet is timed, authenticated and decrypted with the key and SSRC the
+// accessory answered in SetupEndpoints (as the Home app does: an accessory may answer with a key
+// of its own), and followed to the first decodable frame (homekit-srtp.ts); optionally it is also
+// passed on to an ffmpeg receiver that must decode it, as proof that what we time is a real stream.
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -158,11 +159,25 @@ export function processRole(pid: number, comm: string): string {
   } catch {
     return 'ffmpeg';
   }
-  if (/ -i pipe:0 /.test(args) && /srtp:\/\//.test(args)) return 'ffmpeg: stream encoder fed frames on stdin';
+  if (/ -i pipe:0 /.test(args) && /srtp:\/\//.test(args)) return hasReadFrames(pid) ? 'ffmpeg: stream encoder fed frames on stdin' : 'ffmpeg: warm encoder (waiting for a stream)';
   if (/srtp:\/\//.test(args)) return 'ffmpeg: stream (source to SRTP)';
   if (/ -f mjpeg pipe:1/.test(args)) return 'ffmpeg: capture (source to MJPEG)';
   if (/ image2 /.test(args) || / -frames:v 1 /.test(args)) return 'ffmpeg: snapshot';
   return 'ffmpeg: other';
+}
+
+/**
+ * Whether an encoder fed on stdin has started encoding: a warm encoder waiting for a stream is
+ * one thread blocked reading its empty stdin; once frames arrive, ffmpeg opens the decoder and
+ * libx264, which start threads of their own.
+ */
+function hasReadFrames(pid: number): boolean {
+  try {
+    const match = /^Threads:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return !match || Number(match[1]) > 1;
+  } catch {
+    return true;
+  }
 }
 
 /** Own CPU ticks and role of each member of a tree, by pid (for a per-role breakdown). */
@@ -438,6 +453,8 @@ export interface StreamStart {
   receiverSize?: string;
   badTags: number;
   nalTypes: number[];
+  /** SetupEndpoints answered with a video key of the accessory's own, not ours (ours: a warm encoder). */
+  ownKey?: boolean;
 }
 
 /**
@@ -447,8 +464,13 @@ export interface StreamStart {
  */
 export class LiveStream {
   readonly sessionId = randomBytes(16);
-  private readonly keyAndSalt = randomBytes(30);
-  private readonly decryptor = new SrtpDecryptor(this.keyAndSalt);
+  /** The video key and salt we offer in SetupEndpoints. */
+  private readonly offeredKeyAndSalt = randomBytes(30);
+  /** The video key and salt, and SSRC, the accessory answered: what its packets must carry. */
+  private answer?: { keyAndSalt: Buffer; ssrc: number };
+  private decryptor?: SrtpDecryptor;
+  /** True when the accessory answered with a key of its own (ours: its warm encoder's). */
+  ownKey = false;
   private readonly tracker = new FirstFrameTracker();
   private socket?: Socket;
   private rtcpTimer?: NodeJS.Timeout;
@@ -474,16 +496,21 @@ export class LiveStream {
     private readonly withReceiver: boolean,
   ) {}
 
-  /** Sets up, then writes START; resolves once the accessory answered the START write. */
+  /**
+   * Sets up (and starts the receiver with the key answered), then writes START; resolves once
+   * the accessory answered the START write.
+   */
   async start(): Promise<void> {
-    const receiverPort = this.withReceiver ? await this.startReceiver() : 0;
+    const receiverPort = this.withReceiver ? await freeUdpPair() : 0;
     this.socket = await bindUdp(0);
     this.socket.on('message', (packet) => {
       const at = nowMs();
       try {
         if (isRtcp(packet)) return;
+        if (!this.decryptor || !this.answer) throw new Error('a packet arrived before SetupEndpoints was answered');
         const rtp = this.decryptor.decrypt(packet);
         if (!rtp || rtp.payloadType !== PAYLOAD_TYPE) return;
+        if (rtp.ssrc !== this.answer.ssrc) throw new Error(`RTP with SSRC ${rtp.ssrc}, not the ${this.answer.ssrc} answered in SetupEndpoints`);
         this.packets++;
         this.bytes += packet.length;
         if (!this.firstPacketAt) this.firstPacketAt = at;
@@ -496,13 +523,19 @@ export class LiveStream {
 
     const { port } = this.socket.address();
     const controllerAddress = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(port), 4, writeUInt16(port + 2));
-    const videoSrtp = encode(1, 0, 2, this.keyAndSalt.subarray(0, 16), 3, this.keyAndSalt.subarray(16));
+    const videoSrtp = encode(1, 0, 2, this.offeredKeyAndSalt.subarray(0, 16), 3, this.offeredKeyAndSalt.subarray(16));
     const audioSrtp = encode(1, 0, 2, randomBytes(16), 3, randomBytes(14));
     await this.camera.write(this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
     const response = decode(Buffer.from(String(await this.camera.read(this.service.setupEndpoints)), 'base64'));
     if (!response[1]?.equals(this.sessionId) || response[2]?.[0] !== 0) throw new Error('SetupEndpoints was not accepted');
     const address = decode(response[3]);
     this.accessoryRtcpPort = address[3].readUInt16LE(0);
+    const videoAnswer = decode(response[4]);
+    if (videoAnswer[2]?.length !== 16 || videoAnswer[3]?.length !== 14) throw new Error('SetupEndpoints answered no 16-byte SRTP key and 14-byte salt for the video');
+    this.answer = { keyAndSalt: Buffer.concat([videoAnswer[2], videoAnswer[3]]), ssrc: response[6].readUInt32LE(0) };
+    this.ownKey = !this.answer.keyAndSalt.equals(this.offeredKeyAndSalt);
+    this.decryptor = new SrtpDecryptor(this.answer.keyAndSalt);
+    if (receiverPort) await this.startReceiver(receiverPort, this.answer.keyAndSalt);
 
     const { width, height, fps, profile, level, bitrate, mtu, audioCodec } = this.request;
     const video = encode(
@@ -537,12 +570,13 @@ export class LiveStream {
       firstFrameMs: since(this.firstFrameAt),
       receiverFrameMs: since(this.receiverFrameAt),
       receiverSize: /Video: h264[^\n]*?, (\d+x\d+)/.exec(this.receiverLog)?.[1],
-      badTags: this.decryptor.badTags,
+      badTags: this.decryptor?.badTags ?? 0,
       nalTypes: this.tracker.seen.slice(0, 12),
+      ownKey: this.ownKey,
     };
     this.result = result;
     if (this.packetErrors.length) throw new Error(`packet handling failed: ${this.packetErrors[0]}`);
-    if (!this.firstFrameAt) throw new Error(`no decodable frame within ${timeoutMs} ms (packets ${this.packets}, bad tags ${this.decryptor.badTags}, NAL types ${result.nalTypes.join(',')})`);
+    if (!this.firstFrameAt) throw new Error(`no decodable frame within ${timeoutMs} ms (packets ${this.packets}, bad tags ${result.badTags}, NAL types ${result.nalTypes.join(',')})`);
     if (this.withReceiver && !this.receiverFrameAt) throw new Error(`the ffmpeg receiver decoded nothing:\n${this.receiverLog.slice(-1500)}`);
     return result;
   }
@@ -565,9 +599,8 @@ export class LiveStream {
     }
   }
 
-  /** An ffmpeg that decodes what we pass on; its first picture on stdout is timed. */
-  private async startReceiver(): Promise<number> {
-    const port = await freeUdpPair();
+  /** An ffmpeg on `port` that decodes what we pass on with `keyAndSalt`; its first picture on stdout is timed. */
+  private async startReceiver(port: number, keyAndSalt: Buffer): Promise<void> {
     const sdp = join(this.dir, `${this.sessionId.toString('hex')}.sdp`);
     writeFileSync(
       sdp,
@@ -579,7 +612,7 @@ export class LiveStream {
         't=0 0',
         `m=video ${port} RTP/SAVP ${PAYLOAD_TYPE}`,
         `a=rtpmap:${PAYLOAD_TYPE} H264/90000`,
-        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${this.keyAndSalt.toString('base64')}`,
+        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${keyAndSalt.toString('base64')}`,
         '',
       ].join('\n'),
     );
@@ -604,7 +637,6 @@ export class LiveStream {
     receiver.stderr.on('data', (d: Buffer) => (this.receiverLog += d.toString()));
     await waitUntil('the ffmpeg receiver to bind its port', () => udpBound(port) || receiver.exitCode !== null, 5_000);
     if (receiver.exitCode !== null) throw new Error(`the receiver ffmpeg failed:\n${this.receiverLog}`);
-    return port;
   }
 }
 

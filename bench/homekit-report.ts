@@ -192,6 +192,15 @@ export function renderReport(results: HomeKitBenchResults): string {
     return `${NAMES[s!.side]}: ${c.receiverSize ?? '?'} decoded, first picture out of the receiver ${f(c.receiverFrameMs)} ms after START (first decodable frame at ${f(c.firstFrameMs)} ms)`;
   });
   if (checks.length) out.push(`Check stream (an ffmpeg receiver decoding what arrived, not counted above): ${checks.join('; ')}.`, '');
+  const keys = [ours, theirs].flatMap((side) =>
+    (side?.starts ?? [])
+      .filter((series) => series.starts.some((x) => x.ownKey !== undefined))
+      .map((series) => {
+        const label = side!.side === 'ours' ? `${NAMES.ours} ${series.when === 'warm' ? 'capture running' : 'capture stopped'}` : NAMES[side!.side];
+        return `${label} ${series.starts.filter((x) => x.ownKey).length}/${series.starts.length}`;
+      }),
+  );
+  if (keys.length) out.push(`SetupEndpoints answered with a video key of the accessory's own (ours: its warm encoder was ready; the receiver decrypts with whichever key was answered): ${keys.join(', ')}.`, '');
 
   // ---- CPU and memory
   out.push(

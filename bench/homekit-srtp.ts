@@ -1,5 +1,5 @@
 // The HomeKit benchmark's packet-level receiver: decrypts SRTP (AES_CM_128_HMAC_SHA1_80, RFC 3711,
-// with the master key and salt the benchmark handed the accessory in SetupEndpoints), checks each
+// with the master key and salt the accessory answered in SetupEndpoints), checks each
 // packet's authentication tag, and follows the H.264 RTP payload (RFC 6184: single NAL units,
 // STAP-A, FU-A) to tell when the first *decodable* frame has arrived whole: SPS and PPS seen, and
 // the last packet (marker bit) of an access unit that holds an IDR slice. No decoder is involved,

@@ -149,7 +149,7 @@ interface Side {
   /** The camera every figure uses, and (ours) one whose capture is allowed to stop. */
   camera: string;
   coldCamera?: string;
-  /** ffmpeg processes the tree runs with nothing streaming (ours: the warm camera's capture). */
+  /** ffmpeg processes the tree runs with nothing streaming (ours: the capture of the camera with motion on, and each camera's warm encoder). */
   idleFfmpegs: number;
 }
 
@@ -192,7 +192,8 @@ function ourSide(source: Source): Side {
     },
     camera: 'Bench',
     coldCamera: plan.cold ? 'Cold' : undefined,
-    idleFfmpegs: 1,
+    // The capture motion detection holds, and a warm encoder per camera (homekit.warmEncoder).
+    idleFfmpegs: 1 + (plan.cold ? 2 : 1),
   };
 }
 
@@ -424,7 +425,7 @@ async function runSide(side: Side): Promise<SideResult> {
     cameras.push(camera);
     const cold = side.coldCamera ? await pairedCamera(hb, side.coldCamera, side.name) : undefined;
     if (cold) cameras.push(cold);
-    // Ours: the warm camera's capture is up (motion detection holds it); then one untimed
+    // Ours: the capture is up (motion detection holds it), the warm encoders wait; then one untimed
     // snapshot each, so neither side's first-use costs (page cache, libraries) land in a series.
     await settle(hb, side.idleFfmpegs, 15_000);
     await waitUntil(`${side.name}: ${side.idleFfmpegs} idle ffmpeg(s)`, () => ffmpegPids(hb.pid).length === side.idleFfmpegs, 15_000, 100);

@@ -3,10 +3,12 @@
 // pairs with the PIN, lists the services, fetches snapshots, sets up and starts live streams with
 // the same TLVs the Home app writes, and an ffmpeg receiver holding the SRTP key decodes what
 // arrives. Along the way: one capture ffmpeg for everything, encoders that end with their
-// sessions and with Homebridge, and a motion sensor that follows the moving test pattern. A second
-// suite puts the camera on the bridge: a snapshot from an idle capture, a silent stream served by
-// the standby encoder SetupEndpoints spawned (and a never-started one gone with Homebridge), and
-// the cached accessory kept when a restart cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the
+// sessions and with Homebridge, and a motion sensor that follows the moving test pattern. As the
+// Home app does, the receivers decrypt with the key the accessory answers in SetupEndpoints: ours
+// for the camera with sound, its own for a silent one. A second suite puts a silent camera on the
+// bridge: a snapshot from an idle capture, a stream served by the warm encoder it keeps ahead of
+// any session (with its own key and SSRC), the next warm encoder gone with Homebridge, and the
+// cached accessory kept when a restart cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the
 // first Homebridge's log.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -152,6 +154,12 @@ interface StreamRequest {
   /** HAP's H.264 level id: 0 3.1 (default), 1 3.2, 2 4.0. */
   level?: number;
   bitrate: number;
+  /**
+   * Whose video key the accessory answers with: `offered` (the one we offered: a camera with
+   * sound, whose encoder starts at START) or `own` (a key of its own: a silent camera's warm
+   * encoder). Either way we decrypt with the key answered, as the Home app does.
+   */
+  videoKey: 'offered' | 'own';
 }
 
 /**
@@ -166,14 +174,15 @@ const AUDIO_PAYLOAD_TYPE = 110;
 
 /**
  * One live stream as the Home app runs it: a UDP port of ours where the accessory sends SRTP,
- * whose packets are counted, checked and passed on to an ffmpeg receiver that decodes them.
+ * whose packets are counted, checked and passed on to an ffmpeg receiver that decodes them with
+ * the key and SSRC the accessory answered in SetupEndpoints.
  */
 class LiveStream {
   readonly sessionId = randomBytes(16);
-  private readonly key = randomBytes(16);
-  private readonly salt = randomBytes(14);
-  private readonly audioKey = randomBytes(16);
-  private readonly audioSalt = randomBytes(14);
+  /** The keys we offer in SetupEndpoints. */
+  private readonly offered = { key: randomBytes(16), salt: randomBytes(14), audioKey: randomBytes(16), audioSalt: randomBytes(14) };
+  /** The keys the accessory answered: what it encrypts with, and what we decrypt with. */
+  answered = { video: Buffer.alloc(0), audio: Buffer.alloc(0) };
   /** Sound packets that arrived at our audio port, and what an OPUS receiver made of them. */
   readonly audio = { packets: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>() };
   private audioSocket?: Socket;
@@ -181,7 +190,7 @@ class LiveStream {
   private audioLog = '';
   private audioExit?: Promise<number | null>;
   /** What arrived at our port: RTP packets by payload type and SSRC, RTCP counted apart. */
-  readonly rtp = { packets: 0, maxSize: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>(), rtcp: 0 };
+  readonly rtp = { packets: 0, maxSize: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>(), fromPorts: new Set<number>(), rtcp: 0 };
   firstPacketAt = 0;
   startWrittenAt = 0;
   private ended = false;
@@ -201,12 +210,16 @@ class LiveStream {
     this.frameFile = join(dir, `frame-${this.sessionId.toString('hex')}.jpg`);
   }
 
-  /** Receiver first (so the first keyframe is not missed), then SetupEndpoints and START. */
+  /**
+   * SetupEndpoints (our ports and keys), then the receivers with the keys the accessory answered
+   * (before START, so the first keyframe is not missed), then START.
+   */
   async start(): Promise<void> {
     const receiverPort = await freeUdpPair();
     this.socket = await bindUdp(0);
-    this.socket.on('message', (packet) => {
+    this.socket.on('message', (packet, from) => {
       if (!this.firstPacketAt) this.firstPacketAt = Date.now();
+      this.rtp.fromPorts.add(from.port);
       const pt = packet[1];
       if (pt >= 200 && pt <= 204) this.rtp.rtcp++;
       else {
@@ -217,6 +230,42 @@ class LiveStream {
       }
       this.socket?.send(packet, receiverPort, '127.0.0.1');
     });
+    // Sound goes to a port of its own, passed on to an OPUS receiver holding the audio key.
+    const audioReceiverPort = await freeUdpPair();
+    this.audioSocket = await bindUdp(0);
+    this.audioSocket.on('message', (packet) => {
+      const pt = packet[1] & 0x7f;
+      if (pt >= 72 && pt <= 76) return; // RTCP
+      this.audio.packets++;
+      this.audio.payloadTypes.add(pt);
+      this.audio.ssrcs.add(packet.readUInt32BE(8));
+      this.audioSocket?.send(packet, audioReceiverPort, '127.0.0.1');
+    });
+
+    // SetupEndpoints: where we listen and the keys we offer; the answer: the accessory's port,
+    // SSRC and the keys it encrypts with.
+    const { port } = this.socket.address();
+    const { key, salt, audioKey, audioSalt } = this.offered;
+    const controllerAddress = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(port), 4, writeUInt16(this.audioSocket.address().port));
+    const videoSrtp = encode(1, 0, 2, key, 3, salt);
+    const audioSrtp = encode(1, 0, 2, audioKey, 3, audioSalt);
+    await write(this.client, this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
+
+    const response = decode(Buffer.from(String(await read(this.client, this.service.setupEndpoints)), 'base64'));
+    assert.deepEqual(response[1], this.sessionId, 'SetupEndpoints answers for our session');
+    assert.equal(response[2][0], 0, 'SetupEndpoints status SUCCESS');
+    const address = decode(response[3]);
+    this.accessory = { address: address[2].toString(), port: address[3].readUInt16LE(0), ssrc: response[6].readUInt32LE(0) };
+    assert.equal(this.accessory.address, '127.0.0.1');
+    assert.ok(this.accessory.port > 0, 'the accessory names its RTCP port');
+    const videoAnswer = decode(response[4]);
+    const audioAnswer = decode(response[5]);
+    assert.equal(videoAnswer[1][0], 0, 'AES_CM_128_HMAC_SHA1_80 for the video');
+    assert.deepEqual([videoAnswer[2].length, videoAnswer[3].length], [16, 14], 'a 16-byte master key and a 14-byte salt');
+    this.answered = { video: Buffer.concat([videoAnswer[2], videoAnswer[3]]), audio: Buffer.concat([audioAnswer[2], audioAnswer[3]]) };
+    if (this.request.videoKey === 'offered') assert.deepEqual(this.answered.video, Buffer.concat([key, salt]), 'the accessory encrypts the video with the key we offered');
+    else assert.notDeepEqual(this.answered.video.subarray(0, 16), key, 'the accessory encrypts the video with a key of its own');
+    assert.deepEqual(this.answered.audio, Buffer.concat([audioKey, audioSalt]), 'and the sound with the key we offered');
 
     const sdp = join(this.dir, `${this.sessionId.toString('hex')}.sdp`);
     writeFileSync(
@@ -229,7 +278,7 @@ class LiveStream {
         't=0 0',
         `m=video ${receiverPort} RTP/SAVP ${PAYLOAD_TYPE}`,
         `a=rtpmap:${PAYLOAD_TYPE} H264/90000`,
-        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${Buffer.concat([this.key, this.salt]).toString('base64')}`,
+        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${this.answered.video.toString('base64')}`,
         '',
       ].join('\n'),
     );
@@ -245,17 +294,6 @@ class LiveStream {
     await waitUntil('the ffmpeg receiver to bind its port', () => udpBound(receiverPort) || receiver.exitCode !== null);
     assert.equal(receiver.exitCode, null, `the receiver ffmpeg failed:\n${this.receiverLog}`);
 
-    // Sound goes to a port of its own, passed on to an OPUS receiver holding the audio key.
-    const audioReceiverPort = await freeUdpPair();
-    this.audioSocket = await bindUdp(0);
-    this.audioSocket.on('message', (packet) => {
-      const pt = packet[1] & 0x7f;
-      if (pt >= 72 && pt <= 76) return; // RTCP
-      this.audio.packets++;
-      this.audio.payloadTypes.add(pt);
-      this.audio.ssrcs.add(packet.readUInt32BE(8));
-      this.audioSocket?.send(packet, audioReceiverPort, '127.0.0.1');
-    });
     const audioSdp = join(this.dir, `${this.sessionId.toString('hex')}-audio.sdp`);
     writeFileSync(
       audioSdp,
@@ -267,7 +305,7 @@ class LiveStream {
         't=0 0',
         `m=audio ${audioReceiverPort} RTP/SAVP ${AUDIO_PAYLOAD_TYPE}`,
         `a=rtpmap:${AUDIO_PAYLOAD_TYPE} opus/48000/2`,
-        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${Buffer.concat([this.audioKey, this.audioSalt]).toString('base64')}`,
+        `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:${this.answered.audio.toString('base64')}`,
         '',
       ].join('\n'),
     );
@@ -276,23 +314,6 @@ class LiveStream {
     audioReceiver.stderr.on('data', (d: Buffer) => (this.audioLog += d.toString()));
     this.audioExit = waitForExit(audioReceiver, 20_000).catch(() => null);
     await waitUntil('the OPUS receiver to bind its port', () => udpBound(audioReceiverPort) || audioReceiver.exitCode !== null);
-
-    // SetupEndpoints: where we listen and the keys the accessory must encrypt with.
-    const { port } = this.socket.address();
-    const controllerAddress = encode(1, 0, 2, '127.0.0.1', 3, writeUInt16(port), 4, writeUInt16(this.audioSocket.address().port));
-    const videoSrtp = encode(1, 0, 2, this.key, 3, this.salt);
-    const audioSrtp = encode(1, 0, 2, this.audioKey, 3, this.audioSalt);
-    await write(this.client, this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
-
-    const response = decode(Buffer.from(String(await read(this.client, this.service.setupEndpoints)), 'base64'));
-    assert.deepEqual(response[1], this.sessionId, 'SetupEndpoints answers for our session');
-    assert.equal(response[2][0], 0, 'SetupEndpoints status SUCCESS');
-    const address = decode(response[3]);
-    this.accessory = { address: address[2].toString(), port: address[3].readUInt16LE(0), ssrc: response[6].readUInt32LE(0) };
-    assert.equal(this.accessory.address, '127.0.0.1');
-    assert.ok(this.accessory.port > 0, 'the accessory names its RTCP port');
-    const echoed = decode(response[4]);
-    assert.deepEqual(Buffer.concat([echoed[2], echoed[3]]), Buffer.concat([this.key, this.salt]), 'the accessory uses our SRTP key');
 
     // SelectedRTPStreamConfiguration START, with the video (and audio) parameters the Home app sends.
     const { width, height, fps, profile, level = 0, bitrate } = this.request;
@@ -427,8 +448,9 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     for (const pid of found.all) seen.add(pid);
     return found;
   };
-  const stream = (t: { after: (fn: () => Promise<void>) => void }, service: RtpService, request: StreamRequest): LiveStream => {
-    const s = new LiveStream(client, service, request, dir);
+  /** A stream of the camera with sound: its encoder starts at START, with the key we offer. */
+  const stream = (t: { after: (fn: () => Promise<void>) => void }, service: RtpService, request: Omit<StreamRequest, 'videoKey'>): LiveStream => {
+    const s = new LiveStream(client, service, { ...request, videoKey: 'offered' }, dir);
     streams.push(s);
     t.after(() => s.endQuietly());
     return s;
@@ -672,7 +694,12 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] });
     await hb.waitFor(/\[Garage\] Added to the bridge/);
     await hb.waitFor(/is running on port/);
-    assert.deepEqual((await ffmpegChildren(hb.child.pid!)).all, [], 'no capture while nothing consumes it');
+    // A silent camera keeps a warm encoder, started ahead of any stream, waiting on its input.
+    await waitUntil('the warm encoder', async () => (await ffmpegChildren(hb!.child.pid!)).all.length === 1);
+    const idle = await ffmpegChildren(hb.child.pid!);
+    assert.deepEqual(idle.capture, [], 'no capture while nothing consumes it');
+    assert.equal(idle.encoders.length, 1, 'one warm encoder, and nothing else');
+    const [warm] = idle.encoders;
 
     const client = new HttpClient('bridge', '127.0.0.1', bridgePort, undefined, { usePersistentConnections: true });
     t.after(() => client.close());
@@ -693,31 +720,36 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     t.diagnostic(`snapshot from an idle capture in ${Date.now() - started} ms`);
     assert.equal((await ffmpegChildren(hb.child.pid!)).capture.length, 1, 'the snapshot started the capture');
 
-    // A silent camera: SetupEndpoints spawns a standby encoder for the START it expects (the
-    // largest size offered, 802 kbit/s, High 4.0), and a START asking exactly that adopts it.
+    // SetupEndpoints answers with the warm encoder's own key and SSRC (the largest size offered,
+    // 802 kbit/s, High 4.0), and a START asking exactly that is served by it, through its relay,
+    // from the port SetupEndpoints announced.
     const rtp = garage.services.filter((s) => hapUuid(s.type) === SERVICE.rtp);
     const iid = (type: string) => `${garage.aid}.${rtp[0].characteristics.find((c) => hapUuid(c.type ?? '') === type)!.iid}`;
     const service = { setupEndpoints: iid(CHAR.setupEndpoints), selected: iid(CHAR.selected), status: iid(CHAR.streamingStatus) };
-    const s = new LiveStream(client, service, { width: 320, height: 240, fps: 10, profile: 2, level: 2, bitrate: 802 }, dir);
+    const s = new LiveStream(client, service, { width: 320, height: 240, fps: 10, profile: 2, level: 2, bitrate: 802, videoKey: 'own' }, dir);
     t.after(() => s.endQuietly());
     await s.start();
-    const hit = await hb.waitFor(/Standby encoder: hit \(spawned (\d+) ms before START\)/);
+    const hit = await hb.waitFor(/Warm encoder: hit \(ready (\d+) ms before START\)/);
     const decoded = await s.decoded();
     assert.deepEqual([decoded.width, decoded.height], [320, 240]);
-    t.diagnostic(`standby encoder spawned ${hit[1]} ms before START; first SRTP packet ${s.firstPacketAt - s.startWrittenAt} ms after START`);
-    const [encoder] = (await ffmpegChildren(hb.child.pid!)).encoders;
+    assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'RTP carries the SSRC announced in SetupEndpoints');
+    assert.deepEqual([...s.rtp.payloadTypes], [PAYLOAD_TYPE]);
+    assert.deepEqual([...s.rtp.fromPorts], [s.accessory.port], 'sent from the port SetupEndpoints announced');
+    t.diagnostic(`warm encoder ready ${hit[1]} ms before START; first SRTP packet ${s.firstPacketAt - s.startWrittenAt} ms after START`);
+    await waitUntil('the next warm encoder', async () => (await ffmpegChildren(hb!.child.pid!)).encoders.length === 2);
+    assert.ok((await ffmpegChildren(hb.child.pid!)).encoders.includes(warm), 'the warm encoder is the stream encoder');
     await s.end();
-    await waitUntil('the encoder to exit after END', () => !isAlive(encoder), 2_000);
-    // A session prepared and never started: its standby ends with Homebridge.
+    await waitUntil('the encoder to exit after END', () => !isAlive(warm), 2_000);
+    const [next] = (await ffmpegChildren(hb.child.pid!)).encoders;
+    assert.ok(next !== undefined && next !== warm, 'a new warm encoder waits for the next stream');
+    // A session prepared and never started holds that warm encoder; it ends with Homebridge.
     await setupEndpointsOnly(client, service.setupEndpoints);
-    await waitUntil('a standby encoder', async () => (await ffmpegChildren(hb!.child.pid!)).encoders.length === 1);
-    const [standby] = (await ffmpegChildren(hb.child.pid!)).encoders;
 
     // Restart where no ffmpeg can be found (an empty PATH): the camera cannot run, but its cached
     // accessory (with the user's room and automations) must stay on the bridge.
     await client.close();
     await hb.stop();
-    await waitUntil('the standby encoder to end with Homebridge', () => !isAlive(standby), 3_000);
+    await waitUntil('the warm encoder to end with Homebridge', () => !isAlive(next), 3_000);
     const emptyPath = join(dir, 'empty-path');
     mkdirSync(emptyPath);
     hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] }, { PATH: emptyPath });

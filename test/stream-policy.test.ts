@@ -1,10 +1,27 @@
-// HomeKit stream policy: advertised resolutions, the encoder command line, and the standby
-// encoder's prediction of the next START and its hit/miss decision.
+// HomeKit stream policy: advertised resolutions, the encoder command line, and the warm
+// encoder's decisions: which cameras keep one, the START it predicts, hit or miss, where it
+// sends, its key and salt as SetupEndpoints answers them, and its retry delays.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import type { VideoChoice } from '../src/homekit/stream-policy';
-import { buildEncoderArgs, packetSize, predictVideoChoice, srtpUrl, standbyVerdict, supportedResolutions, videoChoiceOf } from '../src/homekit/stream-policy';
+import {
+  buildEncoderArgs,
+  packetSize,
+  predictVideoChoice,
+  relayTarget,
+  sameVideoChoice,
+  splitKeyAndSalt,
+  srtpUrl,
+  supportedResolutions,
+  videoChoiceOf,
+  WARM_FAILURES_BEFORE_WARNING,
+  WARM_STABLE_MS,
+  wantsWarmEncoder,
+  warmFailuresAfterExit,
+  warmRetryDelayMs,
+  warmVerdict,
+} from '../src/homekit/stream-policy';
 
 const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
 
@@ -102,7 +119,7 @@ describe('buildEncoderArgs', () => {
   });
 });
 
-describe('the standby encoder', () => {
+describe('the warm encoder', () => {
   const target = { ssrc: 12345678, srtpKeyAndSalt: Buffer.alloc(30, 7), targetAddress: '192.0.2.10', targetPort: 51000 };
   const command = (choice: VideoChoice) => ({ choice, args: buildEncoderArgs({ ...choice, ...target }, { encoder: 'libx264' }) });
   /** What HAP-NodeJS hands startStream for an iPhone on the local network (High 4.0, PT 99). */
@@ -130,19 +147,66 @@ describe('the standby encoder', () => {
 
   it('is a hit when the real START gives exactly its command', () => {
     const predicted = command(predictVideoChoice({ width: 1280, height: 720, fps: 30 }, 'ipv4'));
-    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf(start, 30))), { hit: true }, 'the default guess matches a typical START');
+    assert.deepEqual(warmVerdict(predicted, command(videoChoiceOf(start, 30))), { hit: true }, 'the default guess matches a typical START');
     // A START for 30 fps from a 15 fps camera is the same command as one for 15 fps.
     const slow = command(videoChoiceOf({ ...start, fps: 15 }, 15));
-    assert.deepEqual(standbyVerdict(slow, command(videoChoiceOf(start, 15))), { hit: true });
+    assert.deepEqual(warmVerdict(slow, command(videoChoiceOf(start, 15))), { hit: true });
   });
 
   it('is a miss naming what differed, and compares the whole command, not only the video', () => {
     const predicted = command(videoChoiceOf(start, 30));
-    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf({ ...start, width: 640, height: 360 }, 30))), { hit: false, reason: 'width 1280 -> 640, height 720 -> 360' });
-    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf({ ...start, max_bit_rate: 299 }, 30))), { hit: false, reason: 'bitrate 802 -> 299' });
-    assert.deepEqual(standbyVerdict(predicted, command(videoChoiceOf({ ...start, mtu: 1228 }, 30))), { hit: false, reason: 'mtu 1378 -> 1228' });
+    assert.deepEqual(warmVerdict(predicted, command(videoChoiceOf({ ...start, width: 640, height: 360 }, 30))), { hit: false, reason: 'width 1280 -> 640, height 720 -> 360' });
+    assert.deepEqual(warmVerdict(predicted, command(videoChoiceOf({ ...start, max_bit_rate: 299 }, 30))), { hit: false, reason: 'bitrate 802 -> 299' });
+    assert.deepEqual(warmVerdict(predicted, command(videoChoiceOf({ ...start, mtu: 1228 }, 30))), { hit: false, reason: 'mtu 1378 -> 1228' });
     const withSound = { choice: predicted.choice, args: [...predicted.args, '-map', '1:a:0'] };
-    assert.deepEqual(standbyVerdict(predicted, withSound), { hit: false, reason: 'the command differs' });
-    assert.equal(standbyVerdict(predicted, { choice: predicted.choice, args: predicted.args.slice(0, -1) }).hit, false);
+    assert.deepEqual(warmVerdict(predicted, withSound), { hit: false, reason: 'the command differs' });
+    assert.equal(warmVerdict(predicted, { choice: predicted.choice, args: predicted.args.slice(0, -1) }).hit, false);
+  });
+
+  it('is kept by silent cameras that allow it; a camera with sound starts its encoder at START', () => {
+    assert.equal(wantsWarmEncoder({ warmEncoder: true }, []), true);
+    assert.equal(wantsWarmEncoder({ warmEncoder: false }, []), false, 'homekit.warmEncoder: false');
+    assert.equal(wantsWarmEncoder({ warmEncoder: true }, ['opus']), false, 'sound needs the Home app\'s audio port in the command');
+    assert.equal(wantsWarmEncoder({ warmEncoder: true }, ['opus', 'aac-eld']), false);
+  });
+
+  it('sends to its relay on loopback, and is a hit only for a START built for that same relay, key and SSRC', () => {
+    const relay = { ssrc: 99, srtpKeyAndSalt: Buffer.alloc(30, 1), ...relayTarget(40_000) };
+    assert.deepEqual(relayTarget(40_000), { targetAddress: '127.0.0.1', targetPort: 40_000 });
+    const choice = videoChoiceOf(start, 30);
+    const warm = { choice, args: buildEncoderArgs({ ...choice, ...relay }, { encoder: 'libx264' }) };
+    assert.ok(warm.args.includes('srtp://127.0.0.1:40000?rtcpport=40000&pkt_size=1378'), 'RTP and RTCP to the relay port, packets of the MTU');
+    assert.equal(warm.args[warm.args.indexOf('-srtp_out_params') + 1], Buffer.alloc(30, 1).toString('base64'));
+    assert.deepEqual(warmVerdict(warm, { choice, args: buildEncoderArgs({ ...choice, ...relay }, { encoder: 'libx264' }) }), { hit: true });
+    const direct = buildEncoderArgs({ ...choice, ...relay, targetAddress: '192.0.2.10', targetPort: 51000 }, { encoder: 'libx264' });
+    assert.deepEqual(warmVerdict(warm, { choice, args: direct }), { hit: false, reason: 'the command differs' }, 'built for another destination');
+    const otherKey = buildEncoderArgs({ ...choice, ...relay, srtpKeyAndSalt: Buffer.alloc(30, 2) }, { encoder: 'libx264' });
+    assert.equal(warmVerdict(warm, { choice, args: otherKey }).hit, false, 'built with another key');
+  });
+
+  it('tells the same START video from another', () => {
+    const choice = videoChoiceOf(start, 30);
+    assert.equal(sameVideoChoice(choice, { ...choice }), true);
+    assert.equal(sameVideoChoice(choice, { ...choice, bitrate: 299 }), false);
+    assert.equal(sameVideoChoice(choice, { ...choice, mtu: 1228 }), false);
+  });
+
+  it("answers SetupEndpoints with its key and salt: 16 and 14 bytes of one 30-byte buffer", () => {
+    const keyAndSalt = Buffer.from(Array.from({ length: 30 }, (_, i) => i));
+    const { key, salt } = splitKeyAndSalt(keyAndSalt);
+    assert.deepEqual([...key], Array.from({ length: 16 }, (_, i) => i));
+    assert.deepEqual([...salt], Array.from({ length: 14 }, (_, i) => i + 16));
+    assert.throws(() => splitKeyAndSalt(Buffer.alloc(16)), /30 bytes, not 16/);
+  });
+
+  it('is replaced after 1, 2, 4 ... 60 s when it keeps exiting, with a warning after three in a row', () => {
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => warmRetryDelayMs(n)), [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+    assert.equal(warmRetryDelayMs(1, 50), 50);
+    assert.equal(warmRetryDelayMs(3, 50), 200);
+    let failures = 0;
+    for (let i = 0; i < WARM_FAILURES_BEFORE_WARNING; i++) failures = warmFailuresAfterExit(failures, 30);
+    assert.equal(failures, 3, 'three quick exits in a row');
+    assert.equal(WARM_FAILURES_BEFORE_WARNING, 3);
+    assert.equal(warmFailuresAfterExit(failures, WARM_STABLE_MS), 1, 'one that ran a minute starts the count again');
   });
 });

@@ -1,6 +1,6 @@
 // StreamSession's lifecycle with a real encoder ffmpeg fed from a testsrc hub: RTCP keeps it
 // alive, silence ends it (and its ffmpeg), stop() leaves nothing behind, and an encoder spawned
-// beforehand (a standby) is adopted with the same handling.
+// beforehand (a warm encoder) is adopted with the same handling, its relay closed with it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -82,8 +82,9 @@ describe('StreamSession', () => {
     const run = async (args: string[]) => {
       const child = spawn('ffmpeg', args, { stdio: ['pipe', 'ignore', 'pipe'] });
       await new Promise((resolve) => child.once('spawn', resolve));
-      await sleep(300); // loaded and waiting on stdin, as a standby is
+      await sleep(300); // loaded and waiting on stdin, as a warm encoder is
       const ended: string[] = [];
+      const relay = { closed: 0, close: () => relay.closed++ };
       const session = new StreamSession({
         hub: server.runtime.cameras[0].hub,
         ffmpegPath: 'no-such-ffmpeg', // never spawned: the child above is adopted
@@ -94,17 +95,48 @@ describe('StreamSession', () => {
         onEnded: (reason) => ended.push(reason),
       });
       t.after(() => session.stop());
-      await session.start(child);
+      await session.start({ child, relay });
       await sleep(1500);
-      return { ended, session, child };
+      return { ended, session, child, relay };
     };
     const done = await run(THREE_FRAMES_ARGS);
     assert.ok(done.session.framesIn >= 3, `frames went to the adopted encoder (${done.session.framesIn})`);
     assert.equal(done.ended.length, 1);
     assert.match(done.ended[0], /encoder exited \(code 0\)/);
+    assert.equal(done.relay.closed, 1, 'its relay is closed with it');
 
     const failing = await run(['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-c:v', 'no_such_encoder', '-f', 'null', '-']);
     assert.equal(failing.ended.length, 1);
     assert.match(failing.ended[0], /encoder exited \(code \d+\): .*no_such_encoder/, 'its stderr is in the reason');
+    assert.equal(failing.relay.closed, 1);
+  });
+
+  it("closes an adopted encoder's relay when a reconfigure replaces it, and keeps the session", async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const child = spawn('ffmpeg', SINK_ARGS, { stdio: ['pipe', 'ignore', 'pipe'] });
+    await new Promise((resolve) => child.once('spawn', resolve));
+    const relay = { closed: 0, close: () => relay.closed++ };
+    const ended: string[] = [];
+    const session = new StreamSession({
+      hub: server.runtime.cameras[0].hub,
+      ffmpegPath: 'ffmpeg',
+      args: SINK_ARGS,
+      rtcpSocket: await boundSocket(),
+      rtcpTimeoutMs: 30_000,
+      log: silentLog,
+      onEnded: (reason) => ended.push(reason),
+    });
+    t.after(() => session.stop());
+    await session.start({ child, relay });
+    await sleep(300);
+    await session.reconfigure(SINK_ARGS);
+    assert.notEqual(child.exitCode ?? child.signalCode, null, 'the adopted encoder is gone');
+    assert.equal(relay.closed, 1, 'and its relay closed');
+    const before = session.framesIn;
+    await sleep(500);
+    assert.ok(session.framesIn > before, 'the new encoder gets frames');
+    await session.stop();
+    assert.equal(relay.closed, 1, 'closed once');
+    assert.deepEqual(ended, []);
   });
 });

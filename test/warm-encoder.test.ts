@@ -1,31 +1,58 @@
-// The standby encoder through the real streaming delegate, HAP-NodeJS's types and a real ffmpeg on
-// a testsrc hub, with no Homebridge: prepareStream spawns it and nothing reaches the Home app's
-// port before START; a START that asks for the predicted command adopts it (hit), another one
-// replaces it (miss); and it never outlives its session (timeout, a second SetupEndpoints, STOP,
-// shutdown), nor is spawned for a camera with sound.
+// The warm encoder through the real streaming delegate, HAP-NodeJS's types and a real ffmpeg on a
+// testsrc hub, with no Homebridge. A silent camera keeps one encoder started ahead of any session;
+// SetupEndpoints answers with its SRTP key and SSRC (not the Home app's); nothing reaches the
+// Home app before START; a START asking for its command is served by that very process through
+// the relay, from the port SetupEndpoints announced (a hit); another START is served by a new
+// encoder with the answered key (a miss); a new warm encoder follows every START, predicting it;
+// a reconfigure keeps the key and SSRC; nothing leaks (processes, UDP sockets) after STOP, an
+// abandoned SetupEndpoints, an encoder that dies, or shutdown; a failing ffmpeg is retried with a
+// warning; cameras with sound, and `homekit.warmEncoder: false`, keep the old path. The Home app
+// stand-in authenticates and decrypts every packet (bench/homekit-srtp.ts) with the answered key.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import * as hap from 'hap-nodejs';
-import type { PrepareStreamRequest, StreamingRequest } from 'homebridge';
+import type { PrepareStreamRequest, PrepareStreamResponse, StreamingRequest } from 'homebridge';
 
+import { isRtcp, SrtpDecryptor } from '../bench/homekit-srtp';
 import type { AudioCodecName } from '../src/homekit/stream-policy';
 import { WebcamStreamingDelegate } from '../src/homekit/streaming-delegate';
 import type { Log } from '../src/log';
 import { Snapshotter } from '../src/media/snapshot';
 import { execFileAsync, isAlive, sleep, startTestServer } from './helpers';
 
+interface Encoder {
+  pid: number;
+  args: string[];
+  /** -srtp_out_params: the SRTP key and salt, base64. */
+  key: string;
+  ssrc: number;
+  /** The srtp:// URL it sends to. */
+  url: string;
+}
+
 /** This process's HomeKit encoders (ffmpeg reading frames on stdin), with their command lines. */
-async function encoders(): Promise<Array<{ pid: number; args: string }>> {
-  const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,args=']);
-  return stdout
-    .split('\n')
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => !!m && Number(m[2]) === process.pid && /ffmpeg .*-i pipe:0/.test(m[3]))
-    .map((m) => ({ pid: Number(m[1]), args: m[3] }));
+async function encoders(): Promise<Encoder[]> {
+  const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,comm=']);
+  const found: Encoder[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\S+)/.exec(line);
+    if (!m || Number(m[2]) !== process.pid || m[3] !== 'ffmpeg') continue;
+    let args: string[];
+    try {
+      args = readFileSync(`/proc/${m[1]}/cmdline`, 'utf8').split('\0').slice(1, -1);
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (!args.includes('pipe:0')) continue;
+    const after = (flag: string) => args[args.indexOf(flag) + 1];
+    found.push({ pid: Number(m[1]), args, key: after('-srtp_out_params'), ssrc: Number(after('-ssrc')) >>> 0, url: args.find((a) => a.startsWith('srtp://')) ?? '' });
+  }
+  return found;
 }
 
 async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
@@ -36,40 +63,130 @@ async function waitUntil(what: string, check: () => boolean | Promise<boolean>, 
   }
 }
 
-/** A log that keeps its debug lines. */
-function recordingLog(): Log & { lines: string[] } {
-  const lines: string[] = [];
-  return { lines, info: () => {}, warn: () => {}, error: () => {}, debug: (m) => lines.push(m) };
+/** Waits for exactly `count` encoders and answers them. */
+async function waitForEncoders(what: string, count: number, check: (found: Encoder[]) => boolean = () => true): Promise<Encoder[]> {
+  let found: Encoder[] = [];
+  await waitUntil(what, async () => {
+    found = await encoders();
+    return found.length === count && check(found);
+  });
+  return found;
 }
 
-/** The Home app's UDP port: counts the packets that arrive. */
-async function homeApp(): Promise<{ socket: Socket; packets: () => number }> {
-  const socket = createSocket('udp4');
-  let packets = 0;
-  socket.on('message', () => packets++);
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  return { socket, packets: () => packets };
+/** UDP sockets open in this process. */
+const udpSockets = () => process.getActiveResourcesInfo().filter((name) => name === 'UDPWrap').length;
+
+/** A log that keeps its lines. */
+function recordingLog(): Log & { lines: string[]; warnings: string[] } {
+  const lines: string[] = [];
+  const warnings: string[] = [];
+  return { lines, warnings, info: () => {}, warn: (m) => warnings.push(m), error: (m) => warnings.push(m), debug: (m) => lines.push(m) };
+}
+
+/**
+ * The Home app's video port: every packet is authenticated and decrypted with the key
+ * SetupEndpoints answered, as the Home app does; anything else is counted as bad.
+ */
+class HomeApp {
+  readonly socket: Socket = createSocket('udp4');
+  /** Its audio port: sound packets are counted, nothing more. */
+  readonly audioSocket: Socket = createSocket('udp4');
+  audioPackets = 0;
+  /** RTP packets that authenticated, by SSRC and by the port they came from. */
+  packets = 0;
+  readonly ssrcs = new Set<number>();
+  readonly fromPorts = new Set<number>();
+  rtcp = 0;
+  /** Packets that arrived before a key was known, or failed authentication. */
+  bad = 0;
+  private decryptor?: SrtpDecryptor;
+
+  async open(): Promise<void> {
+    this.socket.on('message', (packet, from) => {
+      this.fromPorts.add(from.port);
+      if (isRtcp(packet)) {
+        this.rtcp++;
+        return;
+      }
+      const rtp = this.decryptor?.decrypt(packet);
+      if (!rtp || rtp.payloadType !== 99) {
+        this.bad++;
+        return;
+      }
+      this.packets++;
+      this.ssrcs.add(rtp.ssrc);
+    });
+    this.audioSocket.on('message', () => this.audioPackets++);
+    await new Promise<void>((resolve) => this.socket.bind(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.audioSocket.bind(0, '127.0.0.1', resolve));
+  }
+
+  close(): void {
+    this.socket.close();
+    this.audioSocket.close();
+  }
+
+  /** Decrypt with this key from now on (a new SRTP context: a new encoder restarts its sequence). */
+  useKey(key: Buffer, salt: Buffer): void {
+    this.decryptor = new SrtpDecryptor(Buffer.concat([key, salt]));
+  }
+
+  get badTags(): number {
+    return this.decryptor?.badTags ?? 0;
+  }
+
+  reset(): void {
+    this.packets = 0;
+    this.rtcp = 0;
+    this.bad = 0;
+    this.ssrcs.clear();
+    this.fromPorts.clear();
+  }
 }
 
 /** A START's video as an iPhone on the local network sends it (High 4.0, payload type 99, MTU 1378). */
 const VIDEO = { codec: 0, profile: 2, level: 2, packetizationMode: 0, width: 320, height: 240, fps: 10, pt: 99, ssrc: 1, max_bit_rate: 802, rtcp_interval: 0.5, mtu: 1378 };
 
-async function setup(t: { after: (fn: () => Promise<void> | void) => void }, audioCodecs: AudioCodecName[] = []) {
-  const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 10 }] });
+interface SetupOptions {
+  audioCodecs?: AudioCodecName[];
+  camera?: Record<string, unknown>;
+  ffmpegPath?: string;
+}
+
+async function setup(t: { after: (fn: () => Promise<void> | void) => void }, options: SetupOptions = {}) {
+  const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 10, ...options.camera }] });
   const { config, hub } = server.runtime.cameras[0];
+  const socketsBefore = udpSockets();
   const log = recordingLog();
-  const delegate = new WebcamStreamingDelegate({ hap, camera: config, hub, snapshotter: new Snapshotter(hub), ffmpegPath: 'ffmpeg', audioCodecs, log, standbyTimeoutMs: 1_000 });
-  const app = await homeApp();
-  t.after(async () => {
-    await delegate.stopAll();
-    app.socket.close();
+  const app = new HomeApp();
+  await app.open();
+  const delegate = new WebcamStreamingDelegate({
+    hap,
+    camera: config,
+    hub,
+    snapshotter: new Snapshotter(hub),
+    ffmpegPath: options.ffmpegPath ?? 'ffmpeg',
+    audioCodecs: options.audioCodecs ?? [],
+    log,
+    warmRetryMs: 50,
   });
-  const source = () => ({ port: app.socket.address().port, srtpCryptoSuite: hap.SRTPCryptoSuites.AES_CM_128_HMAC_SHA1_80, srtp_key: randomBytes(16), srtp_salt: randomBytes(14) });
-  const prepare = (sessionID: string) =>
-    new Promise<void>((resolve, reject) => {
-      const request: PrepareStreamRequest = { sessionID, sourceAddress: '127.0.0.1', targetAddress: '127.0.0.1', addressVersion: 'ipv4', video: source(), audio: source() };
-      delegate.prepareStream(request, (error) => (error ? reject(error) : resolve()));
+  delegate.start();
+  let stopped = false;
+  const shutdown = async () => {
+    if (stopped) return;
+    stopped = true;
+    await delegate.stopAll();
+    app.close();
+  };
+  t.after(shutdown);
+  /** SetupEndpoints as the Home app writes it: its address, ports and an SRTP key of its own. */
+  const prepare = (sessionID: string) => {
+    const source = (socket: Socket) => ({ port: socket.address().port, srtpCryptoSuite: hap.SRTPCryptoSuites.AES_CM_128_HMAC_SHA1_80, srtp_key: randomBytes(16), srtp_salt: randomBytes(14) });
+    const request: PrepareStreamRequest = { sessionID, sourceAddress: '127.0.0.1', targetAddress: '127.0.0.1', addressVersion: 'ipv4', video: source(app.socket), audio: source(app.audioSocket) };
+    return new Promise<{ offered: PrepareStreamRequest; answer: Answer }>((resolve, reject) => {
+      delegate.prepareStream(request, (error, response) => (error || !response ? reject(error ?? new Error('no answer')) : resolve({ offered: request, answer: answerOf(response) })));
     });
+  };
   const request = (r: StreamingRequest) => new Promise<void>((resolve, reject) => delegate.handleStreamRequest(r, (error) => (error ? reject(error) : resolve())));
   const start = (sessionID: string, video: Partial<typeof VIDEO> = {}) =>
     request({
@@ -78,81 +195,194 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, aud
       video: { ...VIDEO, ...video },
       audio: { codec: hap.AudioStreamingCodecType.OPUS, channel: 1, bit_rate: 0, sample_rate: 16, packet_time: 20, pt: 110, ssrc: 2, max_bit_rate: 24, rtcp_interval: 5, comfort_pt: 13, comfortNoiseEnabled: false },
     });
+  const reconfigure = (sessionID: string, video: { width: number; height: number; fps: number; max_bit_rate: number }) =>
+    request({ sessionID, type: hap.StreamRequestTypes.RECONFIGURE, video: { ...video, rtcp_interval: 0.5 } });
   const stop = (sessionID: string) => request({ sessionID, type: hap.StreamRequestTypes.STOP });
-  return { delegate, log, app, prepare, start, stop };
+  return { delegate, log, app, prepare, start, reconfigure, stop, shutdown, socketsBefore };
 }
 
-describe('standby encoder', () => {
-  it('is spawned at SetupEndpoints, sends nothing before START, and serves a START that asks for its command', async (t) => {
+/** The video half of the SetupEndpoints answer: what the Home app decrypts with. */
+interface Answer {
+  key: Buffer;
+  salt: Buffer;
+  ssrc: number;
+  /** The accessory's video port (where RTCP goes, and relayed RTP comes from). */
+  port: number;
+}
+
+function answerOf(response: PrepareStreamResponse): Answer {
+  const video = response.video;
+  assert.ok('srtp_key' in video && video.srtp_key && video.srtp_salt, 'the answer has an SRTP key and salt');
+  assert.equal(video.srtp_key.length, 16);
+  assert.equal(video.srtp_salt.length, 14);
+  return { key: video.srtp_key, salt: video.srtp_salt, ssrc: video.ssrc >>> 0, port: video.port };
+}
+
+const keyOf = (answer: Answer) => Buffer.concat([answer.key, answer.salt]).toString('base64');
+const offeredKeyOf = (offered: PrepareStreamRequest) => Buffer.concat([offered.video.srtp_key, offered.video.srtp_salt]).toString('base64');
+
+describe('warm encoder', () => {
+  it("is answered in SetupEndpoints, sends nothing before START, and a START asking for its command is served by that very process", async (t) => {
     const { log, app, prepare, start, stop } = await setup(t);
-    await prepare('a');
-    await waitUntil('the standby encoder', async () => (await encoders()).length === 1);
-    const [standby] = await encoders();
-    assert.match(standby.args, /scale=320:240.*-r 10 .*-b:v 802k/, 'the largest size offered, at the camera rate, 802 kbit/s');
+    const [warm] = await waitForEncoders('the warm encoder', 1);
+    assert.match(warm.args.join(' '), /scale=320:240.*-r 10 .*-b:v 802k/, 'the largest size offered, at the camera rate, 802 kbit/s');
+    assert.match(warm.url, /^srtp:\/\/127\.0\.0\.1:\d+\?rtcpport=\d+&pkt_size=1378$/, 'it sends to its relay on loopback');
+
+    const { offered, answer } = await prepare('a');
+    assert.equal(keyOf(answer), warm.key, "SetupEndpoints answers with the warm encoder's key and salt");
+    assert.notEqual(keyOf(answer), offeredKeyOf(offered), "not with the Home app's");
+    assert.equal(answer.ssrc, warm.ssrc, "and with the warm encoder's SSRC");
+    app.useKey(answer.key, answer.salt);
     await sleep(500);
-    assert.equal(app.packets(), 0, 'nothing reaches the Home app before START');
+    assert.equal(app.packets + app.bad + app.rtcp, 0, 'nothing reaches the Home app before START');
+    assert.deepEqual((await encoders()).map((e) => e.pid), [warm.pid], 'and nothing else was started');
 
     await start('a');
-    assert.ok(log.lines.some((l) => /^Standby encoder: hit \(spawned \d+ ms before START\)\.$/.test(l)), log.lines.join('\n'));
-    await waitUntil('SRTP packets', () => app.packets() > 5);
-    assert.deepEqual((await encoders()).map((e) => e.pid), [standby.pid], 'the standby is the stream encoder');
+    assert.ok(log.lines.some((l) => /^Warm encoder: hit \(ready \d+ ms before START\)\.$/.test(l)), log.lines.join('\n'));
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0, 'every packet authenticates with the answered key');
+    assert.deepEqual([...app.ssrcs], [warm.ssrc], 'RTP carries the answered SSRC');
+    assert.deepEqual([...app.fromPorts], [answer.port], 'from the port SetupEndpoints announced');
+
+    const running = await waitForEncoders('the stream encoder and a new warm encoder', 2);
+    assert.ok(running.some((e) => e.pid === warm.pid), 'the warm encoder is the stream encoder');
+    const next = running.find((e) => e.pid !== warm.pid)!;
+    assert.notEqual(next.key, warm.key, 'the next warm encoder has a key of its own');
+    assert.notEqual(next.ssrc, warm.ssrc);
 
     await stop('a');
-    await waitUntil('the encoder to exit after STOP', () => !isAlive(standby.pid), 2_000);
+    await waitUntil('the stream encoder to exit after STOP', () => !isAlive(warm.pid), 2_000);
+    assert.deepEqual((await encoders()).map((e) => e.pid), [next.pid], 'the new warm encoder stays');
   });
 
-  it("is replaced when START asks for something else, and predicts the camera's previous START", async (t) => {
+  it('serves a START asking for something else with the answered key, and predicts it for the next session', async (t) => {
     const { log, app, prepare, start, stop } = await setup(t);
-    await prepare('a');
-    await waitUntil('the standby encoder', async () => (await encoders()).length === 1);
-    const [standby] = await encoders();
+    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const { answer } = await prepare('a');
+    app.useKey(answer.key, answer.salt);
     await start('a', { width: 160, height: 120, max_bit_rate: 300 });
-    assert.ok(log.lines.includes('Standby encoder: miss (width 320 -> 160, height 240 -> 120, bitrate 802 -> 300).'), log.lines.join('\n'));
-    await waitUntil('SRTP packets', () => app.packets() > 5);
-    await waitUntil('the standby to exit', () => !isAlive(standby.pid), 2_000);
-    const running = await encoders();
-    assert.equal(running.length, 1);
-    assert.match(running[0].args, /scale=160:120.*-b:v 300k/);
+    assert.ok(log.lines.includes('Warm encoder: miss (width 320 -> 160, height 240 -> 120, bitrate 802 -> 300).'), log.lines.join('\n'));
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0, 'every packet authenticates with the answered key');
+    assert.deepEqual([...app.ssrcs], [answer.ssrc], 'RTP carries the answered SSRC');
+    await waitUntil('the warm encoder to exit', () => !isAlive(warm.pid), 2_000);
+
+    const running = await waitForEncoders('the stream encoder and a new warm encoder', 2, (found) => found.some((e) => e.url.includes(`:${app.socket.address().port}?`)));
+    const streaming = running.find((e) => e.url.includes(`:${app.socket.address().port}?`))!;
+    assert.match(streaming.args.join(' '), /scale=160:120.*-b:v 300k/);
+    assert.equal(streaming.key, keyOf(answer), 'a new encoder with the answered key');
+    assert.equal(streaming.ssrc, answer.ssrc, 'and SSRC, sending to the Home app directly');
+    const next = running.find((e) => e !== streaming)!;
+    assert.match(next.args.join(' '), /scale=160:120.*-b:v 300k/, 'the next warm encoder expects what the last START asked');
     await stop('a');
+    await waitUntil('the stream encoder to exit', () => !isAlive(streaming.pid), 2_000);
 
-    await prepare('b');
-    await waitUntil('the next standby encoder', async () => (await encoders()).length === 1);
-    assert.match((await encoders())[0].args, /scale=160:120.*-b:v 300k/, 'the next standby expects what the last START asked');
+    const second = await prepare('b');
+    assert.equal(keyOf(second.answer), next.key);
+    app.reset();
+    app.useKey(second.answer.key, second.answer.salt);
     await start('b', { width: 160, height: 120, max_bit_rate: 300 });
-    assert.match(log.lines.at(-1) ?? '', /^Standby encoder: hit/);
+    assert.match(log.lines.at(-1) ?? '', /^Warm encoder: hit/);
+    await waitUntil('SRTP packets', () => app.packets > 5);
+    assert.equal(app.bad + app.badTags, 0);
     await stop('b');
   });
 
-  it('never outlives its session: timeout, a second SetupEndpoints, STOP without START, shutdown', async (t) => {
-    const { delegate, log, prepare, stop } = await setup(t);
-    const one = async () => {
-      await waitUntil('one standby encoder', async () => (await encoders()).length === 1);
-      return (await encoders())[0].pid;
-    };
+  it('keeps the answered key and SSRC when the Home app reconfigures an adopted stream', async (t) => {
+    const { app, prepare, start, reconfigure, stop } = await setup(t);
+    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const { answer } = await prepare('a');
+    app.useKey(answer.key, answer.salt);
+    await start('a');
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    await waitForEncoders('the next warm encoder', 2);
+
+    await reconfigure('a', { width: 160, height: 120, fps: 5, max_bit_rate: 200 });
+    assert.equal(isAlive(warm.pid), false, 'the adopted encoder is replaced');
+    app.reset();
+    app.useKey(answer.key, answer.salt);
+    await waitUntil('packets from the new encoder', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0, 'still the answered key');
+    assert.deepEqual([...app.ssrcs], [answer.ssrc], 'still the answered SSRC');
+    const reconfigured = (await encoders()).find((e) => /scale=160:120/.test(e.args.join(' ')));
+    assert.ok(reconfigured, 'an encoder for the new size');
+    assert.equal(reconfigured.key, keyOf(answer));
+    await stop('a');
+    await waitUntil('the encoder to exit', () => !isAlive(reconfigured.pid), 2_000);
+  });
+
+  it('leaks nothing: an abandoned SetupEndpoints, a repeated one, an encoder that dies, shutdown', async (t) => {
+    const { log, prepare, start, stop, shutdown, socketsBefore } = await setup(t);
+    const [first] = await waitForEncoders('the warm encoder', 1);
+    const idleSockets = udpSockets();
+    assert.equal(idleSockets, socketsBefore + 3, "the Home app's two sockets and the warm encoder's relay");
+
+    // Prepared, never started: its key went to a controller that did not use it; a new one.
     await prepare('a');
-    const timedOut = await one();
-    await waitUntil('the standby to time out (1 s)', () => !isAlive(timedOut), 3_000);
-    assert.ok(log.lines.some((l) => /unused after 1 s: stopped/.test(l)));
+    await stop('a');
+    await waitUntil('the abandoned warm encoder to exit', () => !isAlive(first.pid), 2_000);
+    const [second] = await waitForEncoders('a new warm encoder', 1, ([e]) => e.pid !== first.pid);
+    assert.notEqual(second.key, first.key);
+    await waitUntil('the sockets of the abandoned session to close', () => udpSockets() === idleSockets);
 
-    await prepare('b');
-    const first = await one();
-    await prepare('b');
-    await waitUntil('the first standby to be replaced', async () => !isAlive(first) && (await encoders()).length === 1);
-    const second = (await encoders())[0].pid;
+    // SetupEndpoints twice for one session: the second keeps the warm encoder of the first.
+    const once = await prepare('b');
+    const twice = await prepare('b');
+    assert.equal(keyOf(once.answer), second.key);
+    assert.equal(keyOf(twice.answer), second.key, 'the same warm encoder, the same key');
+    await start('b');
+    await waitForEncoders('the stream encoder and a new warm encoder', 2);
     await stop('b');
-    await waitUntil('the standby to stop with its session', () => !isAlive(second), 2_000);
+    await waitUntil('the stream encoder to exit', () => !isAlive(second.pid), 2_000);
+    const [third] = await waitForEncoders('the warm encoder', 1);
+    await waitUntil('the sessions sockets to close', () => udpSockets() === idleSockets);
 
-    await prepare('c');
-    const last = await one();
-    await delegate.stopAll();
-    await waitUntil('the standby to stop at shutdown', () => !isAlive(last), 2_000);
+    // A warm encoder that dies is replaced.
+    process.kill(third.pid, 'SIGKILL');
+    const [fourth] = await waitForEncoders('a replacement', 1, ([e]) => e.pid !== third.pid);
+    assert.ok(log.lines.some((l) => /^Warm encoder exited \(SIGKILL\); the next one starts in 0\.1 s\.$/.test(l)), log.lines.join('\n'));
+    assert.equal(udpSockets(), idleSockets, "the dead encoder's relay closed, the new one's open");
+
+    await shutdown();
+    await waitUntil('the warm encoder to stop at shutdown', () => !isAlive(fourth.pid), 2_000);
     assert.deepEqual(await encoders(), []);
+    assert.equal(udpSockets(), socketsBefore, 'every UDP socket closed: the relays, the sessions\' and the Home app\'s');
+    await sleep(300);
+    assert.deepEqual(await encoders(), [], 'and no new one after shutdown');
   });
 
-  it('is not spawned for a camera with sound', async (t) => {
-    const { prepare } = await setup(t, ['opus']);
-    await prepare('a');
+  it('retries an ffmpeg that keeps failing, with a warning, and streams the old way meanwhile', async (t) => {
+    const { log, prepare } = await setup(t, { ffmpegPath: '/bin/false' });
+    await waitUntil('three failures', () => log.warnings.length > 0, 3_000);
+    assert.match(log.warnings[0], /^Warm encoder exited \(code 1\); the next one starts in 0\.2 s\. ffmpeg failed 3 times in a row: until one stays up, live streams start their encoder when they begin \(slower\)\./);
+    const { offered, answer } = await prepare('a');
+    assert.equal(keyOf(answer), offeredKeyOf(offered), "no warm encoder: the Home app's key, as before");
+  });
+
+  it("is not kept for a camera with sound, whose stream uses the Home app's key as before", async (t) => {
+    const { app, prepare, start, stop } = await setup(t, { audioCodecs: ['opus'], camera: { audio: { enabled: true, source: 'sine' } } });
+    await sleep(500);
+    assert.deepEqual(await encoders(), [], 'no warm encoder');
+    const { offered, answer } = await prepare('a');
+    assert.equal(keyOf(answer), offeredKeyOf(offered), "SetupEndpoints answers with the Home app's own key");
+    app.useKey(offered.video.srtp_key, offered.video.srtp_salt);
+    await start('a');
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0);
+    assert.deepEqual([...app.ssrcs], [answer.ssrc]);
+    const [encoder] = await waitForEncoders('the stream encoder', 1);
+    assert.ok(encoder.args.includes('libopus'), 'with sound');
+    await waitUntil('sound packets', () => app.audioPackets > 5);
+    await stop('a');
+    await waitUntil('the encoder to exit', () => !isAlive(encoder.pid), 2_000);
+    assert.deepEqual(await encoders(), [], 'and no warm encoder after it');
+  });
+
+  it('is not kept with homekit.warmEncoder false', async (t) => {
+    const { prepare } = await setup(t, { camera: { homekit: { warmEncoder: false } } });
     await sleep(500);
     assert.deepEqual(await encoders(), []);
+    const { offered, answer } = await prepare('a');
+    assert.equal(keyOf(answer), offeredKeyOf(offered));
   });
 });

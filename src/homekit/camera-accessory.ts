@@ -118,20 +118,23 @@ export class CameraAccessory {
     if (!motion) {
       if (existing) accessory.removeService(existing);
       this.onMotion = this.onClear = () => {};
-      return;
+    } else {
+      const sensor = existing ?? accessory.addService(hap.Service.MotionSensor, `${camera.name} Motion`);
+      const detected = sensor.getCharacteristic(hap.Characteristic.MotionDetected);
+      detected.onGet(() => motion.detected);
+      // The detector runs before the accessory exists: start from its state, not from a stale false.
+      detected.updateValue(motion.detected);
+      this.onMotion = () => {
+        log.info('Motion detected.');
+        detected.updateValue(true);
+      };
+      this.onClear = () => detected.updateValue(false);
+      motion.on('motion', this.onMotion);
+      motion.on('clear', this.onClear);
     }
-    const sensor = existing ?? accessory.addService(hap.Service.MotionSensor, `${camera.name} Motion`);
-    const detected = sensor.getCharacteristic(hap.Characteristic.MotionDetected);
-    detected.onGet(() => motion.detected);
-    // The detector runs before the accessory exists: start from its state, not from a stale false.
-    detected.updateValue(motion.detected);
-    this.onMotion = () => {
-      log.info('Motion detected.');
-      detected.updateValue(true);
-    };
-    this.onClear = () => detected.updateValue(false);
-    motion.on('motion', this.onMotion);
-    motion.on('clear', this.onClear);
+
+    // Last, so a failure above leaves nothing running: the warm encoder (silent cameras).
+    this.delegate.start();
   }
 
   async stop(): Promise<void> {

@@ -1,7 +1,8 @@
 // Pure policy for HomeKit streams: which resolutions to offer for a capture, the encoder ffmpeg
 // command for one session (MJPEG frames from the FrameHub on stdin -> H.264 over SRTP), and the
-// START to expect after a SetupEndpoints (for the standby encoder). Nothing here spawns or opens
-// anything.
+// warm encoder's decisions: whether a camera keeps one, the START it prepares for, whether the
+// real START is a hit, where it sends, and how long to wait before replacing one that exited.
+// Nothing here spawns or opens anything.
 
 /** HomeKit's usual resolutions, largest first: [width, height, fps]. */
 export const HOMEKIT_RESOLUTIONS: ReadonlyArray<readonly [number, number, number]> = [
@@ -96,7 +97,7 @@ export function videoChoiceOf(video: StartVideo, captureFps: number): VideoChoic
 }
 
 /**
- * The START to expect after a SetupEndpoints: this camera's previous one when there was one,
+ * The START to expect next: this camera's previous one when there was one,
  * else what the Home app usually asks on a local network (802 kbit/s, H.264 High 4.0, payload
  * type 99) at the largest size offered, and HAP-NodeJS's default MTU for the address family.
  */
@@ -106,18 +107,66 @@ export function predictVideoChoice(capture: { width: number; height: number; fps
   return { width, height, fps, bitrate: 802, profile: 'high', level: '4.0', payloadType: 99, mtu: addressVersion === 'ipv6' ? 1228 : 1378 };
 }
 
-export type StandbyVerdict = { hit: true } | { hit: false; reason: string };
+/** True when two START video requests make the same encoder. */
+export function sameVideoChoice(a: VideoChoice, b: VideoChoice): boolean {
+  return (Object.keys(a) as Array<keyof VideoChoice>).every((key) => a[key] === b[key]);
+}
+
+export type WarmVerdict = { hit: true } | { hit: false; reason: string };
 
 /**
- * Whether a standby encoder, spawned with `standby.args` for a predicted START, can serve the
- * real one: only when the real command is exactly the same. A miss names what differed.
+ * Whether a warm encoder, started with `warm.args` for a predicted START, can serve the real one:
+ * only when the real START's command, built for the same destination (the warm encoder's relay,
+ * key and SSRC), is exactly the same. A miss names what differed.
  */
-export function standbyVerdict(standby: { args: readonly string[]; choice: VideoChoice }, actual: { args: readonly string[]; choice: VideoChoice }): StandbyVerdict {
-  const same = standby.args.length === actual.args.length && standby.args.every((arg, i) => arg === actual.args[i]);
+export function warmVerdict(warm: { args: readonly string[]; choice: VideoChoice }, actual: { args: readonly string[]; choice: VideoChoice }): WarmVerdict {
+  const same = warm.args.length === actual.args.length && warm.args.every((arg, i) => arg === actual.args[i]);
   if (same) return { hit: true };
   const fields = Object.keys(actual.choice) as Array<keyof VideoChoice>;
-  const differ = fields.filter((key) => standby.choice[key] !== actual.choice[key]).map((key) => `${key} ${standby.choice[key]} -> ${actual.choice[key]}`);
+  const differ = fields.filter((key) => warm.choice[key] !== actual.choice[key]).map((key) => `${key} ${warm.choice[key]} -> ${actual.choice[key]}`);
   return { hit: false, reason: differ.length > 0 ? differ.join(', ') : 'the command differs' };
+}
+
+/**
+ * Whether a camera keeps a warm encoder: when the config allows it (`homekit.warmEncoder`) and its
+ * streams are silent. A stream with sound needs the Home app's audio port in its command, which
+ * only SetupEndpoints brings, so it is started at START as before.
+ */
+export function wantsWarmEncoder(homekit: { warmEncoder: boolean }, audioCodecs: readonly AudioCodecName[]): boolean {
+  return homekit.warmEncoder && audioCodecs.length === 0;
+}
+
+/** Where a warm encoder sends: its relay on loopback (the Home app's address is not known yet). */
+export function relayTarget(relayPort: number): Pick<EncoderRequest, 'targetAddress' | 'targetPort'> {
+  return { targetAddress: '127.0.0.1', targetPort: relayPort };
+}
+
+/** An SRTP master key (16 bytes) and salt (14 bytes) as SetupEndpoints carries them, from one buffer. */
+export function splitKeyAndSalt(keyAndSalt: Buffer): { key: Buffer; salt: Buffer } {
+  if (keyAndSalt.length !== 30) throw new Error(`an SRTP master key and salt take 30 bytes, not ${keyAndSalt.length}`);
+  return { key: keyAndSalt.subarray(0, 16), salt: keyAndSalt.subarray(16) };
+}
+
+/**
+ * How long after a START the next warm encoder is started. Loading ffmpeg takes ~50 ms of CPU;
+ * started at once, it competed with the stream's first frame (first packet p50 29 ms against 16
+ * ms with a 300 ms wait, on two busy cores), which is out after ~20 ms.
+ */
+export const WARM_REFILL_DELAY_MS = 200;
+
+/** A warm encoder that lived at least this long before exiting was not failing to start. */
+export const WARM_STABLE_MS = 60_000;
+/** After this many failed warm encoders in a row, the log says so at warning level. */
+export const WARM_FAILURES_BEFORE_WARNING = 3;
+
+/** Failed warm encoders in a row, counting one more that exited by itself after `livedMs`. */
+export function warmFailuresAfterExit(failuresBefore: number, livedMs: number): number {
+  return livedMs >= WARM_STABLE_MS ? 1 : failuresBefore + 1;
+}
+
+/** How long to wait before replacing a warm encoder after `failures` in a row: 1, 2, 4 ... 60 s. */
+export function warmRetryDelayMs(failures: number, baseMs = 1_000, maxMs = 60_000): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1));
 }
 
 export interface EncoderRequest extends VideoChoice {

@@ -2,7 +2,8 @@
 // opens the camera), sending H.264 (and OPUS) over SRTP to the Home app, and a watchdog on the
 // UDP port where the Home app's RTCP reports arrive: no report for a while means the viewer is
 // gone. A reconfigure replaces the encoder and keeps the session. The first encoder may be one
-// spawned earlier with the same command (a standby, see standby-encoder.ts), adopted as it is.
+// started earlier with the same command (a warm encoder, see warm-encoder.ts), adopted as it is
+// with the relay it sends through, which ends with it.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:dgram';
@@ -28,8 +29,17 @@ export interface StreamSessionOptions {
   onEnded: (reason: string) => void;
 }
 
+/** An encoder started before the session: running, given nothing yet. */
+export interface AdoptedEncoder {
+  child: ChildProcess;
+  /** What it sends through (a warm encoder's relay), closed when the encoder is done. */
+  relay?: { close(): void };
+}
+
 export class StreamSession {
   private child?: ChildProcess;
+  /** The current encoder's relay, when it sends through one. */
+  private relay?: { close(): void };
   private subscription?: Subscription;
   private watchdog?: NodeJS.Timeout;
   private stderr = new LineRing(10);
@@ -40,13 +50,13 @@ export class StreamSession {
   constructor(private readonly options: StreamSessionOptions) {}
 
   /**
-   * Starts the encoder, or adopts `standby`: a running encoder spawned with `args` that has been
+   * Starts the encoder, or adopts `adopted`: a running encoder started with `args` that has been
    * given nothing yet. Resolves once the encoder runs (the first frame is already on its way).
    */
-  async start(standby?: ChildProcess): Promise<void> {
+  async start(adopted?: AdoptedEncoder): Promise<void> {
     this.armWatchdog();
     this.options.rtcpSocket.on('message', () => this.armWatchdog());
-    if (standby) this.attach(standby);
+    if (adopted) this.attach(adopted.child, adopted.relay);
     else await this.spawnEncoder(this.options.args);
     if (this.ended) return;
     this.subscription = this.options.hub.subscribe(
@@ -73,11 +83,14 @@ export class StreamSession {
   async reconfigure(args: string[]): Promise<void> {
     if (this.ended) return;
     const old = this.child;
+    const oldRelay = this.relay;
     this.child = undefined;
+    this.relay = undefined;
     if (old) {
       old.stdin?.end();
       await stopProcess(old, 1_000);
     }
+    oldRelay?.close();
     if (!this.ended) await this.spawnEncoder(args);
   }
 
@@ -98,8 +111,9 @@ export class StreamSession {
   }
 
   /** Makes `child` this session's encoder: its stderr kept, its exit or failure ends the session. */
-  private attach(child: ChildProcess): void {
+  private attach(child: ChildProcess, relay?: { close(): void }): void {
     this.child = child;
+    this.relay = relay;
     this.stderr = new LineRing(10);
     const stderr = this.stderr;
     child.stderr?.setEncoding('utf8');
@@ -135,10 +149,13 @@ export class StreamSession {
     this.subscription = undefined;
     closeQuietly(this.options.rtcpSocket, ...(this.options.otherSockets ?? []));
     const child = this.child;
+    const relay = this.relay;
     this.child = undefined;
+    this.relay = undefined;
     if (child) {
       child.stdin?.end();
       await stopProcess(child, 1_000);
     }
+    relay?.close();
   }
 }

@@ -1,9 +1,9 @@
 // HomeKit's camera streaming delegate for one camera: snapshots from the Snapshotter, and live
 // streams as StreamSessions fed by the camera's FrameHub. HAP-NodeJS (through Homebridge) speaks
 // the protocol; this class only answers its four questions: snapshot, prepare, start/reconfigure,
-// stop. A silent camera's prepare also spawns a standby encoder for the START it expects (this
-// camera's previous one, else the Home app's usual), which START adopts when it asks for exactly
-// that.
+// stop. A silent camera keeps a warm encoder ready ahead of any session (warm-encoder.ts):
+// SetupEndpoints answers with its SRTP key and SSRC, and a START that asks for exactly its command
+// adopts it; other STARTs, and cameras with sound, spawn their encoder at START.
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 
@@ -27,23 +27,27 @@ import type { CameraConfig } from '../config';
 import type { Log } from '../log';
 import type { FrameHub } from '../media/frame-hub';
 import type { Snapshotter } from '../media/snapshot';
-import { StandbyEncoder } from './standby-encoder';
 import { StreamSession } from './stream-session';
+import type { AdoptedEncoder } from './stream-session';
 import { closeQuietly } from '../util/close-quietly';
 import type { AudioCodecName, AudioRequest, VideoChoice } from './stream-policy';
-import { buildEncoderArgs, predictVideoChoice, videoChoiceOf } from './stream-policy';
+import { buildEncoderArgs, predictVideoChoice, splitKeyAndSalt, videoChoiceOf, wantsWarmEncoder, WARM_REFILL_DELAY_MS } from './stream-policy';
+import type { EncoderTarget, WarmEncoder } from './warm-encoder';
+import { WarmEncoderKeeper } from './warm-encoder';
 
 interface PendingSession {
   address: string;
   videoPort: number;
+  /** The video's SRTP key and salt and SSRC, as SetupEndpoints answered them. */
   srtpKeyAndSalt: Buffer;
   ssrc: number;
+  /** Our UDP socket for the video: the port announced, where RTCP arrives (and relayed RTP leaves). */
   rtcpSocket: Socket;
   /** Where HomeKit wants sound, when this camera streams sound. */
   audio?: { port: number; srtpKeyAndSalt: Buffer; ssrc: number; rtcpSocket: Socket };
   expires: NodeJS.Timeout;
-  /** The encoder spawned for the START we expect (silent cameras only). */
-  standby?: StandbyEncoder;
+  /** The warm encoder whose key and SSRC were answered, until START claims it. */
+  warm?: WarmEncoder;
 }
 
 /** What HomeKit prepared and asked for. */
@@ -69,8 +73,8 @@ export interface StreamingDelegateOptions {
   log: Log;
   /** End a stream after this long without RTCP from the Home app (default 30 s). */
   rtcpTimeoutMs?: number;
-  /** Stop a standby encoder no START has claimed after this long (default 20 s). */
-  standbyTimeoutMs?: number;
+  /** The first wait before replacing a warm encoder that exited by itself (default 1 s). */
+  warmRetryMs?: number;
 }
 
 /** A snapshot slower than this gets a log line (HomeKit gives up after 5 s). */
@@ -80,10 +84,27 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   controller?: CameraController;
   private readonly pending = new Map<string, PendingSession>();
   private readonly sessions = new Map<string, ActiveSession>();
-  /** The video of this camera's last START: what the next one most likely asks for. */
-  private lastStart?: VideoChoice;
+  /** Keeps a warm encoder ready (silent cameras with `homekit.warmEncoder`), from start() on. */
+  private warm?: WarmEncoderKeeper;
+  private stopped = false;
 
   constructor(private readonly options: StreamingDelegateOptions) {}
+
+  /** Starts the warm encoder, when this camera keeps one (call once the accessory is set up). */
+  start(): void {
+    const { camera, hap, log } = this.options;
+    if (this.warm || this.stopped || !wantsWarmEncoder(camera.homekit, this.options.audioCodecs)) return;
+    this.warm = new WarmEncoderKeeper(
+      {
+        ffmpegPath: this.options.ffmpegPath,
+        command: (choice, target) => this.commandFor(choice, target),
+        newSsrc: () => hap.CameraController.generateSynchronisationSource(),
+        log,
+        retryBaseMs: this.options.warmRetryMs,
+      },
+      predictVideoChoice(camera, 'ipv4'),
+    );
+  }
 
   handleSnapshotRequest(request: SnapshotRequest, callback: SnapshotRequestCallback): void {
     const started = Date.now();
@@ -103,11 +124,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
 
   prepareStream(request: PrepareStreamRequest, callback: PrepareStreamCallback): void {
     void this.prepare(request).then(
-      (response) => {
-        callback(undefined, response);
-        // After the answer is on its way: spawning takes a few ms of this thread.
-        setImmediate(() => this.spawnStandby(request.sessionID, request.addressVersion));
-      },
+      (response) => callback(undefined, response),
       (error: Error) => {
         this.options.log.error(`Could not prepare the stream: ${error.message}`);
         callback(error);
@@ -127,16 +144,23 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     }
     // From here on a socket error must not, unhandled, end Homebridge.
     for (const socket of [video, sound]) socket?.on('error', (error) => log.debug(`Stream UDP socket: ${error.message}`));
-    const ssrc = hap.CameraController.generateSynchronisationSource();
+    // A silent stream takes the warm encoder, and HomeKit gets its key and SSRC; else we encrypt
+    // with the key HomeKit offered, as before. A second SetupEndpoints for a session replaces the
+    // first, and keeps the warm encoder the first was answered with (the same controller has it).
+    const previous = this.pending.get(request.sessionID);
+    const warm = sound ? undefined : (previous?.warm ?? this.warm?.take());
+    if (previous) previous.warm = undefined;
+    this.dropPending(request.sessionID);
+    const srtpKeyAndSalt = warm?.keyAndSalt ?? Buffer.concat([request.video.srtp_key, request.video.srtp_salt]);
+    const ssrc = warm?.ssrc ?? hap.CameraController.generateSynchronisationSource();
     const audioSsrc = hap.CameraController.generateSynchronisationSource();
     // Forget a prepared session HomeKit never starts.
     const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
     expires.unref();
-    this.dropPending(request.sessionID); // a second SetupEndpoints for a session replaces the first
     this.pending.set(request.sessionID, {
       address: request.targetAddress,
       videoPort: request.video.port,
-      srtpKeyAndSalt: Buffer.concat([request.video.srtp_key, request.video.srtp_salt]),
+      srtpKeyAndSalt,
       ssrc,
       rtcpSocket: video,
       audio: sound && {
@@ -146,22 +170,13 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         rtcpSocket: sound,
       },
       expires,
+      warm,
     });
+    const { key, salt } = splitKeyAndSalt(srtpKeyAndSalt);
     return {
-      video: { port: video.address().port, ssrc, srtp_key: request.video.srtp_key, srtp_salt: request.video.srtp_salt },
+      video: { port: video.address().port, ssrc, srtp_key: key, srtp_salt: salt },
       audio: sound && { port: sound.address().port, ssrc: audioSsrc, srtp_key: request.audio.srtp_key, srtp_salt: request.audio.srtp_salt },
     };
-  }
-
-  /** Spawns the standby encoder of a prepared session, unless it streams sound or has gone. */
-  private spawnStandby(sessionID: string, addressVersion: 'ipv4' | 'ipv6'): void {
-    const prepared = this.pending.get(sessionID);
-    if (!prepared || prepared.audio || prepared.standby) return;
-    const choice = predictVideoChoice(this.options.camera, addressVersion, this.lastStart);
-    const args = this.commandFor(choice, prepared);
-    const standby = new StandbyEncoder(this.options.ffmpegPath, args, choice, this.options.standbyTimeoutMs ?? 20_000, this.options.log);
-    prepared.standby = standby;
-    prepared.rtcpSocket.once('close', () => standby.stop());
   }
 
   handleStreamRequest(request: StreamingRequest, callback: StreamRequestCallback): void {
@@ -201,8 +216,10 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     );
   }
 
-  /** Ends every stream (Homebridge shutting down). */
+  /** Ends every stream and the warm encoder (Homebridge shutting down). */
   async stopAll(): Promise<void> {
+    this.stopped = true;
+    this.warm?.stop();
     for (const id of [...this.pending.keys()]) this.dropPending(id);
     await Promise.all([...this.sessions.keys()].map((id) => this.stopStream(id)));
   }
@@ -235,10 +252,20 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
       },
     };
     const choice = videoChoiceOf(request.video, camera.fps);
-    this.lastStart = choice;
-    const args = this.encoderArgs(stream, 'Starting');
-    // Hit: the standby was spawned with exactly this command. Miss: it stops, a new one starts.
-    const standby = prepared.standby?.claim(args, choice);
+    this.describe(stream, 'Starting');
+    // Hit: the warm encoder was started with exactly this command (sent to its relay), and the
+    // relay now forwards to HomeKit. Miss: it stops, and an encoder with the same key and SSRC
+    // is spawned, sending to HomeKit directly.
+    const warm = prepared.warm;
+    prepared.warm = undefined;
+    let adopted: AdoptedEncoder | undefined;
+    let args: string[] | undefined;
+    if (warm) {
+      const warmArgs = this.commandFor(choice, warm.target);
+      adopted = warm.claim(warmArgs, choice, { socket: prepared.rtcpSocket, address: prepared.address, port: prepared.videoPort });
+      if (adopted) args = warmArgs;
+    }
+    args ??= this.commandFor(choice, directTarget(prepared), stream.audio);
     const session = new StreamSession({
       hub: this.options.hub,
       ffmpegPath: this.options.ffmpegPath,
@@ -255,10 +282,15 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const active: ActiveSession = { ...stream, session };
     this.sessions.set(request.sessionID, active);
     try {
-      await active.session.start(standby);
+      await active.session.start(adopted);
     } catch (error) {
       this.sessions.delete(request.sessionID);
       throw error;
+    } finally {
+      // The next warm encoder, for what this START asked (the camera's next START most likely
+      // asks the same), once this stream's first frame is out: loading ffmpeg meanwhile would
+      // slow that frame down.
+      if (this.warm) setTimeout(() => this.warm?.refill(choice), WARM_REFILL_DELAY_MS).unref();
     }
   }
 
@@ -269,24 +301,26 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const before = active.video;
     if (before.width === width && before.height === height && before.fps === fps && before.max_bit_rate === max_bit_rate) return;
     active.video = { ...before, width, height, fps, max_bit_rate };
-    await active.session.reconfigure(this.encoderArgs(active, 'Reconfiguring'));
+    const choice = this.describe(active, 'Reconfiguring');
+    // The same key and SSRC as answered, sent to HomeKit directly (a warm encoder's relay ends
+    // with the encoder it replaces).
+    await active.session.reconfigure(this.commandFor(choice, directTarget(active.prepared), active.audio));
   }
 
-  /** The encoder command for a session's current parameters, with a log line saying what it is. */
-  private encoderArgs(active: StreamParameters, verb: string): string[] {
+  /** A session's current video as the encoder takes it, with a log line saying what it is. */
+  private describe(active: StreamParameters, verb: string): VideoChoice {
     const { camera, log } = this.options;
-    const { video, prepared, audio } = active;
+    const { video, audio } = active;
     const choice = videoChoiceOf(video, camera.fps);
     log.info(
       `${verb} a HomeKit stream: ${choice.width}x${choice.height} at ${choice.fps} fps, ${choice.bitrate} kbit/s, H.264 ${choice.profile} ${choice.level} (${camera.homekit.encoder})` +
         `${audio ? `, ${audio.codec.toUpperCase()} ${audio.sampleRate} kHz sound` : ''}.`,
     );
-    return this.commandFor(choice, prepared, audio);
+    return choice;
   }
 
-  /** The encoder command for `choice`, sent where a prepared session says. */
-  private commandFor(choice: VideoChoice, prepared: PendingSession, audio?: AudioRequest): string[] {
-    const target = { ssrc: prepared.ssrc, srtpKeyAndSalt: prepared.srtpKeyAndSalt, targetAddress: prepared.address, targetPort: prepared.videoPort };
+  /** The encoder command for `choice`, sent to `target` (with sound when `audio` is given). */
+  private commandFor(choice: VideoChoice, target: EncoderTarget, audio?: AudioRequest): string[] {
     return buildEncoderArgs({ ...choice, ...target }, { encoder: this.options.camera.homekit.encoder }, audio);
   }
 
@@ -304,9 +338,18 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     if (!prepared) return;
     clearTimeout(prepared.expires);
     this.pending.delete(sessionID);
-    prepared.standby?.stop();
     closeQuietly(prepared.rtcpSocket, prepared.audio?.rtcpSocket);
+    if (prepared.warm) {
+      // Its key went to a controller that did not use it: never handed to another. A new one.
+      prepared.warm.stop();
+      this.warm?.refill();
+    }
   }
+}
+
+/** Straight to HomeKit's video port, with the key and SSRC answered in SetupEndpoints. */
+function directTarget(prepared: PendingSession): EncoderTarget {
+  return { ssrc: prepared.ssrc, srtpKeyAndSalt: prepared.srtpKeyAndSalt, targetAddress: prepared.address, targetPort: prepared.videoPort };
 }
 
 /** A UDP socket on a free port. */
