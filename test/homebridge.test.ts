@@ -1,9 +1,9 @@
 // The plugin inside a real Homebridge (child process, built package from dist/): it loads,
 // serves the live page with users from the storage folder, survives a config with no camera,
-// and leaves no ffmpeg behind when Homebridge stops.
+// and leaves no ffmpeg behind when Homebridge stops (the capture and the HomeKit warm encoder).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -57,21 +57,25 @@ describe(`under Homebridge ${HOMEBRIDGE.version}`, { skip: existsSync(join(ROOT,
     const viewer = new MjpegClient(`${url}/cameras/porch/stream.mjpg`, basic('alice', 'wonderland'));
     await viewer.open();
     await viewer.waitForParts(3);
-    const capture = await childProcessesNamed(hb.child.pid!, 'ffmpeg');
-    assert.equal(capture.length, 1, 'one capture, run by Homebridge');
+    // One capture opens the camera; beside it waits the HomeKit warm encoder (no camera, no CPU).
+    const ffmpegs = await childProcessesNamed(hb.child.pid!, 'ffmpeg');
+    const commands = ffmpegs.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '));
+    assert.equal(commands.filter((c) => /testsrc/.test(c)).length, 1, `one capture, run by Homebridge: ${commands.join(' | ')}`);
+    assert.equal(commands.filter((c) => /-i pipe:0 .*srtp:\/\/127\.0\.0\.1:/.test(c)).length, 1, 'one warm HomeKit encoder');
+    assert.equal(ffmpegs.length, 2);
 
     hb.child.kill('SIGTERM');
     await waitForExit(hb.child, 15_000);
-    let alive = true;
-    for (let i = 0; i < 20 && alive; i++) {
+    const stillAlive = () => ffmpegs.filter((pid) => {
       try {
-        process.kill(capture[0], 0);
-        await sleep(100);
+        process.kill(pid, 0);
+        return true;
       } catch {
-        alive = false;
+        return false;
       }
-    }
-    assert.equal(alive, false, 'the capture ffmpeg ended with Homebridge');
+    });
+    for (let i = 0; i < 20 && stillAlive().length > 0; i++) await sleep(100);
+    assert.deepEqual(stillAlive(), [], 'every ffmpeg ended with Homebridge');
     viewer.close();
   });
 
