@@ -1,0 +1,223 @@
+// What the plugin's custom Homebridge UI asks its server side (homebridge-ui/server.js) for: the
+// plugin's state as the UI sees it, the webcams of this machine, a preview frame, camera controls,
+// web users and a test email. Each request carries the plugin config as it is in the form right
+// now (saved or not), so what the page shows matches what the user is editing. Every failure is a
+// UiError whose message says what to do.
+import type { CameraConfig } from '../config';
+import { controlsDeviceOf, normalizeConfig } from '../config';
+import { sendTestAlert } from '../alerts/alerts';
+import { normalizeAlerts } from '../alerts/config';
+import { CameraControls } from '../controls/camera-controls';
+import type { ControlState, ControlsToolChoice } from '../controls/types';
+import { ControlsError } from '../controls/types';
+import type { Log } from '../log';
+import { silentLog } from '../log';
+import { probeFfmpeg, resolveFfmpegPath, whichSync } from '../media/ffmpeg';
+import { scanDevices } from './devices';
+import type { DeviceScan } from './devices';
+import { grabPreview, PreviewError } from './preview';
+import { UiError } from './ui-error';
+import { changeUser, listUsers, usersFilePath } from './users';
+import type { UsersList } from './users';
+
+export { UiError } from './ui-error';
+
+export interface UiHandlerOptions {
+  /** Homebridge's storage folder (the UI gives it to server.js as HOMEBRIDGE_STORAGE_PATH). */
+  storagePath: string;
+  log?: Log;
+  /** PATH and the test hooks below; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** bcrypt cost of new passwords; default 12, as flask-cam. */
+  bcryptCost?: number;
+}
+
+export type UiHandler = (body: unknown) => Promise<unknown>;
+
+export interface StatusAnswer {
+  ffmpeg: { ok: true; path: string; version: string } | { ok: false; message: string };
+  tools: { uvcdynctrl: boolean; 'v4l2-ctl': boolean };
+  storagePath: string;
+  usersFile: string;
+  /** What the plugin will complain about when it starts with this config. */
+  problems: string[];
+}
+
+export interface PreviewAnswer {
+  /** Base64 of the JPEG. */
+  jpeg: string;
+  at: string;
+}
+
+export interface ControlsAnswer {
+  device: string;
+  controls: ControlState[];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The plugin block from a request (`{ config }`); an empty block when there is none yet. */
+function configOf(body: unknown): Record<string, unknown> {
+  return isRecord(body) && isRecord(body.config) ? body.config : {};
+}
+
+function text(body: unknown, key: string): string {
+  const value = isRecord(body) ? body[key] : undefined;
+  if (typeof value !== 'string') throw new UiError('BAD_REQUEST', `"${key}" is missing.`);
+  return value;
+}
+
+/** One camera of the request, checked as the plugin checks it (`{ camera: {...} }`). */
+function cameraOf(body: unknown): CameraConfig {
+  const raw = isRecord(body) ? body.camera : undefined;
+  if (!isRecord(raw)) throw new UiError('BAD_REQUEST', 'No camera given: add one under Settings › Cameras first.');
+  const { config, problems } = normalizeConfig({ cameras: [raw] });
+  const camera = config.cameras[0];
+  if (!camera) throw new UiError('CAMERA_INVALID', problems.join(' ') || 'This camera entry is not valid.');
+  return camera;
+}
+
+export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHandler> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? silentLog;
+  const pathEnv = () => env.PATH ?? '';
+  const controls = new Map<string, CameraControls>();
+  const previews = new Map<string, Promise<Buffer>>();
+
+  const ffmpegPath = (config: Record<string, unknown>): string => {
+    const configured = typeof config.videoProcessor === 'string' && config.videoProcessor.trim() ? config.videoProcessor.trim() : undefined;
+    try {
+      return resolveFfmpegPath(configured, pathEnv());
+    } catch (error) {
+      throw new UiError('NO_FFMPEG', (error as Error).message);
+    }
+  };
+
+  const usersFile = (body: unknown): string => {
+    const web = configOf(body).web;
+    const configured = isRecord(web) && typeof web.usersFile === 'string' ? web.usersFile : undefined;
+    return usersFilePath(options.storagePath, configured);
+  };
+
+  const controlsOf = (camera: CameraConfig): { device: string; api: CameraControls } => {
+    const device = controlsDeviceOf(camera);
+    if (!device) {
+      throw new UiError(
+        'CONTROLS_NOT_CONFIGURED',
+        `"${camera.name}" reads ${camera.source === 'testsrc' ? 'the test pattern' : 'a stream URL'}, not a webcam, so it has no controls to tune. Set "Controls device" (e.g. video0) under its Camera controls settings to tune a webcam here.`,
+      );
+    }
+    const tool: ControlsToolChoice = camera.controlsTool;
+    const key = `${device}|${tool}`;
+    let api = controls.get(key);
+    if (!api) {
+      api = new CameraControls({ device, tool, config: {}, log, valuesMaxAgeMs: 0 });
+      controls.set(key, api);
+    }
+    return { device, api };
+  };
+
+  const controlsCall = async (camera: CameraConfig, call: (api: CameraControls) => Promise<ControlState[]>): Promise<ControlsAnswer> => {
+    const { device, api } = controlsOf(camera);
+    try {
+      return { device, controls: await call(api) };
+    } catch (error) {
+      if (error instanceof ControlsError) throw new UiError(error.code, error.message);
+      throw error;
+    }
+  };
+
+  return {
+    '/status': async (body): Promise<StatusAnswer> => {
+      const config = configOf(body);
+      const { problems } = normalizeConfig(config);
+      let ffmpeg: StatusAnswer['ffmpeg'];
+      try {
+        const path = ffmpegPath(config);
+        const info = await probeFfmpeg(path);
+        ffmpeg = { ok: true, path, version: info.version };
+      } catch (error) {
+        ffmpeg = { ok: false, message: (error as Error).message };
+      }
+      return {
+        ffmpeg,
+        tools: { uvcdynctrl: Boolean(whichSync('uvcdynctrl', pathEnv())), 'v4l2-ctl': Boolean(whichSync('v4l2-ctl', pathEnv())) },
+        storagePath: options.storagePath,
+        usersFile: usersFile(body),
+        problems,
+      };
+    },
+
+    '/devices': async (body): Promise<DeviceScan> => {
+      let ffmpeg: string | undefined;
+      try {
+        ffmpeg = ffmpegPath(configOf(body));
+      } catch {
+        ffmpeg = undefined;
+      }
+      return scanDevices({
+        devDir: env.WEBCAM_SERVER_UI_DEV_DIR,
+        sysDir: env.WEBCAM_SERVER_UI_SYS_DIR,
+        ffmpeg,
+      });
+    },
+
+    '/preview': async (body): Promise<PreviewAnswer> => {
+      const camera = cameraOf(body);
+      const ffmpeg = ffmpegPath(configOf(body));
+      const key = JSON.stringify([ffmpeg, camera.source, camera.inputFormat, camera.width, camera.height, camera.fps]);
+      let grab = previews.get(key);
+      if (!grab) {
+        grab = grabPreview(ffmpeg, camera).finally(() => previews.delete(key));
+        previews.set(key, grab);
+      }
+      try {
+        return { jpeg: (await grab).toString('base64'), at: new Date().toISOString() };
+      } catch (error) {
+        if (error instanceof PreviewError) throw new UiError('PREVIEW_FAILED', error.message);
+        throw error;
+      }
+    },
+
+    '/controls/list': async (body) => controlsCall(cameraOf(body), (api) => api.list()),
+
+    '/controls/set': async (body) => {
+      const values = isRecord(body) ? body.values : undefined;
+      if (!isRecord(values)) throw new UiError('BAD_REQUEST', 'No control values given.');
+      return controlsCall(cameraOf(body), (api) => api.apply(values));
+    },
+
+    '/users/list': async (body): Promise<UsersList> => listUsers(usersFile(body)),
+
+    '/users/add': async (body) =>
+      changeUser(usersFile(body), { action: 'add', name: text(body, 'name').trim(), password: text(body, 'password') }, options.bcryptCost),
+
+    '/users/password': async (body) =>
+      changeUser(usersFile(body), { action: 'password', name: text(body, 'name'), password: text(body, 'password') }, options.bcryptCost),
+
+    '/users/delete': async (body) => changeUser(usersFile(body), { action: 'delete', name: text(body, 'name') }, options.bcryptCost),
+
+    '/alerts/test': async (body) => {
+      const config = configOf(body);
+      const { alerts, problems } = normalizeAlerts(config.alerts);
+      if (!alerts) {
+        throw new UiError(
+          'ALERTS_NOT_SET_UP',
+          config.alerts === undefined || problems.some((p) => p.includes('neither'))
+            ? 'Email alerts are not set up yet: fill in AWS SES (region, sender, recipients) or SMTP under Settings › Email alerts, then try again.'
+            : `Email alerts are not set up correctly: ${problems.join(' ')}`,
+        );
+      }
+      const name = typeof config.name === 'string' && config.name.trim() ? config.name.trim() : 'Webcam Server';
+      try {
+        const sent = await sendTestAlert(alerts, name);
+        log.info(`Test email sent through ${sent.via} to ${sent.to.join(', ')} (message id ${sent.messageId}).`);
+        return { ...sent, problems };
+      } catch (error) {
+        throw new UiError('ALERT_SEND_FAILED', (error as Error).message);
+      }
+    },
+  };
+}

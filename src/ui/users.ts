@@ -1,0 +1,148 @@
+// The web users as the Homebridge UI manages them: the same users file the plugin reads
+// (`<storage>/webcam-server/users`, or `web.usersFile`), in flask-cam's format, changed one user
+// at a time with the same rules as `webcam-server passwd`. Names only ever leave this module;
+// password hashes never do.
+import { constants, promises as fs } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+
+import { BCRYPT_COST, hashPassword, invalidUserName, readUsersFile, writeUsersFile } from '../users/users-file';
+import { UiError } from './ui-error';
+
+/** The users file of a config, as the plugin resolves it under Homebridge (platform.ts). */
+export function usersFilePath(storagePath: string, usersFile?: string): string {
+  return resolve(storagePath, usersFile?.trim() || join('webcam-server', 'users'));
+}
+
+export interface UsersList {
+  file: string;
+  exists: boolean;
+  /** Whether this process can change the file (write into its folder, or create the folder). */
+  writable: boolean;
+  /** Why it cannot, with the fix; undefined when it can. */
+  notWritable?: string;
+  users: string[];
+  /** Lines that cannot be read; while there are any, nothing is changed. */
+  problems: string[];
+}
+
+function whoAmI(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'homebridge';
+  }
+}
+
+function notWritableMessage(file: string, error: NodeJS.ErrnoException): string {
+  const folder = dirname(file);
+  switch (error.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return `The users file ${file} is not writable by ${whoAmI()}, who runs Homebridge: give it the folder (sudo chown -R ${whoAmI()} ${folder}), or set "Users file" under Web server to a file it may write.`;
+    case 'EROFS':
+      return `The users file ${file} is on a read-only file system: set "Users file" under Web server to a writable place.`;
+    case 'ENOTDIR':
+    case 'ENOENT':
+      return `The users file ${file} cannot be created: a part of the path ${folder} is not a folder. Check "Users file" under Web server.`;
+    case 'ENOSPC':
+      return `The users file ${file} cannot be written: the disk is full.`;
+    default:
+      return `The users file ${file} cannot be written (${error.message}).`;
+  }
+}
+
+/** The first folder of `path` (itself or a parent) that exists. */
+async function existingAncestor(path: string): Promise<string> {
+  let dir = path;
+  for (;;) {
+    try {
+      await fs.stat(dir);
+      return dir;
+    } catch {
+      const parent = dirname(dir);
+      if (parent === dir) return dir;
+      dir = parent;
+    }
+  }
+}
+
+async function checkWritable(file: string): Promise<string | undefined> {
+  const folder = dirname(file);
+  try {
+    const stat = await fs.stat(folder);
+    if (!stat.isDirectory()) return notWritableMessage(file, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
+    await fs.access(folder, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code !== 'ENOENT') return notWritableMessage(file, e);
+  }
+  // The folder does not exist yet: it is made on the first write, if its parent lets us.
+  const ancestor = await existingAncestor(folder);
+  try {
+    const stat = await fs.stat(ancestor);
+    if (!stat.isDirectory()) return notWritableMessage(file, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
+    await fs.access(ancestor, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (error) {
+    return notWritableMessage(file, error as NodeJS.ErrnoException);
+  }
+}
+
+export async function listUsers(file: string): Promise<UsersList> {
+  const exists = await fs.stat(file).then(
+    () => true,
+    () => false,
+  );
+  let parsed: { users: Map<string, string>; problems: string[] } = { users: new Map(), problems: [] };
+  if (exists) {
+    try {
+      parsed = await readUsersFile(file);
+    } catch (error) {
+      throw new UiError('USERS_UNREADABLE', `${(error as Error).message}. Check that the user running Homebridge may read it.`);
+    }
+  }
+  const notWritable = await checkWritable(file);
+  return { file, exists, writable: !notWritable, notWritable, users: [...parsed.users.keys()], problems: parsed.problems };
+}
+
+export type UserChange = { action: 'add' | 'password'; name: string; password: string } | { action: 'delete'; name: string };
+
+/** Adds a user, sets a password or deletes a user; answers the new list. */
+export async function changeUser(file: string, change: UserChange, cost = BCRYPT_COST): Promise<UsersList> {
+  const name = change.name;
+  const badName = invalidUserName(name);
+  if (badName) throw new UiError('USER_NAME_INVALID', `That name cannot be used: ${badName}.`);
+  if (change.action !== 'delete' && !change.password) throw new UiError('PASSWORD_EMPTY', 'Type a password: an empty one is refused.');
+  const notWritable = await checkWritable(file);
+  if (notWritable) throw new UiError('USERS_NOT_WRITABLE', notWritable);
+  const { users, problems } = await readUsersFile(file).catch((error: Error) => {
+    throw new UiError('USERS_UNREADABLE', error.message);
+  });
+  if (problems.length > 0) {
+    throw new UiError(
+      'USERS_FILE_DAMAGED',
+      `${file} has lines that cannot be read, and rewriting it would lose them: ${problems.join('; ')}. Fix or remove those lines first.`,
+    );
+  }
+  switch (change.action) {
+    case 'add':
+      if (users.has(name)) throw new UiError('USER_EXISTS', `There is already a user "${name}": change its password instead.`);
+      users.set(name, await hashPassword(change.password, cost));
+      break;
+    case 'password':
+      if (!users.has(name)) throw new UiError('USER_NOT_FOUND', `There is no user "${name}" (any more).`);
+      users.set(name, await hashPassword(change.password, cost));
+      break;
+    case 'delete':
+      if (!users.delete(name)) throw new UiError('USER_NOT_FOUND', `There is no user "${name}" (any more).`);
+      break;
+  }
+  try {
+    await writeUsersFile(file, users);
+  } catch (error) {
+    throw new UiError('USERS_NOT_WRITABLE', notWritableMessage(file, error as NodeJS.ErrnoException));
+  }
+  return listUsers(file);
+}

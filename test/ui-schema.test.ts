@@ -1,0 +1,292 @@
+// config.schema.json, the settings form of the Homebridge UI: checked with a JSON-schema validator
+// (ajv) against example configs (the valid ones pass; each invalid one fails for its own reason, and
+// the plugin's normalizeConfig complains about the same thing), against the keys normalizeConfig
+// really reads (recorded through a Proxy, both ways), and its layout against the schema.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import Ajv from 'ajv';
+import type { ErrorObject } from 'ajv';
+import addFormats from 'ajv-formats';
+
+import { normalizeConfig } from '../src/config';
+
+type Json = Record<string, unknown>;
+
+const FILE = join(__dirname, '..', 'config.schema.json');
+const doc = JSON.parse(readFileSync(FILE, 'utf8')) as { schema: Json; layout: unknown[]; [key: string]: unknown };
+
+/**
+ * The schema as standard JSON schema: Homebridge's `"required": true` on a property becomes its
+ * parent's `required` list. UI-only keywords (placeholder, typeahead …) are left for ajv to ignore.
+ */
+function standardSchema(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(standardSchema);
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Json = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'required' && typeof value === 'boolean') continue;
+    out[key] = standardSchema(value);
+  }
+  const properties = (node as Json).properties as Record<string, Json> | undefined;
+  if (properties) {
+    const required = Object.entries(properties)
+      .filter(([, p]) => p.required === true)
+      .map(([name]) => name);
+    const existing = Array.isArray((node as Json).required) ? ((node as Json).required as string[]) : [];
+    if (required.length + existing.length > 0) out.required = [...existing, ...required];
+  }
+  return out;
+}
+
+const ajv = new Ajv({ strict: false, allErrors: true });
+addFormats(ajv);
+const validate = ajv.compile(standardSchema(doc.schema) as Json);
+
+function errorsOf(config: unknown): ErrorObject[] {
+  return validate(config) ? [] : (validate.errors ?? []);
+}
+
+/** Every leaf path of the schema: `cameras[].motion.enabled`, `web.trustedNetworks` … */
+function schemaPaths(node: Json, prefix = ''): string[] {
+  if (node.type === 'object' && node.properties) {
+    return Object.entries(node.properties as Record<string, Json>).flatMap(([key, child]) => [
+      ...(child.type === 'object' && child.properties ? [] : [prefix + key]),
+      ...schemaPaths(child, `${prefix}${key}.`),
+    ]);
+  }
+  if (node.type === 'array' && (node.items as Json | undefined)?.type === 'object') return schemaPaths(node.items as Json, `${prefix.slice(0, -1)}[].`);
+  return [];
+}
+
+/** Wraps a config so that every key normalizeConfig reads is recorded (`cameras[].source` …). */
+function recordReads(value: unknown, path: string, reads: Set<string>): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  return new Proxy(value, {
+    get(target, key, receiver) {
+      const got: unknown = Reflect.get(target, key, receiver);
+      if (typeof key === 'symbol') return got;
+      if (Array.isArray(target)) return /^\d+$/.test(key) ? recordReads(got, `${path}[]`, reads) : got;
+      const child = path ? `${path}.${key}` : key;
+      reads.add(child);
+      return recordReads(got, child, reads);
+    },
+  });
+}
+
+/** A config that sets every option (each value valid), so that every branch reads its keys. */
+const EVERYTHING = {
+  platform: 'WebcamServer',
+  name: 'Home',
+  videoProcessor: '/usr/bin/ffmpeg',
+  cameras: [
+    {
+      name: 'Porch',
+      source: '/dev/video0',
+      inputFormat: 'mjpeg',
+      width: 1280,
+      height: 720,
+      fps: 30,
+      quality: 5,
+      timestamp: true,
+      controls: { Brightness: 140, 'Focus, Auto': false },
+      controlsDevice: 'video0',
+      controlsTool: 'uvcdynctrl',
+      controlsFile: '/usr/share/uvcdynctrl/data/046d/logitech.xml',
+      motion: { enabled: true, sensitivity: 60, cooldownSeconds: 20 },
+      homekit: { enabled: true, unbridge: false, maxStreams: 3, encoder: 'h264_v4l2m2m', warmEncoder: false },
+      audio: { enabled: true, source: 'dsnoop:CARD=C920,DEV=0' },
+    },
+  ],
+  web: {
+    enabled: true,
+    host: '127.0.0.1',
+    port: 8181,
+    socket: '/run/webcam/webcam.sock',
+    usersFile: '/var/lib/homebridge/webcam-server/users',
+    trustedNetworks: ['192.168.1.0/24', 'fd00::/8'],
+    tls: { cert: '/etc/ssl/cam.pem', key: '/etc/ssl/cam.key' },
+  },
+  alerts: {
+    ses: { region: 'us-west-2', from: 'Camera <cam@example.com>', to: ['me@example.com'], accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret', endpoint: 'http://127.0.0.1:8005' },
+    smtp: { host: 'email-smtp.us-west-2.amazonaws.com', port: 587, username: 'AKIASMTP', password: 'pw', from: 'cam@example.com', fromName: 'Porch camera', to: ['me@example.com'] },
+    on: { motion: true, offline: false, publicIpChange: true, failedLogins: 3 },
+    cooldownSeconds: 600,
+    maxPerHour: 10,
+    offlineAfterSeconds: 120,
+    failedLoginWindowMinutes: 5,
+    publicIp: { resolver: 'resolver1.opendns.com:53', hostname: 'myip.opendns.com', intervalMinutes: 30 },
+  },
+};
+
+/** What the Homebridge UI's form saves for a new setup: every default written out (seen in the UI test). */
+const FORM_DEFAULTS = {
+  platform: 'WebcamServer',
+  name: 'Webcam Server',
+  cameras: [
+    {
+      name: 'Porch',
+      source: '/dev/video0',
+      inputFormat: 'mjpeg',
+      width: 1280,
+      height: 720,
+      fps: 30,
+      quality: 5,
+      timestamp: false,
+      controlsTool: 'auto',
+      motion: { enabled: true, sensitivity: 50, cooldownSeconds: 30 },
+      homekit: { enabled: true, unbridge: true, maxStreams: 2, encoder: 'libx264', warmEncoder: true },
+      audio: { enabled: false, source: 'default' },
+    },
+  ],
+  web: { enabled: true, host: '0.0.0.0', port: 8181 },
+  alerts: {
+    on: { motion: true, offline: true, publicIpChange: true, failedLogins: 5 },
+    cooldownSeconds: 300,
+    maxPerHour: 20,
+    offlineAfterSeconds: 60,
+    failedLoginWindowMinutes: 10,
+    publicIp: { resolver: 'resolver1.opendns.com', hostname: 'myip.opendns.com', intervalMinutes: 15 },
+  },
+};
+
+const porch = { name: 'Porch', source: '/dev/video0' };
+const sesBlock = { region: 'us-west-2', from: 'cam@example.com', to: ['me@example.com'] };
+
+/** Each invalid config, the error ajv must give (path, keyword, and a detail), and what the plugin says. */
+const INVALID: Array<{ why: string; config: Json; path: string; keyword: string; detail?: RegExp; plugin?: RegExp }> = [
+  { why: 'no name', config: { cameras: [] }, path: '', keyword: 'required', detail: /name/ },
+  { why: 'a camera without source', config: { name: 'x', cameras: [{ name: 'Porch' }] }, path: '/cameras/0', keyword: 'required', detail: /source/, plugin: /has no "source"/ },
+  { why: 'a camera without name', config: { name: 'x', cameras: [{ source: 'testsrc' }] }, path: '/cameras/0', keyword: 'required', detail: /name/ },
+  { why: 'a source that is no device, testsrc or URL', config: { name: 'x', cameras: [{ ...porch, source: 'video0' }] }, path: '/cameras/0/source', keyword: 'pattern', plugin: /neither a \/dev\/ device/ },
+  { why: 'an input format with a space', config: { name: 'x', cameras: [{ ...porch, inputFormat: 'yuyv 422' }] }, path: '/cameras/0/inputFormat', keyword: 'pattern', plugin: /is not a pixel format name/ },
+  { why: 'a width below 16', config: { name: 'x', cameras: [{ ...porch, width: 10 }] }, path: '/cameras/0/width', keyword: 'minimum', plugin: /width" must be a whole number from 16/ },
+  { why: 'a fractional frame rate', config: { name: 'x', cameras: [{ ...porch, fps: 12.5 }] }, path: '/cameras/0/fps', keyword: 'type', plugin: /fps" must be a whole number/ },
+  { why: 'a quality of 1', config: { name: 'x', cameras: [{ ...porch, quality: 1 }] }, path: '/cameras/0/quality', keyword: 'minimum', plugin: /quality" must be a whole number from 2 to 31/ },
+  { why: 'a control value that is text', config: { name: 'x', cameras: [{ ...porch, controls: { Brightness: 'high' } }] }, path: '/cameras/0/controls/Brightness', keyword: 'type', plugin: /must be a number or true\/false/ },
+  { why: 'a controls device with a space', config: { name: 'x', cameras: [{ ...porch, controlsDevice: 'video 0' }] }, path: '/cameras/0/controlsDevice', keyword: 'pattern', plugin: /is not a device name/ },
+  { why: 'an unknown controls tool', config: { name: 'x', cameras: [{ ...porch, controlsTool: 'magic' }] }, path: '/cameras/0/controlsTool', keyword: 'oneOf', plugin: /controlsTool "magic" must be one of/ },
+  { why: 'motion sensitivity above 100', config: { name: 'x', cameras: [{ ...porch, motion: { sensitivity: 101 } }] }, path: '/cameras/0/motion/sensitivity', keyword: 'maximum', plugin: /sensitivity" must be a whole number from 0 to 100/ },
+  { why: 'nine HomeKit streams', config: { name: 'x', cameras: [{ ...porch, homekit: { maxStreams: 9 } }] }, path: '/cameras/0/homekit/maxStreams', keyword: 'maximum', plugin: /maxStreams" must be a whole number from 1 to 8/ },
+  { why: 'an encoder the form does not offer', config: { name: 'x', cameras: [{ ...porch, homekit: { encoder: 'x264 --fast' } }] }, path: '/cameras/0/homekit/encoder', keyword: 'oneOf', plugin: /is not an ffmpeg encoder name/ },
+  { why: 'HomeKit switched on with text', config: { name: 'x', cameras: [{ ...porch, homekit: { enabled: 'yes' } }] }, path: '/cameras/0/homekit/enabled', keyword: 'type', plugin: /enabled" must be true or false/ },
+  { why: 'an ALSA device with a space', config: { name: 'x', cameras: [{ ...porch, audio: { enabled: true, source: 'hw 1' } }] }, path: '/cameras/0/audio/source', keyword: 'pattern', plugin: /is not an ALSA device name/ },
+  { why: 'port 70000', config: { name: 'x', web: { port: 70000 } }, path: '/web/port', keyword: 'maximum', plugin: /"web.port" must be a whole number from 0 to 65535/ },
+  { why: 'a trusted network that is a word', config: { name: 'x', web: { trustedNetworks: ['lan'] } }, path: '/web/trustedNetworks/0', keyword: 'pattern', plugin: /"web.trustedNetworks" entry "lan" is not an IP address/ },
+  { why: 'a certificate without its key', config: { name: 'x', web: { tls: { cert: '/c.pem' } } }, path: '/web/tls', keyword: 'dependencies', detail: /key/, plugin: /needs both "cert" and "key"/ },
+  { why: 'SES without recipients', config: { name: 'x', alerts: { ses: { region: 'us-west-2', from: 'cam@example.com' } } }, path: '/alerts/ses', keyword: 'required', detail: /to/, plugin: /"alerts.ses" needs "to"/ },
+  { why: 'SES with an empty recipient list', config: { name: 'x', alerts: { ses: { ...sesBlock, to: [] } } }, path: '/alerts/ses/to', keyword: 'minItems', plugin: /"alerts.ses" needs "to"/ },
+  { why: 'a recipient that is no address', config: { name: 'x', alerts: { ses: { ...sesBlock, to: ['me at home'] } } }, path: '/alerts/ses/to/0', keyword: 'pattern', plugin: /"alerts.ses.to" entry "me at home" is not an email address/ },
+  { why: 'a sender that is no address', config: { name: 'x', alerts: { ses: { ...sesBlock, from: 'camera' } } }, path: '/alerts/ses/from', keyword: 'pattern', plugin: /"alerts.ses.from" "camera" is not an email address/ },
+  { why: 'a region name as words', config: { name: 'x', alerts: { ses: { ...sesBlock, region: 'Oregon' } } }, path: '/alerts/ses/region', keyword: 'pattern' },
+  { why: 'an access key without its secret', config: { name: 'x', alerts: { ses: { ...sesBlock, accessKeyId: 'AKIA' } } }, path: '/alerts/ses', keyword: 'dependencies', detail: /secretAccessKey/, plugin: /needs both "accessKeyId" and "secretAccessKey"/ },
+  { why: 'an endpoint that is not http(s)', config: { name: 'x', alerts: { ses: { ...sesBlock, endpoint: 'ftp://ses.local' } } }, path: '/alerts/ses/endpoint', keyword: 'pattern', plugin: /"alerts.ses.endpoint" "ftp:\/\/ses.local" is not an http\(s\) URL/ },
+  { why: 'SMTP without host', config: { name: 'x', alerts: { smtp: { from: 'cam@example.com', to: ['me@example.com'] } } }, path: '/alerts/smtp', keyword: 'required', detail: /host/, plugin: /"alerts.smtp" needs "host"/ },
+  { why: 'SMTP port 0', config: { name: 'x', alerts: { smtp: { host: 'mail', port: 0, from: 'cam@example.com', to: ['me@example.com'] } } }, path: '/alerts/smtp/port', keyword: 'minimum', plugin: /"alerts.smtp.port" must be a whole number from 1/ },
+  { why: 'failed logins below 0', config: { name: 'x', alerts: { ses: sesBlock, on: { failedLogins: -1 } } }, path: '/alerts/on/failedLogins', keyword: 'minimum', plugin: /"alerts.on.failedLogins" must be a whole number from 0/ },
+  { why: 'no alerts an hour', config: { name: 'x', alerts: { ses: sesBlock, maxPerHour: 0 } }, path: '/alerts/maxPerHour', keyword: 'minimum', plugin: /"alerts.maxPerHour" must be a whole number from 1/ },
+  { why: 'a resolver with a space', config: { name: 'x', alerts: { ses: sesBlock, publicIp: { resolver: 'my resolver' } } }, path: '/alerts/publicIp/resolver', keyword: 'pattern', plugin: /"alerts.publicIp.resolver" "my resolver" is not a host/ },
+];
+
+describe('config.schema.json', () => {
+  it('is a Homebridge platform schema with a custom UI', () => {
+    assert.equal(doc.pluginAlias, 'WebcamServer');
+    assert.equal(doc.pluginType, 'platform');
+    assert.equal(doc.singular, true);
+    assert.equal(doc.customUi, true);
+    assert.equal(doc.customUiPath, './homebridge-ui');
+  });
+
+  it('accepts valid configs, which the plugin takes without a complaint', () => {
+    const valid: Array<[string, Json]> = [
+      ['the smallest', { platform: 'WebcamServer', name: 'Webcam Server' }],
+      ['every option set', EVERYTHING],
+      ['the test pattern and a stream URL, SMTP alerts', {
+        name: 'Cabin',
+        cameras: [
+          { name: 'Pattern', source: 'testsrc', width: 320, height: 240, fps: 10 },
+          { name: 'Barn', source: 'rtsp://user:secret@10.0.0.5:554/stream1', inputFormat: 'yuyv422' },
+        ],
+        alerts: { smtp: { host: 'smtp.example.com', port: 465, from: 'cam@example.com', to: ['a@example.com', 'b@example.org'] } },
+      }],
+    ];
+    for (const [why, config] of valid) {
+      assert.deepEqual(errorsOf(config), [], why);
+      assert.deepEqual(normalizeConfig(config).problems, [], `${why}: the plugin agrees`);
+    }
+    assert.deepEqual(errorsOf(FORM_DEFAULTS), [], 'what the form saves for a new setup');
+  });
+
+  for (const { why, config, path, keyword, detail, plugin } of INVALID) {
+    it(`refuses ${why}`, () => {
+      const errors = errorsOf(config);
+      const match = errors.find((e) => e.instancePath === path && e.keyword === keyword && (!detail || detail.test(JSON.stringify(e.params))));
+      assert.ok(match, `expected ${keyword} at "${path}", got ${JSON.stringify(errors.map((e) => [e.instancePath, e.keyword, e.params]))}`);
+      const unrelated = errors.filter((e) => !e.instancePath.startsWith(path) && !(e.keyword === 'if'));
+      assert.deepEqual(unrelated, [], 'nothing else is wrong with it');
+      if (plugin) assert.match(normalizeConfig(config).problems.join('\n'), plugin, 'the plugin reports it too');
+    });
+  }
+
+  it('has every key normalizeConfig reads, and no key it does not', () => {
+    const reads = new Set<string>();
+    const { problems } = normalizeConfig(recordReads(EVERYTHING, '', reads));
+    assert.deepEqual(problems, [], 'the probe config is valid');
+    const read = [...reads].filter((path) => !path.startsWith('cameras[].controls.') && path !== 'platform').sort();
+    const inSchema = schemaPaths(doc.schema);
+    const objects = new Set(read.filter((path) => read.some((other) => other.startsWith(`${path}.`) || other.startsWith(`${path}[].`))));
+    assert.deepEqual(read.filter((path) => !objects.has(path) && !inSchema.includes(path)), [], 'read by the plugin but missing from the schema');
+    assert.deepEqual(inSchema.filter((path) => !reads.has(path)), [], 'in the schema but never read by the plugin');
+  });
+});
+
+describe('config.schema.json layout', () => {
+  /** Keys named in the layout (`cameras[].motion.enabled`), and every condition's function body. */
+  function walkLayout(items: unknown[], keys: string[], conditions: string[]): void {
+    for (const item of items) {
+      if (typeof item === 'string') keys.push(item);
+      else if (item && typeof item === 'object') {
+        const entry = item as Json;
+        if (typeof entry.key === 'string') keys.push(entry.key);
+        const condition = entry.condition as { functionBody?: string } | undefined;
+        if (condition?.functionBody) conditions.push(condition.functionBody);
+        if (Array.isArray(entry.items)) walkLayout(entry.items, keys, conditions);
+      }
+    }
+  }
+  const keys: string[] = [];
+  const conditions: string[] = [];
+  walkLayout(doc.layout, keys, conditions);
+
+  it('shows every option of the schema, and only those', () => {
+    const named = new Set(keys.map((key) => key.replace(/\[\]$/, '')));
+    // Values the form cannot show as fields: a camera's controls (a map of the camera's own names,
+    // set from the custom UI's Camera controls panel) and trustProxy (true or a list). The custom
+    // UI keeps them in the config when the form changes (homebridge-ui/public/app.js).
+    const notInForm = ['cameras[].controls', 'web.trustProxy'];
+    const missing = schemaPaths(doc.schema).filter((path) => !named.has(path) && !notInForm.includes(path));
+    assert.deepEqual(missing, [], 'options the form would not show');
+    const paths = new Set([...schemaPaths(doc.schema), 'cameras', 'cameras[]']);
+    assert.deepEqual([...named].filter((key) => !paths.has(key)), [], 'layout keys with no option behind them');
+  });
+
+  it('has conditions that run on an empty, a default and a full config', () => {
+    assert.ok(conditions.length > 5);
+    for (const body of conditions) {
+      // The form calls them as functionBody(model, arrayIndices); so does this test.
+      // eslint-disable-next-line @typescript-eslint/no-implied-eval
+      const condition = new Function('model', 'arrayIndices', body) as (model: unknown, arrayIndices: number[]) => unknown;
+      for (const model of [{}, { cameras: [{}] }, FORM_DEFAULTS, EVERYTHING]) {
+        assert.equal(typeof condition(model, [0]), 'boolean', `${body} on ${JSON.stringify(model).slice(0, 40)}`);
+      }
+    }
+    const sound = conditions.find((body) => body.includes('audio'));
+    assert.ok(sound);
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    const showSource = new Function('model', 'arrayIndices', sound) as (model: unknown, arrayIndices: number[]) => boolean;
+    assert.equal(showSource({ cameras: [{ audio: { enabled: true } }] }, [0]), true, 'the ALSA device shows when sound is on');
+    assert.equal(showSource({ cameras: [{}] }, [0]), false, 'and not by default');
+  });
+});
