@@ -55,6 +55,10 @@ async function main() {
   return new WebcamServerUiServer();
 }
 
+// The UI ends this process with SIGTERM when the settings close: exit through Node's 'exit' hooks,
+// which stop any ffmpeg or controls tool still running for it.
+process.on('SIGTERM', () => process.exit(0));
+
 main().catch((error) => {
   console.error('Webcam Server UI could not start:', error);
   process.exit(1);

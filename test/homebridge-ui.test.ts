@@ -58,7 +58,12 @@ async function shot(page: Page, name: string): Promise<void> {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
   await sleep(300);
-  await page.locator('.modal-dialog').first().screenshot({ path: join(SHOTS, name), animations: 'disabled' });
+  // The modal as far as the window shows it (a long form goes on below).
+  const box = await page.locator('.modal-dialog').first().boundingBox();
+  const view = page.viewportSize();
+  if (!box || !view) return;
+  const height = Math.min(box.height, view.height - box.y);
+  await page.screenshot({ path: join(SHOTS, name), clip: { x: box.x, y: box.y, width: box.width, height }, animations: 'disabled' });
 }
 
 /** Clicks the title of a collapsed panel of the settings form. */
@@ -124,6 +129,8 @@ describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
     for (const title of ['Motion detection', 'HomeKit', 'Sound', 'Web server', 'Email alerts', 'Advanced']) {
       assert.ok(await modal.getByText(title, { exact: true }).first().isVisible(), `the "${title}" panel`);
     }
+    await expand(page, 'HomeKit');
+    await modal.getByText('Live streams at once', { exact: true }).first().waitFor();
     await shot(page, 'homebridge-ui-settings.png');
 
     // Webcams: none here (the empty state says what to do), then a C920 stand-in after "Look again".
@@ -140,10 +147,11 @@ describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
     mkdirSync(join(devDir, 'v4l', 'by-id'), { recursive: true });
     symlinkSync('../../video0', join(devDir, 'v4l', 'by-id', C920_ID));
     await frame.click('#devices-scan');
-    const c920 = frame.locator(`[data-device="${join(devDir, 'video0')}"]`);
+    // The folder stands in for /dev: the devices are named as on a real machine.
+    const c920 = frame.locator('[data-device="/dev/video0"]');
     await c920.waitFor();
     assert.match(await c920.innerText(), /HD Pro Webcam C920[\s\S]*by-id[\s\S]*MJPEG \(Motion-JPEG\): 1920×1080/);
-    assert.match(await frame.locator(`[data-device="${join(devDir, 'video1')}"]`).innerText(), /gives no picture.*use the other one/);
+    assert.match(await frame.locator('[data-device="/dev/video1"]').innerText(), /gives no picture.*use the other one/);
 
     // The preview of the selected camera (Porch, the test pattern): a real frame, refreshed.
     const previewWidth = () => frame.locator('#preview').evaluate((img: HTMLImageElement) => img.naturalWidth);
@@ -153,6 +161,7 @@ describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
     assert.match(first, /^Live preview, updated /);
     await frame.waitForFunction((before) => document.getElementById('preview-status')?.textContent !== before, first, { timeout: 10_000 });
     assert.equal(await previewWidth(), 320);
+    assert.equal(await frame.locator('#live-link').getAttribute('href'), 'http://127.0.0.1:8181/cameras/porch/', 'a link to the live page');
     assert.match(await frame.locator('[data-code="CONTROLS_NOT_CONFIGURED"]').innerText(), /reads the test pattern, not a webcam/);
 
     // Controls of Desk (its controls device is the C920 stand-in): set one, keep it in the config.
@@ -240,7 +249,7 @@ describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
       [
         ['Porch', 'testsrc'],
         ['Desk', 'testsrc'],
-        ['HD Pro Webcam C920', join(devDir, 'v4l', 'by-id', C920_ID)],
+        ['HD Pro Webcam C920', `/dev/v4l/by-id/${C920_ID}`],
       ],
     );
     assert.deepEqual([cameras[2].inputFormat, cameras[2].width, cameras[2].height, cameras[2].fps], ['mjpeg', 1920, 1080, 30]);

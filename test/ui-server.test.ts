@@ -144,6 +144,14 @@ describe('preview', () => {
     assert.equal(missing.code, 'PREVIEW_FAILED');
     assert.match(missing.message, /\/dev\/video42 does not exist: is the webcam plugged in\?/);
 
+    // A webcam already open elsewhere (the plugin's own capture, under Homebridge): an ffmpeg
+    // stand-in says what ffmpeg says then.
+    const busyFfmpeg = join(storagePath, 'ffmpeg-busy');
+    writeFileSync(busyFfmpeg, '#!/bin/sh\necho "[video4linux2,v4l2 @ 0x55d0] Cannot open video device /dev/video0: Device or resource busy" >&2\nexit 1\n', { mode: 0o755 });
+    const busy = await failure(call(handlers, '/preview', { config: { videoProcessor: busyFfmpeg }, camera: { name: 'Desk', source: '/dev/video0' } }));
+    assert.equal(busy.code, 'PREVIEW_BUSY');
+    assert.match(busy.message, /\/dev\/video0 is busy: only one program can open a webcam.*The live page shows the picture/);
+
     const bad = await failure(call(handlers, '/preview', { camera: { name: 'Odd', source: 'video0' } }));
     assert.equal(bad.code, 'CAMERA_INVALID');
     assert.match(bad.message, /neither a \/dev\/ device, "testsrc", nor a URL/);

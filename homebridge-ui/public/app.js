@@ -343,6 +343,35 @@
     loadControls();
   }
 
+  /** A camera's id in URLs, as the plugin makes it (src/config.ts slugify). */
+  function slugify(name) {
+    const slug = String(name || '')
+      .normalize('NFKD')
+      .replace(/[\u0300-\u036f]/g, '')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '');
+    return slug || 'camera';
+  }
+
+  /** The camera's page on the plugin's web server, as this browser reaches this machine; undefined when there is none. */
+  function liveUrl(camera) {
+    const web = currentConfig().web || {};
+    if (web.enabled === false || web.socket) return undefined;
+    const tls = web.tls && web.tls.cert && web.tls.key;
+    const host = window.location.hostname.includes(':') ? `[${window.location.hostname}]` : window.location.hostname;
+    return `${tls ? 'https' : 'http'}://${host}:${Number(web.port) || 8181}/cameras/${slugify(camera.name)}/`;
+  }
+
+  function showLiveLink(camera) {
+    const url = camera ? liveUrl(camera) : undefined;
+    $('live-link-line').hidden = !url;
+    if (url) {
+      $('live-link').href = url;
+      $('live-link').textContent = url;
+    }
+  }
+
   // ---- preview ----
   let previewTimer;
   let previewRun = 0;
@@ -356,6 +385,7 @@
     const camera = selectedCamera();
     const image = $('preview');
     const status = $('preview-status');
+    showLiveLink(camera);
     if (!camera) {
       image.removeAttribute('src');
       return;
@@ -375,7 +405,7 @@
       } catch (error) {
         if (run !== previewRun) return;
         status.textContent = messageOf(error);
-        status.className = 'wcs-error';
+        status.className = codeOf(error) === 'PREVIEW_BUSY' ? 'wcs-muted' : 'wcs-error';
         image.classList.add('wcs-stale');
         wait = PREVIEW_RETRY_MS;
       }
@@ -448,8 +478,9 @@
       shown,
       el('button', {
         type: 'button',
-        class: 'btn btn-sm btn-link',
+        class: 'btn btn-sm btn-outline-secondary wcs-default',
         text: 'Default',
+        title: `Back to the default (${control.type === 'boolean' ? (defaultValue ? 'on' : 'off') : control.default})`,
         disabled: disabled || controlValue(control) === defaultValue ? true : undefined,
         onclick: () => set(defaultValue),
       }),

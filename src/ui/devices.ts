@@ -50,6 +50,8 @@ export interface DeviceScan {
 
 export interface ScanOptions {
   devDir?: string;
+  /** The folder the devices are named under (default: devDir), when devDir stands in for /dev. */
+  shownAs?: string;
   sysDir?: string;
   v4l2Ctl?: string;
   /** The ffmpeg binary for the fallback; undefined when none was found. */
@@ -177,7 +179,7 @@ async function readText(path: string): Promise<string | undefined> {
 }
 
 /** `/dev/video0` -> `/dev/v4l/by-id/usb-046d_HD_Pro_Webcam_C920_...-video-index0` */
-async function byIdLinks(devDir: string): Promise<Map<string, string>> {
+async function byIdLinks(devDir: string, shownAs: string): Promise<Map<string, string>> {
   const links = new Map<string, string>();
   const dir = join(devDir, 'v4l', 'by-id');
   let names: string[];
@@ -190,7 +192,7 @@ async function byIdLinks(devDir: string): Promise<Map<string, string>> {
     try {
       const target = await fs.realpath(join(dir, name));
       const node = /(video\d+)$/.exec(target)?.[1];
-      if (node && !links.has(node)) links.set(node, join(dir, name));
+      if (node && !links.has(node)) links.set(node, join(shownAs, 'v4l', 'by-id', name));
     } catch {
       // a dangling link: the device has gone
     }
@@ -210,11 +212,12 @@ function explainOpenError(message: string, path: string): string {
 
 /** The formats of one device, by v4l2-ctl if it is installed, else by ffmpeg. */
 async function listFormats(
+  file: string,
   path: string,
   options: ScanOptions,
 ): Promise<{ formats: VideoFormat[]; tool: DeviceScan['formatTool']; problem?: string }> {
   try {
-    const result = await runTool(options.v4l2Ctl ?? 'v4l2-ctl', ['-d', path, '--list-formats-ext'], { timeoutMs: 5_000 });
+    const result = await runTool(options.v4l2Ctl ?? 'v4l2-ctl', ['-d', file, '--list-formats-ext'], { timeoutMs: 5_000 });
     if (result.code === 0) return { formats: parseV4l2Formats(result.stdout), tool: 'v4l2-ctl' };
     return { formats: [], tool: 'v4l2-ctl', problem: explainOpenError(`${result.stderr}\n${result.stdout}`, path) };
   } catch (error) {
@@ -222,7 +225,7 @@ async function listFormats(
   }
   if (!options.ffmpeg) return { formats: [], tool: 'none' };
   // ffmpeg prints the list and then stops ("Immediate exit requested"), so its exit code is 1.
-  const result = await runTool(options.ffmpeg, ['-hide_banner', '-nostdin', '-f', 'v4l2', '-list_formats', 'all', '-i', path], { timeoutMs: 10_000 });
+  const result = await runTool(options.ffmpeg, ['-hide_banner', '-nostdin', '-f', 'v4l2', '-list_formats', 'all', '-i', file], { timeoutMs: 10_000 });
   const formats = parseFfmpegFormats(result.stderr);
   if (formats.length > 0) return { formats, tool: 'ffmpeg' };
   return { formats, tool: 'ffmpeg', problem: /Immediate exit/.test(result.stderr) ? undefined : explainOpenError(result.stderr, path) };
@@ -245,22 +248,24 @@ export async function scanDevices(options: ScanOptions = {}): Promise<DeviceScan
   }
   entries.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
   if (entries.length === 0) return { devices: [], formatTool: 'none', hint: NO_DEVICE_HINT };
-  const links = await byIdLinks(devDir);
+  const shownAs = options.shownAs ?? devDir;
+  const links = await byIdLinks(devDir, shownAs);
   const devices: VideoDevice[] = [];
   let formatTool: DeviceScan['formatTool'] = 'none';
   let listedAny = false;
   for (const node of entries) {
-    const path = join(devDir, node);
+    const file = join(devDir, node);
+    const path = join(shownAs, node);
     const name = (await readText(join(sysDir, node, 'name'))) ?? node;
     const device: VideoDevice = { path, name, byId: links.get(node), formats: [] };
     try {
-      await fs.access(path, constants.R_OK | constants.W_OK);
+      await fs.access(file, constants.R_OK | constants.W_OK);
     } catch (error) {
       device.problem = explainOpenError((error as Error).message, path);
       devices.push(device);
       continue;
     }
-    const listed = await listFormats(path, options);
+    const listed = await listFormats(file, path, options);
     listedAny = true;
     if (listed.tool !== 'none') formatTool = listed.tool;
     device.formats = listed.formats;

@@ -158,7 +158,9 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
         ffmpeg = undefined;
       }
       return scanDevices({
+        // Test hooks: a folder standing in for /dev (its devices are still named /dev/…) and for /sys/class/video4linux.
         devDir: env.WEBCAM_SERVER_UI_DEV_DIR,
+        shownAs: env.WEBCAM_SERVER_UI_DEV_DIR ? '/dev' : undefined,
         sysDir: env.WEBCAM_SERVER_UI_SYS_DIR,
         ffmpeg,
       });
@@ -176,7 +178,7 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
       try {
         return { jpeg: (await grab).toString('base64'), at: new Date().toISOString() };
       } catch (error) {
-        if (error instanceof PreviewError) throw new UiError('PREVIEW_FAILED', error.message);
+        if (error instanceof PreviewError) throw new UiError(error.busy ? 'PREVIEW_BUSY' : 'PREVIEW_FAILED', error.message);
         throw error;
       }
     },

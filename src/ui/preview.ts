@@ -8,7 +8,11 @@ import { buildCaptureArgs, explainCaptureError, redactSecrets, sourceKind } from
 import { track } from '../media/processes';
 
 export class PreviewError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The device is open in another program: under Homebridge, usually this plugin's own capture. */
+    readonly busy = false,
+  ) {
     super(message);
     this.name = 'PreviewError';
   }
@@ -63,6 +67,15 @@ export function grabPreview(ffmpeg: string, camera: CaptureSource, timeoutMs = 1
       if (timedOut) {
         const what = sourceKind(camera.source) === 'url' ? 'the stream did not answer' : 'the camera gave no picture';
         reject(new PreviewError(`No picture from ${source} within ${timeoutMs / 1000} s: ${what}.`));
+        return;
+      }
+      if (/Device or resource busy/i.test(stderr)) {
+        reject(
+          new PreviewError(
+            `${source} is busy: only one program can open a webcam, and one has it now (when Homebridge runs this plugin, its capture does, for a viewer, a HomeKit stream or motion detection). The live page shows the picture meanwhile.`,
+            true,
+          ),
+        );
         return;
       }
       const hint = explainCaptureError(stderr, camera.source);
