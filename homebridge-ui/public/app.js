@@ -103,6 +103,10 @@
     return false;
   }
 
+  function hasValues(value) {
+    return isObject(value) && Object.values(value).some((v) => v !== undefined && v !== '' && !(Array.isArray(v) && v.length === 0));
+  }
+
   function mergeObject(old, model, path) {
     const out = { ...model };
     for (const [key, value] of Object.entries(old || {})) {
@@ -164,6 +168,10 @@
     mine.onChange(async (model) => {
       if (form !== mine || !isObject(model)) return;
       const next = mergeObject(currentConfig(), model, '');
+      // The form fills in the alert switches' defaults even with no way to send: without SES or
+      // SMTP they mean nothing, and the plugin would warn about them at every start.
+      const alerts = next.alerts;
+      if (isObject(alerts) && !hasValues(alerts.ses) && !hasValues(alerts.smtp)) delete next.alerts;
       config = next;
       await homebridge.updatePluginConfig([next]);
       configChanged();
@@ -249,6 +257,10 @@
       el('option', { value: 'new', text: 'a new camera' }),
     );
     const source = device.byId || device.path;
+    const users = cameras()
+      .map((camera, i) => ({ camera, i }))
+      .filter(({ camera }) => camera.source === device.path || (device.byId && camera.source === device.byId));
+    target.value = users.length > 0 ? String(users[0].i) : 'new';
     const use = el('button', {
       type: 'button',
       class: 'btn btn-sm btn-primary',
@@ -275,6 +287,7 @@
         { class: 'card-body' },
         el('div', { class: 'wcs-device-name' }, el('strong', { text: device.name }), ' ', el('code', { text: device.path })),
         device.byId ? el('div', { class: 'wcs-muted wcs-small' }, 'Stable name: ', el('code', { text: device.byId })) : null,
+        users.length > 0 ? el('div', { class: 'wcs-small', text: `Used by ${users.map(({ camera }) => `"${camera.name}"`).join(', ')}.` }) : null,
         device.problem ? alertBox('warning', device.problem) : null,
         device.formats.length > 0
           ? el('p', { class: 'wcs-small' }, device.formats.map((f) => `${f.inputFormat === 'mjpeg' ? 'MJPEG' : f.inputFormat} (${f.description}): ${f.sizes.length > 0 ? f.sizes.map((s) => `${s.width}×${s.height}`).slice(0, 8).join(', ') + (f.sizes.length > 8 ? ` and ${f.sizes.length - 8} more` : '') : 'any size'}`).join('; '))
