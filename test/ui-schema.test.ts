@@ -290,3 +290,82 @@ describe('config.schema.json layout', () => {
     assert.equal(showSource({ cameras: [{}] }, [0]), false, 'and not by default');
   });
 });
+
+interface FormMerge {
+  layoutKeys(items: unknown[]): Set<string>;
+  mergeFormModel(owned: Set<string>, old: Json, model: Json): Json;
+  normalizeForForm(block: Json): Json;
+}
+// The settings page's own script (a browser script that also loads as a CommonJS module).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const formMerge = require('../homebridge-ui/public/form-merge.js') as FormMerge;
+
+describe("the settings page's merge of the form into the config", () => {
+  const owned = formMerge.layoutKeys(doc.layout);
+  const old: Json = {
+    platform: 'WebcamServer',
+    name: 'Home',
+    cameras: [
+      { name: 'Porch', source: '/dev/video0', controls: { Brightness: 140 } },
+      { name: 'Garden', source: 'testsrc', controlsDevice: 'video1', controls: { Zoom: 2 } },
+    ],
+    web: { port: 8181, usersFile: '/srv/users', trustProxy: ['127.0.0.1'], futureKnob: 3 },
+  };
+
+  it('knows the fields the form shows', () => {
+    for (const key of ['name', 'cameras[].name', 'cameras[].homekit.warmEncoder', 'web.port', 'alerts.ses.to']) assert.ok(owned.has(key), key);
+    for (const key of ['cameras[].controls', 'web.trustProxy', 'platform']) assert.ok(!owned.has(key), key);
+  });
+
+  it('takes what the form shows and keeps what it has no field for', () => {
+    // The form changed the port, cleared the users file and dropped everything it has no field for.
+    const model = { name: 'Home', cameras: [{ name: 'Porch', source: '/dev/video0' }, { name: 'Garden', source: 'testsrc', controlsDevice: 'video1' }], web: { port: 8282 } };
+    assert.deepEqual(formMerge.mergeFormModel(owned, old, model), {
+      name: 'Home',
+      platform: 'WebcamServer',
+      cameras: [
+        { name: 'Porch', source: '/dev/video0', controls: { Brightness: 140 } },
+        { name: 'Garden', source: 'testsrc', controlsDevice: 'video1', controls: { Zoom: 2 } },
+      ],
+      web: { port: 8282, trustProxy: ['127.0.0.1'], futureKnob: 3 },
+    });
+  });
+
+  it('follows cameras through a rename (by position) and a removal (by name)', () => {
+    const renamed = formMerge.mergeFormModel(owned, old, { name: 'Home', cameras: [{ name: 'Front door', source: '/dev/video0' }, { name: 'Garden', source: 'testsrc' }] });
+    assert.deepEqual((renamed.cameras as Json[]).map((c) => c.controls), [{ Brightness: 140 }, { Zoom: 2 }]);
+    const removed = formMerge.mergeFormModel(owned, old, { name: 'Home', cameras: [{ name: 'Garden', source: 'testsrc' }] });
+    assert.deepEqual((removed.cameras as Json[]).map((c) => [c.name, c.controls]), [['Garden', { Zoom: 2 }]]);
+    const added = formMerge.mergeFormModel(owned, old, { name: 'Home', cameras: [{ name: 'Porch' }, { name: 'Garden' }, { name: 'Attic', source: 'testsrc' }] });
+    assert.deepEqual((added.cameras as Json[]).map((c) => c.controls), [{ Brightness: 140 }, { Zoom: 2 }, undefined]);
+  });
+
+  it("drops the form's alert defaults while neither SES nor SMTP is filled in", () => {
+    const defaults = { on: { motion: true }, cooldownSeconds: 300 };
+    assert.equal(formMerge.mergeFormModel(owned, {}, { name: 'x', alerts: defaults }).alerts, undefined);
+    assert.deepEqual(formMerge.mergeFormModel(owned, {}, { name: 'x', alerts: { ...defaults, ses: { region: 'us-west-2' } } }).alerts, { ...defaults, ses: { region: 'us-west-2' } });
+  });
+
+  it("turns flask-cam's SMTP names and comma-separated lists into the form's fields, meaning the same", () => {
+    const flaskCam = {
+      name: 'Cabin',
+      cameras: [{ name: 'Porch', source: 'testsrc', width: '640', height: '480' }],
+      web: { kioskFrameAncestors: 'https://dash.example.com' },
+      alerts: {
+        smtp: { host: 'email-smtp.us-west-2.amazonaws.com', port: '587', sender: 'cam@example.com', sender_name: 'Porch', recipient: 'me@example.com, you@example.com', smtp_username: 'AKIA', smtp_password: 'pw' },
+      },
+    };
+    const normalized = formMerge.normalizeForForm(flaskCam);
+    assert.deepEqual((normalized.alerts as { smtp: Json }).smtp, {
+      host: 'email-smtp.us-west-2.amazonaws.com',
+      port: 587,
+      from: 'cam@example.com',
+      fromName: 'Porch',
+      to: ['me@example.com', 'you@example.com'],
+      username: 'AKIA',
+      password: 'pw',
+    });
+    assert.deepEqual(errorsOf(normalized), [], 'the form can hold all of it');
+    assert.deepEqual(normalizeConfig(normalized).config, normalizeConfig(flaskCam).config, 'the plugin reads the same config');
+  });
+});

@@ -73,93 +73,20 @@
   }
 
   // ---- the settings form (drawn by the Homebridge UI below this page, from config.schema.json) ----
-  //
-  // The form keeps only the values of the fields it shows: a key it has no field for (a camera's
-  // `controls`, `web.trustProxy`, anything unknown to the schema) would be dropped from the config
-  // the moment it changes anything. So the form is one made with `homebridge.createForm`, and each
-  // of its changes is merged into this page's copy of the config, which alone goes to the UI's
-  // Save: the form decides the keys it shows, every other key is kept as it was.
+  // Made with `homebridge.createForm`; each change is merged into this page's copy of the config
+  // (form-merge.js says why), and that copy alone goes to the UI's Save.
+  const { layoutKeys, mergeFormModel, normalizeForForm } = window.WebcamFormMerge;
+  const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
   let form = null;
   let schemaDoc = null;
   /** Paths of the fields the form shows (`cameras[].motion.enabled`, `web.port` …). */
   let owned = new Set();
 
-  const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-  function layoutKeys(items, into) {
-    for (const item of items || []) {
-      if (typeof item === 'string') into.add(item.replace(/\[\]$/, ''));
-      else if (isObject(item)) {
-        if (typeof item.key === 'string') into.add(item.key.replace(/\[\]$/, ''));
-        layoutKeys(item.items, into);
-      }
-    }
-    return into;
-  }
-  /** True when the form shows `path` or something inside it. */
-  function formShows(path) {
-    if (owned.has(path)) return true;
-    for (const key of owned) if (key.startsWith(`${path}.`) || key.startsWith(`${path}[]`)) return true;
-    return false;
-  }
-
-  function hasValues(value) {
-    return isObject(value) && Object.values(value).some((v) => v !== undefined && v !== '' && !(Array.isArray(v) && v.length === 0));
-  }
-
-  function mergeObject(old, model, path) {
-    const out = { ...model };
-    for (const [key, value] of Object.entries(old || {})) {
-      const at = path ? `${path}.${key}` : key;
-      if (key in out) {
-        if (isObject(value) && isObject(out[key])) out[key] = mergeObject(value, out[key], at);
-        else if (Array.isArray(value) && Array.isArray(out[key]) && out[key].some(isObject)) out[key] = mergeList(value, out[key], `${at}[]`);
-      } else if (!formShows(at)) {
-        out[key] = clone(value);
-      }
-    }
-    return out;
-  }
-  /** Items of a list (cameras) by position while the count is unchanged (a rename), else by name. */
-  function mergeList(old, model, path) {
-    return model.map((item, i) => {
-      const match = old.length === model.length ? old[i] : old.find((o) => isObject(o) && isObject(item) && o.name === item.name);
-      return isObject(item) && isObject(match) ? mergeObject(match, item, path) : item;
-    });
-  }
-
-  /** Turns the other spellings the plugin accepts into the ones the form has fields for. */
-  function normalizeForForm(block) {
-    const next = clone(block);
-    const list = (value) => (typeof value === 'string' ? value.split(/[,;]/).map((s) => s.trim()).filter(Boolean) : value);
-    const alerts = isObject(next.alerts) ? next.alerts : undefined;
-    if (alerts && isObject(alerts.ses)) alerts.ses.to = list(alerts.ses.to);
-    if (alerts && isObject(alerts.smtp)) {
-      const smtp = alerts.smtp;
-      // flask-cam's `secrets` names
-      for (const [alias, name] of [['sender', 'from'], ['sender_name', 'fromName'], ['recipient', 'to'], ['smtp_username', 'username'], ['smtp_password', 'password']]) {
-        if (smtp[alias] !== undefined) {
-          if (smtp[name] === undefined || smtp[name] === '') smtp[name] = smtp[alias];
-          delete smtp[alias];
-        }
-      }
-      smtp.to = list(smtp.to);
-      if (typeof smtp.port === 'string' && /^\d+$/.test(smtp.port.trim())) smtp.port = Number(smtp.port);
-    }
-    if (isObject(next.web) && typeof next.web.kioskFrameAncestors === 'string') next.web.kioskFrameAncestors = [next.web.kioskFrameAncestors];
-    for (const camera of Array.isArray(next.cameras) ? next.cameras : []) {
-      for (const key of ['width', 'height', 'fps', 'quality']) {
-        if (isObject(camera) && typeof camera[key] === 'string' && /^\s*\d+\s*$/.test(camera[key])) camera[key] = Number(camera[key]);
-      }
-    }
-    return next;
-  }
-
   async function showForm() {
     if (form) return;
     if (!schemaDoc) {
       schemaDoc = await homebridge.getPluginConfigSchema();
-      owned = layoutKeys(schemaDoc.layout, new Set());
+      owned = layoutKeys(schemaDoc.layout);
     }
     if (activeTab !== 'settings' || form) return;
     const { schema, layout } = schemaDoc;
@@ -167,11 +94,7 @@
     form = mine;
     mine.onChange(async (model) => {
       if (form !== mine || !isObject(model)) return;
-      const next = mergeObject(currentConfig(), model, '');
-      // The form fills in the alert switches' defaults even with no way to send: without SES or
-      // SMTP they mean nothing, and the plugin would warn about them at every start.
-      const alerts = next.alerts;
-      if (isObject(alerts) && !hasValues(alerts.ses) && !hasValues(alerts.smtp)) delete next.alerts;
+      const next = mergeFormModel(owned, currentConfig(), model);
       config = next;
       await homebridge.updatePluginConfig([next]);
       configChanged();
