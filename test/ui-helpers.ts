@@ -80,6 +80,11 @@ export async function startHomebridgeUi(
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Even when the test process dies half-way, the UI goes with it (its server.js child follows:
+  // it ends when the UI's IPC channel closes).
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
