@@ -203,6 +203,26 @@ describe('FrameHub', () => {
     await hub.close();
   });
 
+  it('restarts at the first delay again after a capture that ran healthily (killed every so often)', async () => {
+    const { hub, sources, current } = makeHub({ backoffInitialMs: 40, backoffMaxMs: 1000, healthyRunMs: 60 });
+    hub.subscribe((_f, done) => done());
+    const gaps: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      // Frames for longer than healthyRunMs, then the capture dies.
+      for (let f = 0; f < 8; f++) {
+        current().frame(`f${i}-${f}`);
+        await sleep(10);
+      }
+      const before = sources.length;
+      const diedAt = Date.now();
+      current().exit({ code: 1, stderr: 'killed' });
+      while (sources.length === before) await sleep(5);
+      gaps.push(Date.now() - diedAt);
+    }
+    assert.ok(gaps.every((gap) => gap < 75), `no growing backoff: ${gaps.join(', ')} ms`);
+    await hub.close();
+  });
+
   it('restarts a capture that stops delivering frames (stall)', async () => {
     const { hub, sources, current } = makeHub({ stallTimeoutMs: 100 });
     hub.subscribe((_f, done) => done());

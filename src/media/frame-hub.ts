@@ -41,6 +41,12 @@ export interface FrameHubOptions {
   /** Restart delays: the first, doubled per consecutive failure up to the max (0.5 s .. 30 s). */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * A capture that delivered frames for this long before it ended was healthy: the next restart
+   * waits only the first delay again (default 10 s). A camera that dies every 30 s must not end
+   * up waiting 30 s for each restart.
+   */
+  healthyRunMs?: number;
 }
 
 /** Pure policy: the delay before restart number `failures` (0-based). */
@@ -130,6 +136,7 @@ export class FrameHub extends EventEmitter {
       startTimeoutMs: options.startTimeoutMs ?? 15_000,
       backoffInitialMs: options.backoffInitialMs ?? 500,
       backoffMaxMs: options.backoffMaxMs ?? 30_000,
+      healthyRunMs: options.healthyRunMs ?? 10_000,
     };
   }
 
@@ -354,7 +361,6 @@ export class FrameHub extends EventEmitter {
     if (source !== this.source) return;
     clearInterval(this.watchdog);
     this.source = undefined;
-    const ranFor = Date.now() - this.startedAt;
     if (this.closed) return;
     if (exit.requested && !this.stalled) {
       // Stopped on purpose for idleness; a consumer that arrived during the stop gets a new capture.
@@ -366,7 +372,7 @@ export class FrameHub extends EventEmitter {
       ? `could not start ffmpeg (${exit.spawnError.message})`
       : exit.stderr || `ffmpeg exited with ${exit.signal ?? `code ${exit.code}`}`;
     if (!this.stalled) this._lastError = detail;
-    if (this.lastFrameAt > 0 && ranFor > 30_000) this.failures = 0;
+    if (this.lastFrameAt > 0 && this.lastFrameAt - this.startedAt >= this.opts.healthyRunMs) this.failures = 0;
     const delay = backoffDelay(this.failures++, this.opts.backoffInitialMs, this.opts.backoffMaxMs);
     const wasUp = this._state !== 'offline';
     this.setState('offline');
