@@ -38,7 +38,7 @@ describe('alerts config', () => {
     assert.match(normalizeAlerts({ ses: { region: 'us-west-2' } }).problems[0], /"alerts.ses" needs "from" \(a sender verified in SES\), "to"/);
     assert.match(normalizeAlerts({ ses: { region: 'x', from: 'nope', to: 'a@b.c' } }).problems[0], /"alerts.ses.from" "nope" is not an email address/);
     assert.match(normalizeAlerts({ ses: { region: 'x', from: 'a@b.c', to: ['a@b.c', 'bad'] } }).problems[0], /"alerts.ses.to" entry "bad" is not an email address/);
-    assert.match(normalizeAlerts({}).problems[0], /neither "ses" nor "smtp"/);
+    assert.deepEqual(normalizeAlerts({ on: { motion: true } }), { problems: [] }, 'no sender: alerts are off, quietly');
     const partial = normalizeAlerts({ ses: { region: 'x', from: 'a@b.c', to: 'a@b.c', accessKeyId: 'AKIA' }, cooldownSeconds: -1 });
     assert.match(partial.problems.join('\n'), /needs both "accessKeyId" and "secretAccessKey"/);
     assert.match(partial.problems.join('\n'), /"alerts.cooldownSeconds" must be a whole number from 0/);

@@ -172,10 +172,9 @@ export function normalizeAlerts(raw: unknown): AlertsConfigResult {
   if (!isRecord(raw)) return { problems: ['"alerts" must be an object; alerts are off.'] };
   const ses = normalizeSes(raw.ses, problems);
   const smtp = normalizeSmtp(raw.smtp, problems);
-  if (!ses && !smtp) {
-    if (raw.ses === undefined && raw.smtp === undefined) problems.push('"alerts" has neither "ses" nor "smtp": alerts are off.');
-    return { problems };
-  }
+  // Without a way to send, alerts are simply off. (Homebridge's settings form writes the default
+  // switches even then, so that alone is not worth a warning at every start.)
+  if (!ses && !smtp) return { problems };
   const on = isRecord(raw.on) ? raw.on : {};
   const failedRaw = on.failedLogins;
   const failedLogins =

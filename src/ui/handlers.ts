@@ -207,7 +207,7 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
       if (!alerts) {
         throw new UiError(
           'ALERTS_NOT_SET_UP',
-          config.alerts === undefined || problems.some((p) => p.includes('neither'))
+          config.alerts === undefined || problems.length === 0
             ? 'Email alerts are not set up yet: fill in AWS SES (region, sender, recipients) or SMTP under Settings › Email alerts, then try again.'
             : `Email alerts are not set up correctly: ${problems.join(' ')}`,
         );
