@@ -8,8 +8,10 @@ import net from 'node:net';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { isSameOrigin } from '../src/web/server';
-import { LoginLockout } from '../src/web/lockout';
+import { AuthBusyError, CredentialVerifier, UsersStore } from '../src/web/auth';
+import { isLocalPeer, isSameOrigin } from '../src/web/server';
+import { LoginLockout, lockoutKey } from '../src/web/lockout';
+import { silentLog } from '../src/log';
 import { basic, get, MjpegClient, startTestServer, tempDir } from './helpers';
 
 const alice = basic('alice', 'wonderland');
@@ -41,6 +43,48 @@ describe('login lockout', () => {
     assert.equal(locked.headers['retry-after'], '120');
     assert.match(locked.body.toString(), /Too many failed logins from your address\. Try again in 2 minutes\./);
     assert.equal((await get(`${server.url}/healthz`)).status, 200, 'health checks still answer');
+  });
+
+  it('counts guesses in flight: a burst of parallel wrong passwords gets no more checks than the limit', async (t) => {
+    const server = await startTestServer(t, { web: { maxFailedLogins: 5 } });
+    const burst = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => get(`${server.url}/api/cameras`, { authorization: basic('alice', `guess${i}`) })),
+    );
+    const statuses = burst.map((r) => r.status);
+    assert.equal(statuses.filter((s) => s === 401).length, 5, `only 5 passwords were checked: ${statuses.join(',')}`);
+    assert.equal(statuses.filter((s) => s === 429).length, 35);
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 429, 'and the address is locked out now');
+  });
+
+  it('runs at most two bcrypt checks at once and refuses a flood beyond the queue (503)', async (t) => {
+    const dir = tempDir(t);
+    let running = 0;
+    let most = 0;
+    const slowCheck = async () => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      running--;
+      return false;
+    };
+    const verifier = new CredentialVerifier(new UsersStore(join(dir, 'users'), silentLog), { check: slowCheck, maxConcurrent: 2, maxWaiting: 5 });
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => verifier.verify('nobody', `p${i}`)));
+    assert.equal(most, 2);
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 7);
+    assert.ok(results.filter((r) => r.status === 'rejected').every((r) => (r).reason instanceof AuthBusyError));
+  });
+
+  it('counts IPv6 clients by /64 and believes X-Forwarded-For only from a local proxy', () => {
+    assert.equal(lockoutKey('2001:db8:1:2:aaaa::1'), lockoutKey('2001:db8:1:2:bbbb::9'));
+    assert.notEqual(lockoutKey('2001:db8:1:2::1'), lockoutKey('2001:db8:1:3::1'));
+    assert.equal(lockoutKey('::ffff:192.0.2.4'), '192.0.2.4');
+    assert.equal(lockoutKey('192.0.2.4'), '192.0.2.4');
+    assert.equal(isLocalPeer(undefined), true, 'a unix socket');
+    assert.equal(isLocalPeer('127.0.0.1'), true);
+    assert.equal(isLocalPeer('::1'), true);
+    assert.equal(isLocalPeer('::ffff:127.0.0.1'), true);
+    assert.equal(isLocalPeer('203.0.113.9'), false);
+    assert.equal(isLocalPeer('192.168.1.5'), false);
   });
 
   it('forgets failures after a good login, and counts within the window only', () => {

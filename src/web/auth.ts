@@ -117,6 +117,31 @@ export interface VerifierOptions {
   cacheMax?: number;
   /** The bcrypt comparison (tests count its calls). */
   check?: (password: string, hash: string) => Promise<boolean>;
+  /** bcrypt checks running at once (each takes a libuv thread for ~1 s on a Pi); default 2. */
+  maxConcurrent?: number;
+  /** Checks waiting beyond those; more are refused with 503 (default 32). */
+  maxWaiting?: number;
+}
+
+/** Too many password checks at once: try again in a moment (503). */
+export class AuthBusyError extends Error {
+  readonly statusCode = 503;
+  readonly expose = true;
+  readonly code = 'AUTH_BUSY';
+  constructor() {
+    super('Too many logins are being checked right now; try again in a few seconds.');
+    this.name = 'AuthBusyError';
+  }
+}
+
+/** An address with too many failed logins (429 with Retry-After). */
+export class TooManyLoginsError extends Error {
+  readonly statusCode = 429;
+  constructor(readonly retryAfterSeconds: number) {
+    const minutes = Math.max(1, Math.ceil(retryAfterSeconds / 60));
+    super(`Too many failed logins from your address. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`);
+    this.name = 'TooManyLoginsError';
+  }
 }
 
 /** Checks a user name and password in (near) constant time with respect to which part was wrong. */
@@ -127,6 +152,10 @@ export class CredentialVerifier {
   private readonly max: number;
   private readonly salt = randomBytes(16);
   private readonly check: (password: string, hash: string) => Promise<boolean>;
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly maxConcurrent: number;
+  private readonly maxWaiting: number;
 
   constructor(
     private readonly store: UsersStore,
@@ -135,6 +164,26 @@ export class CredentialVerifier {
     this.ttl = options.cacheTtlMs ?? 5 * 60_000;
     this.max = options.cacheMax ?? 1000;
     this.check = options.check ?? checkPassword;
+    this.maxConcurrent = options.maxConcurrent ?? 2;
+    this.maxWaiting = options.maxWaiting ?? 32;
+  }
+
+  /** Runs one bcrypt check when a slot is free, so a burst of guesses cannot take every thread. */
+  private async limited(password: string, hash: string): Promise<boolean> {
+    if (this.running >= this.maxConcurrent) {
+      if (this.waiting.length >= this.maxWaiting) throw new AuthBusyError();
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.running++;
+    }
+    try {
+      return await this.check(password, hash);
+    } finally {
+      const next = this.waiting.shift();
+      // A waiting check takes over this slot; otherwise the slot is free.
+      if (next) next();
+      else this.running--;
+    }
   }
 
   async verify(user: string, password: string): Promise<boolean> {
@@ -150,7 +199,7 @@ export class CredentialVerifier {
       this.cache.delete(key);
     }
     // An unknown user is checked against a dummy hash of the usual cost: same time as a wrong password.
-    const ok = await this.check(password, hash ?? (await this.dummyHash(this.store.typicalCost)));
+    const ok = await this.limited(password, hash ?? (await this.dummyHash(this.store.typicalCost)));
     if (!ok || !hash) return false;
     if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
     this.cache.set(key, Date.now() + this.ttl);
@@ -214,17 +263,26 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
   await app.register(basicAuth, {
     authenticate: { realm: AUTH_REALM },
     async validate(user: string, password: string, request: FastifyRequest) {
-      if (await verifier.verify(user, password)) {
+      const { lockout } = options;
+      // Counted before the check, so parallel guesses cannot all be tried before the first failure lands.
+      if (lockout && !lockout.begin(request.ip)) {
+        throw new TooManyLoginsError(Math.ceil((lockout.lockedFor(request.ip) || 5_000) / 1000));
+      }
+      let ok = false;
+      try {
+        ok = await verifier.verify(user, password);
+      } finally {
+        const locked = lockout?.finish(request.ip, ok) ?? 0;
+        if (locked > 0) {
+          options.log.warn(`Too many failed logins from ${request.ip}: refusing it for ${Math.round(locked / 60_000)} min.`);
+        }
+      }
+      if (ok) {
         request.user = user;
-        options.lockout?.succeed(request.ip);
         return;
       }
       options.log.warn(`Failed login for user "${user.slice(0, 64)}" from ${request.ip}.`);
       options.onFailure?.({ ip: request.ip, user, url: request.url });
-      const locked = options.lockout?.fail(request.ip) ?? 0;
-      if (locked > 0) {
-        options.log.warn(`Too many failed logins from ${request.ip}: refusing it for ${Math.round(locked / 60_000)} min.`);
-      }
       throw new Error('Unauthorized');
     },
   });
@@ -237,13 +295,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     }
     const wait = options.lockout?.lockedFor(request.ip) ?? 0;
     if (wait > 0) {
-      const minutes = Math.ceil(wait / 60_000);
-      void reply
-        .code(429)
-        .header('Retry-After', String(Math.ceil(wait / 1000)))
-        .header('Cache-Control', 'no-store')
-        .type('text/plain; charset=utf-8')
-        .send(`Too many failed logins from your address. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.\n`);
+      done(new TooManyLoginsError(Math.ceil(wait / 1000)));
       return;
     }
     app.basicAuth(request, reply, done);

@@ -11,7 +11,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 
 import type { Log } from '../log';
 import type { AuthOptions } from './auth';
-import { authPlugin, UsersStore } from './auth';
+import { authPlugin, TooManyLoginsError, UsersStore } from './auth';
 import { LoginLockout } from './lockout';
 import type { WebCamera } from './cameras';
 import { apiRoutes } from './routes/api';
@@ -59,6 +59,15 @@ export function isSameOrigin(headers: Record<string, string | string[] | undefin
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
+/**
+ * `trustProxy: true` means one proxy on this machine: its X-Forwarded-For is believed only from
+ * the unix socket or loopback, never from a client that connects directly and sends its own.
+ */
+export function isLocalPeer(address: string | undefined): boolean {
+  if (!address) return true; // a unix socket has no peer address
+  return /^(127\.|::1$|::ffff:127\.)/.test(address);
+}
+
 /** Builds the app (not listening yet: use `listen` or `app.inject`). */
 export async function buildWebServer(options: WebServerOptions): Promise<FastifyInstance> {
   const https = options.tls
@@ -74,7 +83,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     // X-Forwarded-For; a client's own X-Forwarded-For entries come before it and are ignored.
     trustProxy:
       options.trustProxy === true
-        ? (_address: string, hop: number) => hop === 0
+        ? (address: string, hop: number) => hop === 0 && isLocalPeer(address)
         : Array.isArray(options.trustProxy) && options.trustProxy.length > 0
           ? options.trustProxy
           : false,
@@ -91,6 +100,14 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     if (status === 401) {
       return reply.code(401).type('text/plain; charset=utf-8').send('Authentication required.\n');
     }
+    if (error instanceof TooManyLoginsError) {
+      return reply
+        .code(429)
+        .header('Retry-After', String(error.retryAfterSeconds))
+        .header('Cache-Control', 'no-store')
+        .type('text/plain; charset=utf-8')
+        .send(`${error.message}\n`);
+    }
     if (error.validation) {
       return reply.code(400).send({ error: 'Bad Request', message: error.message });
     }
@@ -98,6 +115,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     if ((error as { expose?: boolean }).expose) {
       const code = (error as { code?: string }).code;
       const label = status === 503 ? 'Service Unavailable' : status === 502 ? 'Bad Gateway' : 'Bad Request';
+      if (status === 503) void reply.header('Retry-After', '5');
       return reply.code(status).send({ error: label, code, message: error.message });
     }
     if (status >= 500) {
