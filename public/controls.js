@@ -1,5 +1,5 @@
 // The live page's controls panel: one row per control the webcam reported (a slider, a switch or
-// a list), the value set beside the camera's current one, refreshed every few seconds; and the
+// a list), the value set beside the camera's current one, refreshed every 10 s; and the
 // stream rate cap, remembered per camera in this browser. Built with DOM calls only, no markup
 // strings, so nothing a device reports can become HTML.
 'use strict';
@@ -209,6 +209,7 @@
       });
   };
 
+  // Every 10 s: with uvcdynctrl each read is one short process per control.
   load();
-  setInterval(load, 5000);
+  setInterval(load, 10000);
 })();

@@ -11,6 +11,8 @@ import { SMTPServer } from 'smtp-server';
 
 import { sendTestAlert } from '../src/alerts/alerts';
 import { normalizeAlerts } from '../src/alerts/config';
+import { AlertMailer } from '../src/alerts/mailer';
+import { silentLog } from '../src/log';
 import { duration, motionAlert } from '../src/alerts/messages';
 import { admit, FailureWindow, retryDelay } from '../src/alerts/policy';
 import { parseResolver } from '../src/alerts/public-ip';
@@ -71,6 +73,26 @@ describe('alert rules', () => {
     assert.deepEqual(window.record('1.2.3.4', 'pi', 70_002), { address: '1.2.3.4', count: 3, users: ['admin', 'pi'] });
     assert.equal(window.record('1.2.3.4', 'pi', 70_003), undefined, 'counting starts over');
     assert.equal(new FailureWindow(0, 1000).record('a', 'b', 0), undefined, '0 switches it off');
+  });
+
+  it('a full queue drops the oldest waiting alert, never the one being sent', async () => {
+    const sent: string[] = [];
+    let release = () => {};
+    const sender = {
+      name: 'test',
+      send: async (alert: { subject: string }) => {
+        if (sent.length === 0) await new Promise<void>((resolve) => (release = resolve));
+        sent.push(alert.subject);
+        return 'id';
+      },
+      close: () => {},
+    };
+    const mailer = new AlertMailer({ sender, log: silentLog, cooldownMs: 0, maxPerHour: 100, maxQueue: 3 });
+    const alert = (n: number) => ({ kind: 'test' as const, key: `k${n}`, subject: `s${n}`, text: '', html: '' });
+    for (let n = 1; n <= 5; n++) mailer.submit(alert(n));
+    release();
+    await mailer.idle();
+    assert.deepEqual(sent, ['s1', 's4', 's5'], 's1 was in flight; s2 and s3 were the oldest waiting');
   });
 
   it('explains SES refusals and says which are worth retrying', () => {

@@ -171,9 +171,10 @@ describe('controls with a C920 stand-in on PATH', () => {
     const row = (name: string) => page.locator(`#controls-table tr[data-control="${name}"]`);
     await row('Brightness').waitFor();
     assert.equal(await page.locator('#controls-table tbody tr').count(), 21);
-    // The page's stream started the capture, so the config's values arrive; the page shows them.
+    // The page's stream started the capture, so the config's values arrive; the page shows them
+    // (it polls every 10 s: its first read may come before the config was applied).
     await waitFor('the config values', () => (setCalls(dir).length >= 2 ? true : undefined));
-    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Brightness"] .current')?.textContent === '140', undefined, { timeout: 8000 });
+    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Brightness"] .current')?.textContent === '140', undefined, { timeout: 15_000 });
 
     const mark = setCalls(dir).length;
     await row('Brightness').locator('input[type="range"]').fill('200');

@@ -60,7 +60,8 @@ export class AlertMailer {
     }
     const max = this.options.maxQueue ?? 20;
     if (this.queue.length >= max) {
-      const dropped = this.queue.shift();
+      // The oldest that is not being sent right now.
+      const [dropped] = this.queue.splice(this.sending ? 1 : 0, 1);
       log.warn(`Alert queue full: dropped "${dropped?.alert.subject}" (the mail service has been failing for a while).`);
     }
     this.queue.push({ alert, attempts: 0 });
@@ -93,7 +94,7 @@ export class AlertMailer {
       pending.firstTriedAt ??= Date.now();
       try {
         const id = await sender.send(pending.alert);
-        this.queue.shift();
+        this.remove(pending);
         this.sent++;
         log.info(`Alert sent through ${sender.name}: "${pending.alert.subject}" (message id ${id}).`);
       } catch (error) {
@@ -110,12 +111,17 @@ export class AlertMailer {
           this.retryTimer.unref();
           return;
         }
-        this.queue.shift();
+        this.remove(pending);
         log.error(`Alert "${pending.alert.subject}" not sent: ${failure.message}`);
       }
     }
     this.sending = false;
     this.wakeIdle();
+  }
+
+  private remove(pending: Pending): void {
+    const at = this.queue.indexOf(pending);
+    if (at >= 0) this.queue.splice(at, 1);
   }
 
   private wakeIdle(): void {

@@ -165,14 +165,14 @@ export class CameraControls implements ControlsApi {
       const message = await uvc.importMappings(file);
       this.options.log.info(`Imported the control mapping ${file}${message ? ` (${message})` : ''}.`);
     } catch (error) {
-      this.options.log.warn(`${(error as Error).message} (importing mappings usually needs root; the other controls still work).`);
+      this.warnOnce(`${(error as Error).message} (importing mappings usually needs root; the other controls still work).`);
     }
   }
 
-  /** The chosen driver and the controls it found, discovering them on first use. */
+  /** The chosen driver and the controls it found, discovering them (without their values) on first use. */
   private async discover(): Promise<{ driver: ControlsDriver; controls: ControlInfo[] }> {
     if (this.driver && this.definitions) return { driver: this.driver, controls: this.definitions };
-    const listed = await this.listFresh();
+    const listed = await this.listFresh(false);
     return { driver: listed.driver, controls: listed.controls };
   }
 
@@ -191,7 +191,7 @@ export class CameraControls implements ControlsApi {
   }
 
   /** Tries the tools in order and keeps the first that lists the device's controls. */
-  private async listFresh(): Promise<{ driver: ControlsDriver; controls: ControlState[] }> {
+  private async listFresh(withValues = true): Promise<{ driver: ControlsDriver; controls: ControlState[] }> {
     const { device, tool, commands } = this.options;
     if (device === undefined) {
       throw new ControlsError(
@@ -205,7 +205,8 @@ export class CameraControls implements ControlsApi {
     for (const name of tools) {
       const driver = name === 'uvcdynctrl' ? new UvcDynCtrl(names.uvcdynctrl, commands?.uvcdynctrl) : new V4l2Ctl(names['v4l2-ctl'], commands?.['v4l2-ctl']);
       try {
-        const controls = await driver.list(true);
+        // uvcdynctrl reads each value with a process of its own: only when they are wanted.
+        const controls = await driver.list(withValues);
         this.driver = driver;
         this.definitions = controls.map(({ value, ...info }) => info);
         return { driver, controls };
