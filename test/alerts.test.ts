@@ -195,7 +195,7 @@ describe('alerts through the SES emulator', () => {
     assert.equal(ok.status, 200);
     const [email] = await emulator.waitForEmails(1);
     assert.equal(email.subject, '[Webcam Server] 3 failed logins from 127.0.0.1');
-    assert.match(email.body.text ?? '', /User names tried: "admin", "root"/);
+    assert.match(email.body.text ?? '', /User names tried \(as typed\): "admin", "root"/);
     await sleep(1000);
     assert.equal((await emulator.emails()).length, 1, 'the second burst is inside the cooldown');
   });

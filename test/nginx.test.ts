@@ -63,7 +63,10 @@ describe('behind nginx', { skip }, () => {
     assert.deepEqual(checkNginxOptions({ port: 9001, serverName: 'cam.example.com', socket: '/run/webcam/webcam.sock' }), []);
     const bad = checkNginxOptions({ port: 0, serverName: 'x;y', cert: '/a.pem', socket: 'relative.sock', upstream: 'nope' });
     assert.equal(bad.length, 5, bad.join('\n'));
-    assert.doesNotMatch(nginxSite({ port: 80, serverName: 'cam' }), /ssl|Strict-Transport/, 'plain HTTP without a certificate');
+    const plain = nginxSite({ port: 80, serverName: 'cam' });
+    assert.doesNotMatch(plain, /ssl|Strict-Transport/, 'plain HTTP without a certificate');
+    assert.match(plain, /set "web": \{ "trustProxy": true \}/, 'a TCP upstream says how to pass the client address on');
+    assert.match(nginxSite({ port: 80, serverName: 'cam', socket: '/run/w.sock' }), /usermod -aG homebridge www-data/, 'a socket says who must be able to open it');
   });
 
   it('serves pages and the live stream over TLS from the server on a unix socket', async (t) => {

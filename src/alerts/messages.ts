@@ -96,7 +96,9 @@ export function publicIpAlert(previous: string, current: string, context: AlertC
 }
 
 export function failedLoginsAlert(address: string, count: number, windowMinutes: number, users: string[], context: AlertContext): Alert {
-  const tried = users.length > 0 ? `User names tried: ${users.map((u) => `"${u}"`).join(', ')}.` : '';
+  // What an attacker typed: shown as short quoted data, never as words of ours.
+  const quoted = users.map((u) => JSON.stringify(u.length > 32 ? `${u.slice(0, 32)}…` : u));
+  const tried = users.length > 0 ? `User names tried (as typed): ${quoted.join(', ')}.` : '';
   return compose('failed-logins', `failed-logins:${address}`, context, `${count} failed logins from ${address}`, [
     `${count} failed logins from ${address} within ${windowMinutes} min.`,
     ...(tried ? [tried] : []),

@@ -47,10 +47,19 @@ export function nginxSite(options: NginxOptions): string {
     'proxy_set_header X-Forwarded-Proto $scheme;',
   ];
   const indent = (lines: string[], depth: number) => lines.map((line) => `${'    '.repeat(depth)}${line}`).join('\n');
+  const access = options.socket
+    ? `# nginx's workers (www-data) must be able to open the socket, which the server creates with
+# mode 0660: add www-data to the group of the user the server runs as, e.g.
+#   sudo usermod -aG homebridge www-data && sudo systemctl restart nginx
+`
+    : `# The server must believe nginx's X-Forwarded-For, or every visitor has nginx's address (one
+# person's wrong passwords would lock everyone out): set "web": { "trustProxy": true } when nginx
+# runs on this machine, or the nginx machine's address, e.g. "trustProxy": ["192.168.1.2"].
+`;
   return `# webcam-server behind nginx, written by \`webcam-server nginx-config\`.
 # Install: save as /etc/nginx/sites-available/webcam-server, link it into sites-enabled,
 # then: sudo nginx -t && sudo systemctl reload nginx
-upstream webcam_server {
+${access}upstream webcam_server {
     server ${server};
     keepalive 8;
 }
