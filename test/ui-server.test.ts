@@ -4,7 +4,7 @@
 // camera controls through the C920 stand-in, and test emails through the SES emulator and a
 // refusing SES stand-in. Every failure a user can meet is checked for a message that says what to do.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { delimiter, join } from 'node:path';
@@ -110,6 +110,22 @@ describe('webcam detection', () => {
     assert.match(neither.hint ?? '', /install v4l-utils .* or ffmpeg/);
   });
 
+  it("leaves out a Raspberry Pi's own codec nodes, which are no cameras", async (t) => {
+    const { devDir, sysDir } = fakeDevices(tempDir(t));
+    for (const [node, name] of [['video10', 'bcm2835-codec-decode'], ['video13', 'bcm2835-isp'], ['video19', 'rpi-hevc-dec'], ['video20', 'pispbe']]) {
+      writeFileSync(join(devDir, node), '');
+      mkdirSync(join(sysDir, node), { recursive: true });
+      writeFileSync(join(sysDir, node, 'name'), `${name}\n`);
+    }
+    const scan = await scanDevices({ devDir, sysDir, v4l2Ctl: join(FIXTURES, 'bin', 'v4l2-ctl') });
+    assert.deepEqual(scan.devices.map((d) => d.path), [join(devDir, 'video0'), join(devDir, 'video1')]);
+    rmSync(join(devDir, 'video0'));
+    rmSync(join(devDir, 'video1'));
+    const onlyCodecs = await scanDevices({ devDir, sysDir, v4l2Ctl: join(FIXTURES, 'bin', 'v4l2-ctl') });
+    assert.deepEqual(onlyCodecs.devices, []);
+    assert.match(onlyCodecs.hint ?? '', /4 of the board's own video codec nodes are not cameras/);
+  });
+
   it('on a machine without webcams, says so and what to do', async (t) => {
     const empty = await scanDevices({ devDir: tempDir(t) });
     assert.deepEqual(empty.devices, []);
@@ -128,7 +144,7 @@ describe('preview', () => {
     assert.deepEqual(previewArgs({ source: '/dev/video0', inputFormat: 'mjpeg', width: 1920, height: 1080, fps: 30, quality: 5 }), [
       '-hide_banner', '-loglevel', 'error', '-nostdin',
       '-f', 'v4l2', '-input_format', 'mjpeg', '-video_size', '1920x1080', '-framerate', '30', '-i', '/dev/video0',
-      '-an', '-frames:v', '1', '-vf', "scale='min(640,iw)':-2", '-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', '5', '-f', 'mjpeg', 'pipe:1',
+      '-ss', '0.5', '-an', '-frames:v', '1', '-vf', "scale='min(640,iw)':-2", '-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', '5', '-f', 'mjpeg', 'pipe:1',
     ]);
     assert.ok(!previewArgs({ source: 'testsrc', inputFormat: 'mjpeg', width: 320, height: 240, fps: 10, quality: 5 }).includes('-re'), 'no waiting for real time');
   });

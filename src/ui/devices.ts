@@ -253,10 +253,15 @@ export async function scanDevices(options: ScanOptions = {}): Promise<DeviceScan
   const devices: VideoDevice[] = [];
   let formatTool: DeviceScan['formatTool'] = 'none';
   let listedAny = false;
+  let hidden = 0;
   for (const node of entries) {
     const file = join(devDir, node);
     const path = join(shownAs, node);
     const name = (await readText(join(sysDir, node, 'name'))) ?? node;
+    if (isBoardCodec(name)) {
+      hidden++;
+      continue;
+    }
     const device: VideoDevice = { path, name, byId: links.get(node), formats: [] };
     try {
       await fs.access(file, constants.R_OK | constants.W_OK);
@@ -275,9 +280,20 @@ export async function scanDevices(options: ScanOptions = {}): Promise<DeviceScan
     }
     devices.push(device);
   }
+  if (devices.length === 0 && hidden > 0) {
+    return { devices, formatTool, hint: `${NO_DEVICE_HINT} (${hidden} of the board's own video codec nodes are not cameras and are not shown.)` };
+  }
   const hint =
     listedAny && formatTool === 'none'
       ? 'Formats and sizes cannot be listed: install v4l-utils (sudo apt-get install v4l-utils) or ffmpeg.'
       : undefined;
   return { devices, formatTool, hint };
+}
+
+/**
+ * The video nodes of a board's own codecs and image processors (a Raspberry Pi has a dozen):
+ * memory-to-memory devices, never cameras, so they are left out of the list.
+ */
+export function isBoardCodec(name: string): boolean {
+  return /^(bcm2835-(codec|isp)|rpi-hevc-dec|rpivid|pispbe|hantro|cedrus|rkvdec|rkvenc|meson-(vdec|ge2d)|mtk-vcodec)/i.test(name.trim());
 }

@@ -25,6 +25,8 @@ export function previewArgs(camera: CaptureSource, maxWidth = 640): string[] {
   const input = capture.slice(0, capture.indexOf('-an')).filter((arg) => arg !== '-re');
   return [
     ...input,
+    // A webcam's first frames after opening are often dark or green while its exposure settles.
+    ...(sourceKind(camera.source) === 'device' ? ['-ss', '0.5'] : []),
     '-an',
     '-frames:v', '1',
     '-vf', `scale='min(${maxWidth},iw)':-2`,
