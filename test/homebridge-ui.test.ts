@@ -243,7 +243,8 @@ describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
       await sleep(200);
       saved = ui.pluginConfig();
     }
-    const cameras = saved?.cameras as Array<Record<string, unknown>>;
+    assert.ok(saved, `the UI saved the plugin's config to ${ui.configPath}`);
+    const cameras = saved.cameras as Array<Record<string, unknown>>;
     assert.deepEqual(
       cameras.map((camera) => [camera.name, camera.source]),
       [

@@ -119,9 +119,14 @@ export async function startHomebridgeUi(
     storage,
     configPath,
     output: () => output,
+    /** The plugin's block as saved; undefined while the UI is rewriting the file (it is briefly gone or half-written). */
     pluginConfig: () => {
-      const config = JSON.parse(readFileSync(configPath, 'utf8')) as { platforms?: Array<Record<string, unknown>> };
-      return config.platforms?.find((p) => p.platform === 'WebcamServer');
+      try {
+        const config = JSON.parse(readFileSync(configPath, 'utf8')) as { platforms?: Array<Record<string, unknown>> };
+        return config.platforms?.find((p) => p.platform === 'WebcamServer');
+      } catch {
+        return undefined;
+      }
     },
     stop,
   };
