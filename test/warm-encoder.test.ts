@@ -198,7 +198,7 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, opt
   const reconfigure = (sessionID: string, video: { width: number; height: number; fps: number; max_bit_rate: number }) =>
     request({ sessionID, type: hap.StreamRequestTypes.RECONFIGURE, video: { ...video, rtcp_interval: 0.5 } });
   const stop = (sessionID: string) => request({ sessionID, type: hap.StreamRequestTypes.STOP });
-  return { delegate, log, app, prepare, start, reconfigure, stop, shutdown, socketsBefore };
+  return { delegate, hub, log, app, prepare, start, reconfigure, stop, shutdown, socketsBefore };
 }
 
 /** The video half of the SetupEndpoints answer: what the Home app decrypts with. */
@@ -349,6 +349,22 @@ describe('warm encoder', () => {
     assert.equal(udpSockets(), socketsBefore, 'every UDP socket closed: the relays, the sessions\' and the Home app\'s');
     await sleep(300);
     assert.deepEqual(await encoders(), [], 'and no new one after shutdown');
+  });
+
+  it('starts a stopped capture at SetupEndpoints, and lets it go when the stream has it or never comes', async (t) => {
+    const { hub, prepare, start, stop } = await setup(t);
+    assert.equal(hub.consumerCount, 0);
+    assert.equal(hub.state, 'idle');
+    await prepare('a');
+    assert.equal(hub.consumerCount, 1, 'SetupEndpoints holds the capture');
+    assert.notEqual(hub.state, 'idle', 'and starts it');
+    await stop('a');
+    assert.equal(hub.consumerCount, 0, 'an abandoned SetupEndpoints lets go');
+    await prepare('b');
+    await start('b');
+    assert.equal(hub.consumerCount, 1, "only the stream's own subscription is left");
+    await stop('b');
+    assert.equal(hub.consumerCount, 0);
   });
 
   it('retries an ffmpeg that keeps failing, with a warning, and streams the old way meanwhile', async (t) => {

@@ -48,6 +48,8 @@ interface PendingSession {
   expires: NodeJS.Timeout;
   /** The warm encoder whose key and SSRC were answered, until START claims it. */
   warm?: WarmEncoder;
+  /** Lets go of the capture this SetupEndpoints started, once the stream has it (or never comes). */
+  releaseCapture: () => void;
 }
 
 /** What HomeKit prepared and asked for. */
@@ -154,6 +156,8 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const srtpKeyAndSalt = warm?.keyAndSalt ?? Buffer.concat([request.video.srtp_key, request.video.srtp_salt]);
     const ssrc = warm?.ssrc ?? hap.CameraController.generateSynchronisationSource();
     const audioSsrc = hap.CameraController.generateSynchronisationSource();
+    // A stopped capture starts now rather than at START: the stream's first frame is sooner.
+    const releaseCapture = this.options.hub.hold();
     // Forget a prepared session HomeKit never starts.
     const expires = setTimeout(() => this.dropPending(request.sessionID), 30_000);
     expires.unref();
@@ -171,6 +175,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
       },
       expires,
       warm,
+      releaseCapture,
     });
     const { key, salt } = splitKeyAndSalt(srtpKeyAndSalt);
     return {
@@ -225,11 +230,20 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   }
 
   private async startStream(request: StartStreamRequest): Promise<void> {
-    const { hap, camera, log } = this.options;
     const prepared = this.pending.get(request.sessionID);
     if (!prepared) throw new Error('unknown stream session');
     clearTimeout(prepared.expires);
     this.pending.delete(request.sessionID);
+    try {
+      await this.startPrepared(prepared, request);
+    } finally {
+      // The stream holds the capture now (or failed): SetupEndpoints' hold can go.
+      prepared.releaseCapture();
+    }
+  }
+
+  private async startPrepared(prepared: PendingSession, request: StartStreamRequest): Promise<void> {
+    const { hap, camera, log } = this.options;
 
     const codec: AudioCodecName | undefined =
       request.audio.codec === hap.AudioStreamingCodecType.OPUS ? 'opus' : request.audio.codec === hap.AudioStreamingCodecType.AAC_ELD ? 'aac-eld' : undefined;
@@ -338,6 +352,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     if (!prepared) return;
     clearTimeout(prepared.expires);
     this.pending.delete(sessionID);
+    prepared.releaseCapture();
     closeQuietly(prepared.rtcpSocket, prepared.audio?.rtcpSocket);
     if (prepared.warm) {
       // Its key went to a controller that did not use it: never handed to another. A new one.
