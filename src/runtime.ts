@@ -22,6 +22,7 @@ import type { MotionEvent } from './media/motion';
 import { MotionDetector } from './media/motion';
 import { readUsersFile } from './users/users-file';
 import type { WebCamera } from './web/cameras';
+import { writePreviewToken } from './web/preview-token';
 import { buildWebServer, listen } from './web/server';
 
 export interface RuntimeOptions {
@@ -126,6 +127,12 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       // Only cameras with a device to tune get the controls panel and API.
       controls: controls.configured ? controls : undefined,
     }));
+    // The Homebridge UI's preview reads snapshots with this, rather than opening the webcam itself.
+    const stateDir = this.options.stateDir ?? dirname(this.options.usersFile);
+    const previewToken = await writePreviewToken(stateDir).catch((error: Error) => {
+      log.debug(`No preview token for the Homebridge UI (${error.message}).`);
+      return undefined;
+    });
     this.app = await buildWebServer({
       cameras: webCameras,
       usersFile: this.options.usersFile,
@@ -138,6 +145,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       lockoutMinutes: config.web.lockoutMinutes,
       trustProxy: config.web.trustProxy,
       kioskFrameAncestors: config.web.kioskFrameAncestors,
+      previewToken,
     });
     if (this.stopping) return;
     try {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import { readFileSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -115,6 +116,28 @@ describe('login lockout', () => {
     }
     assert.equal((await get(`${server.url}/api/cameras`, { ...as('203.0.113.5'), authorization: alice })).status, 429, 'the client is locked out whatever it puts first');
     assert.equal((await get(`${server.url}/api/cameras`, { ...as('198.51.100.9'), authorization: alice })).status, 200, 'another client is not');
+  });
+});
+
+describe("the Homebridge UI's preview token", () => {
+  it('opens snapshots and nothing else, and only the right token', async (t) => {
+    const stateDir = tempDir(t);
+    const server = await startTestServer(t, { stateDir });
+    const token = readFileSync(join(stateDir, 'preview-token'), 'utf8').trim();
+    assert.equal((statSync(join(stateDir, 'preview-token')).mode & 0o777).toString(8), '600');
+    const bearer = { authorization: `Bearer ${token}` };
+    const snapshot = await get(`${server.url}/cameras/test-cam/snapshot.jpg`, bearer);
+    assert.equal(snapshot.status, 200);
+    assert.equal(snapshot.headers['content-type'], 'image/jpeg');
+    assert.equal((await get(`${server.url}/snapshot.jpg`, bearer)).status, 200);
+    for (const path of ['/', '/api/cameras', '/stream.mjpg', '/kiosk', '/cameras/test-cam/', '/static/app.js', '/snapshot.jpg/..', '/cameras/test-cam/snapshot.jpg?x=/api']) {
+      const res = await get(server.url + path, bearer);
+      assert.ok(path.includes('?x=') ? res.status === 200 : res.status === 401 || res.status === 404, `${path}: ${res.status}`);
+    }
+    assert.equal((await get(`${server.url}/snapshot.jpg`, { authorization: `Bearer ${token}x` })).status, 401);
+    assert.equal((await get(`${server.url}/snapshot.jpg`, { authorization: `Basic ${token}` })).status, 401);
+    const put = await fetch(`${server.url}/api/cameras/test-cam/controls`, { method: 'PUT', headers: { ...bearer, 'content-type': 'application/json' }, body: '{"Brightness":1}' });
+    assert.equal(put.status, 401);
   });
 });
 

@@ -17,7 +17,7 @@ import { createUiHandlers, UiError } from '../src/ui/handlers';
 import { previewArgs } from '../src/ui/preview';
 import { usersFilePath } from '../src/ui/users';
 import { SesEmulator } from './alert-helpers';
-import { freeTcpPort, isCompleteJpeg, tempDir, writeUsers } from './helpers';
+import { freeTcpPort, isCompleteJpeg, startTestServer, tempDir, writeUsers } from './helpers';
 
 const FIXTURES = join(__dirname, 'fixtures', 'ui');
 const STAND_INS = `${join(FIXTURES, 'bin')}${delimiter}${join(__dirname, 'fixtures', 'controls', 'bin')}`;
@@ -147,6 +147,23 @@ describe('preview', () => {
       '-ss', '0.5', '-an', '-frames:v', '1', '-vf', "scale='min(640,iw)':-2", '-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', '5', '-f', 'mjpeg', 'pipe:1',
     ]);
     assert.ok(!previewArgs({ source: 'testsrc', inputFormat: 'mjpeg', width: 320, height: 240, fps: 10, quality: 5 }).includes('-re'), 'no waiting for real time');
+  });
+
+  it("takes the running plugin's snapshot (with its preview token) rather than opening the webcam again", async (t) => {
+    const storagePath = tempDir(t);
+    const server = await startTestServer(t, { stateDir: join(storagePath, 'webcam-server') });
+    const handlers = createUiHandlers({ storagePath });
+    const camera = { name: 'Test Cam', source: '/dev/video0', width: 320, height: 240, fps: 15 };
+    const config = { web: { host: '127.0.0.1', port: server.port } };
+    const frame = (await call(handlers, '/preview', { camera, config })) as { jpeg: string; from: string };
+    assert.equal(frame.from, 'plugin', 'the picture came from the plugin, not from /dev/video0');
+    assert.ok(isCompleteJpeg(Buffer.from(frame.jpeg, 'base64')));
+    // Another camera name, or no plugin listening: the preview reads the source itself.
+    const other = await call(handlers, '/preview', { camera: { name: 'Other', source: 'testsrc', width: 160, height: 120, fps: 5 }, config }).then(
+      (answer) => (answer as { from: string }).from,
+      (error: Error) => error.message,
+    );
+    assert.equal(other, 'source');
   });
 
   it('grabs a frame of the test pattern with real ffmpeg; a missing device and a missing ffmpeg are explained', async (t) => {

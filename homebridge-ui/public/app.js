@@ -335,7 +335,8 @@
         const frame = await request('/preview', { camera: selectedCamera() });
         if (run !== previewRun) return;
         image.src = `data:image/jpeg;base64,${frame.jpeg}`;
-        status.textContent = `Live preview, updated ${new Date(frame.at).toLocaleTimeString()}`;
+        const origin = frame.from === 'plugin' ? ' (from the running plugin, with its saved settings)' : '';
+        status.textContent = `Live preview, updated ${new Date(frame.at).toLocaleTimeString()}${origin}`;
         status.className = 'wcs-muted';
         image.classList.remove('wcs-stale');
       } catch (error) {

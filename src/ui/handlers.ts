@@ -15,6 +15,7 @@ import { silentLog } from '../log';
 import { probeFfmpeg, resolveFfmpegPath, whichSync } from '../media/ffmpeg';
 import { scanDevices } from './devices';
 import type { DeviceScan } from './devices';
+import { pluginSnapshot } from './plugin-snapshot';
 import { grabPreview, PreviewError } from './preview';
 import { UiError } from './ui-error';
 import { changeUser, listUsers, usersFilePath } from './users';
@@ -47,6 +48,8 @@ export interface PreviewAnswer {
   /** Base64 of the JPEG. */
   jpeg: string;
   at: string;
+  /** `plugin`: the running plugin's snapshot (its saved settings); `source`: read from the source as the form says. */
+  from: 'plugin' | 'source';
 }
 
 export interface ControlsAnswer {
@@ -168,6 +171,9 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
 
     '/preview': async (body): Promise<PreviewAnswer> => {
       const camera = cameraOf(body);
+      // The running plugin has the webcam open: ask it for its picture first.
+      const fromPlugin = await pluginSnapshot(options.storagePath, configOf(body), camera.name);
+      if (fromPlugin) return { jpeg: fromPlugin.toString('base64'), at: new Date().toISOString(), from: 'plugin' };
       const ffmpeg = ffmpegPath(configOf(body));
       const key = JSON.stringify([ffmpeg, camera.source, camera.inputFormat, camera.width, camera.height, camera.fps]);
       let grab = previews.get(key);
@@ -176,7 +182,7 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
         previews.set(key, grab);
       }
       try {
-        return { jpeg: (await grab).toString('base64'), at: new Date().toISOString() };
+        return { jpeg: (await grab).toString('base64'), at: new Date().toISOString(), from: 'source' };
       } catch (error) {
         if (error instanceof PreviewError) throw new UiError(error.busy ? 'PREVIEW_BUSY' : 'PREVIEW_FAILED', error.message);
         throw error;

@@ -15,6 +15,7 @@ import ipaddr from 'ipaddr.js';
 
 import type { Log } from '../log';
 import type { LoginLockout } from './lockout';
+import { carriesToken, isSnapshotRequest } from './preview-token';
 import { AUTH_REALM } from '../settings';
 import type { Users } from '../users/users-file';
 import { BCRYPT_COST, checkPassword, hashCost, hashPassword, readUsersFile } from '../users/users-file';
@@ -246,6 +247,8 @@ export interface AuthOptions {
   onFailure?: (event: { ip: string; user?: string; url: string }) => void;
   /** Brute-force protection; none when absent. */
   lockout?: LoginLockout;
+  /** The Homebridge UI's preview secret: opens snapshots (GET) and nothing else. */
+  previewToken?: string;
 }
 
 declare module 'fastify' {
@@ -290,6 +293,10 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
   app.addHook('onRequest', (request, reply, done) => {
     const path = request.url.split('?', 1)[0];
     if (publicPaths.has(path) || inNetworks(request.ip, networks)) {
+      done();
+      return;
+    }
+    if (options.previewToken && isSnapshotRequest(request.method, path) && carriesToken(request.headers.authorization, options.previewToken)) {
       done();
       return;
     }

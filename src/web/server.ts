@@ -37,6 +37,8 @@ export interface WebServerOptions {
   trustProxy?: boolean | string[];
   /** Origins allowed to frame the kiosk page. */
   kioskFrameAncestors?: string[];
+  /** The Homebridge UI's preview secret (opens snapshots only). */
+  previewToken?: string;
 }
 
 /**
@@ -146,6 +148,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     publicPaths: [HEALTH_PATH],
     log: options.log,
     onFailure: options.onAuthFailure,
+    previewToken: options.previewToken,
     lockout: new LoginLockout({
       maxFailures: options.maxFailedLogins ?? 10,
       windowMs: 10 * 60_000,
