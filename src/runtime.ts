@@ -34,7 +34,10 @@ export interface RuntimeOptions {
   idleGraceMs?: number;
   /** Run motion detection for HomeKit's motion sensors on cameras that enable it (default false). */
   motion?: boolean;
-  /** Where state is kept (the last public IP); default: the users file's folder. */
+  /**
+   * Where state is kept (the last public IP, default: the users file's folder). Given (under
+   * Homebridge), the Homebridge UI's preview token is written there too.
+   */
   stateDir?: string;
   /** Test hooks for the alerts' retry timing. */
   alertRetryInitialMs?: number;
@@ -127,12 +130,15 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       // Only cameras with a device to tune get the controls panel and API.
       controls: controls.configured ? controls : undefined,
     }));
-    // The Homebridge UI's preview reads snapshots with this, rather than opening the webcam itself.
-    const stateDir = this.options.stateDir ?? dirname(this.options.usersFile);
-    const previewToken = await writePreviewToken(stateDir).catch((error: Error) => {
-      log.debug(`No preview token for the Homebridge UI (${error.message}).`);
-      return undefined;
-    });
+    // The Homebridge UI's preview reads snapshots with this, rather than opening the webcam itself
+    // (only with a state folder of our own: under Homebridge, not `serve` in someone's folder).
+    const { stateDir } = this.options;
+    const previewToken = stateDir
+      ? await writePreviewToken(stateDir).catch((error: Error) => {
+          log.debug(`No preview token for the Homebridge UI (${error.message}).`);
+          return undefined;
+        })
+      : undefined;
     this.app = await buildWebServer({
       cameras: webCameras,
       usersFile: this.options.usersFile,
