@@ -10,7 +10,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 import { accessSync, constants, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,7 +18,10 @@ import { delimiter, join, sep } from 'node:path';
 import { HttpClient } from 'hap-controller';
 import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 
+import { bindUdp, freeUdpPair, hapUuid, udpBound } from '../test/hap-udp';
 import { nowMs } from './corpus';
+
+export { bindUdp, hapUuid };
 import { FirstFrameTracker, isRtcp, SrtpDecryptor } from './homekit-srtp';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -43,44 +45,6 @@ export function freeTcpPort(): Promise<number> {
     });
     server.on('error', reject);
   });
-}
-
-export function bindUdp(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(port, '127.0.0.1', () => {
-      socket.off('error', reject);
-      resolve(socket);
-    });
-  });
-}
-
-/** An even UDP port whose neighbour is free too (ffmpeg's RTP receiver takes port and port + 1). */
-async function freeUdpPair(): Promise<number> {
-  for (;;) {
-    const a = await bindUdp(0);
-    const port = a.address().port;
-    if (port % 2 === 0 && port < 65_000) {
-      const b = await bindUdp(port + 1).catch(() => undefined);
-      if (b) {
-        b.close();
-        a.close();
-        return port;
-      }
-    }
-    a.close();
-  }
-}
-
-/** True once something has bound UDP `port` on this machine. */
-function udpBound(port: number): boolean {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return ['/proc/net/udp', '/proc/net/udp6'].some((table) =>
-    readFileSync(table, 'utf8')
-      .split('\n')
-      .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex)),
-  );
 }
 
 // ---- process trees ---------------------------------------------------------------------------
@@ -340,7 +304,6 @@ export class Homebridge {
 // ---- the Home app ----------------------------------------------------------------------------
 
 /** HAP's short type ("110") as the full UUID. */
-export const hapUuid = (type: string): string => (type.includes('-') ? type : `${type.padStart(8, '0')}-0000-1000-8000-0026BB765291`).toUpperCase();
 const SERVICE_RTP = hapUuid('110');
 const CHAR = { selected: hapUuid('117'), setupEndpoints: hapUuid('118'), streamingStatus: hapUuid('120') };
 

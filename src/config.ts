@@ -7,6 +7,7 @@ import { normalizeAlerts } from './alerts/config';
 import type { ControlsToolChoice } from './controls/types';
 import { CONTROLS_TOOLS } from './controls/types';
 import { DEFAULT_PORT } from './settings';
+import { isRecord } from './util/is-record';
 
 export interface MotionConfig {
   enabled: boolean;
@@ -118,9 +119,6 @@ export function slugify(name: string): string {
   return slug || 'camera';
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 type Problems = string[];
 

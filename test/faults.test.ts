@@ -8,17 +8,9 @@ import { describe, it } from 'node:test';
 import { normalizeConfig } from '../src/config';
 import { silentLog } from '../src/log';
 import { WebcamRuntime } from '../src/runtime';
-import { basic, childProcessesNamed, get, isAlive, MjpegClient, recordingLog, sleep, startTestServer, tempDir, writeUsers } from './helpers';
+import { basic, childProcessesNamed, get, isAlive, MjpegClient, recordingLog, sleep, startTestServer, tempDir, waitUntil, writeUsers } from './helpers';
 
 const alice = basic('alice', 'wonderland');
-
-async function waitUntil(what: string, probe: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 describe('capture faults', () => {
   it('a killed capture is restarted and the viewer resumes', async (t) => {

@@ -224,6 +224,15 @@ export function get(url: string, headers: Record<string, string> = {}): Promise<
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Polls `check` every 50 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
 /** Pids of processes whose parent is `ppid` and whose command is `name` (from /proc). */
 export async function childProcessesNamed(ppid: number, name: string): Promise<number[]> {
   const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,comm=']);

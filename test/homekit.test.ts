@@ -15,7 +15,6 @@ import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:dgram';
-import { createSocket } from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +23,8 @@ import { after, before, describe, it } from 'node:test';
 import { HttpClient } from 'hap-controller';
 import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 
-import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, probeSize, sleep, waitForExit, writeUsers } from './helpers';
+import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, probeSize, sleep, waitForExit, waitUntil, writeUsers } from './helpers';
+import { bindUdp, freeUdpPair, hapUuid, udpBound } from './hap-udp';
 
 const ROOT = join(__dirname, '..');
 const HOMEBRIDGE = homebridgeCommand();
@@ -37,7 +37,6 @@ const COOLDOWN_S = 2;
 const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 
 /** HAP's short type ("110") as the full UUID. */
-const hapUuid = (type: string): string => (type.includes('-') ? type : `${type.padStart(8, '0')}-0000-1000-8000-0026BB765291`).toUpperCase();
 const SERVICE = { info: hapUuid('3E'), rtp: hapUuid('110'), motion: hapUuid('85') };
 const CHAR = {
   firmware: hapUuid('52'),
@@ -50,44 +49,6 @@ const CHAR = {
 // ---------------------------------------------------------------------------------------------
 // Ports, processes
 
-
-function bindUdp(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(port, '127.0.0.1', () => {
-      socket.off('error', reject);
-      resolve(socket);
-    });
-  });
-}
-
-/** An even UDP port whose neighbour is free too (ffmpeg's RTP receiver takes port and port + 1). */
-async function freeUdpPair(): Promise<number> {
-  for (;;) {
-    const a = await bindUdp(0);
-    const port = a.address().port;
-    if (port % 2 === 0 && port < 65_000) {
-      const b = await bindUdp(port + 1).catch(() => undefined);
-      if (b) {
-        b.close();
-        a.close();
-        return port;
-      }
-    }
-    a.close();
-  }
-}
-
-/** True once something has bound UDP `port` on this machine. */
-function udpBound(port: number): boolean {
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return ['/proc/net/udp', '/proc/net/udp6'].some((table) =>
-    readFileSync(table, 'utf8')
-      .split('\n')
-      .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex)),
-  );
-}
 
 interface FfmpegProcesses {
   /** The camera's capture (reads the lavfi testsrc). */
@@ -113,14 +74,6 @@ async function ffmpegChildren(ppid: number): Promise<FfmpegProcesses> {
   return result;
 }
 
-
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The Home app's side of a live stream

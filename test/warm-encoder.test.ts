@@ -23,7 +23,7 @@ import type { AudioCodecName } from '../src/homekit/stream-policy';
 import { WebcamStreamingDelegate } from '../src/homekit/streaming-delegate';
 import type { Log } from '../src/log';
 import { Snapshotter } from '../src/media/snapshot';
-import { execFileAsync, isAlive, sleep, startTestServer } from './helpers';
+import { execFileAsync, isAlive, sleep, startTestServer, waitUntil } from './helpers';
 
 interface Encoder {
   pid: number;
@@ -53,14 +53,6 @@ async function encoders(): Promise<Encoder[]> {
     found.push({ pid: Number(m[1]), args, key: after('-srtp_out_params'), ssrc: Number(after('-ssrc')) >>> 0, url: args.find((a) => a.startsWith('srtp://')) ?? '' });
   }
   return found;
-}
-
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 /** Waits for exactly `count` encoders and answers them. */

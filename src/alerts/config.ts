@@ -2,6 +2,8 @@
 // which events send one, and the limits that keep them from flooding. Every problem is named
 // with its key and fix; bad values fall back to the defaults and alerts keep working.
 
+import { isRecord } from '../util/is-record';
+
 export interface SesConfig {
   region: string;
   from: string;
@@ -57,9 +59,6 @@ export interface AlertsConfigResult {
 
 const EMAIL = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/;
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function text(raw: unknown): string | undefined {
   return typeof raw === 'string' && raw.trim() ? raw.trim() : typeof raw === 'number' ? String(raw) : undefined;

@@ -82,15 +82,7 @@ export class StreamSession {
   /** Replaces the encoder with one built from `args` (HomeKit asked for another size or rate). */
   async reconfigure(args: string[]): Promise<void> {
     if (this.ended) return;
-    const old = this.child;
-    const oldRelay = this.relay;
-    this.child = undefined;
-    this.relay = undefined;
-    if (old) {
-      old.stdin?.end();
-      await stopProcess(old, 1_000);
-    }
-    oldRelay?.close();
+    await this.stopEncoder();
     if (!this.ended) await this.spawnEncoder(args);
   }
 
@@ -148,6 +140,11 @@ export class StreamSession {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     closeQuietly(this.options.rtcpSocket, ...(this.options.otherSockets ?? []));
+    await this.stopEncoder();
+  }
+
+  /** Ends the current encoder (end of input first: one waiting on stdin ignores SIGTERM) and its relay. */
+  private async stopEncoder(): Promise<void> {
     const child = this.child;
     const relay = this.relay;
     this.child = undefined;

@@ -20,6 +20,7 @@ import { grabPreview, PreviewError } from './preview';
 import { UiError } from './ui-error';
 import { changeUser, listUsers, usersFilePath } from './users';
 import type { UsersList } from './users';
+import { isRecord } from '../util/is-record';
 
 export { UiError } from './ui-error';
 
@@ -57,9 +58,6 @@ export interface ControlsAnswer {
   controls: ControlState[];
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** The plugin block from a request (`{ config }`); an empty block when there is none yet. */
 function configOf(body: unknown): Record<string, unknown> {

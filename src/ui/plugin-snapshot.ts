@@ -8,10 +8,8 @@ import { join } from 'node:path';
 import { slugify } from '../config';
 import { readPreviewToken } from '../web/preview-token';
 import { DEFAULT_PORT } from '../settings';
+import { isRecord } from '../util/is-record';
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Where the plugin's web server listens, from the config (the saved one is what it runs with). */
 export function pluginAddress(config: Record<string, unknown>): { socketPath: string } | { host: string; port: number } | undefined {

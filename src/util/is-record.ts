@@ -1,0 +1,4 @@
+// The check every config reader starts with: a plain object (not null, not an array).
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
