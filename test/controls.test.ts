@@ -244,6 +244,17 @@ describe('CameraControls', () => {
     assert.ok(log.lines.some((l) => l === 'info Camera controls set from the config: Focus, Auto = off (0), Focus (absolute) = 30.'));
   });
 
+  it('imports the mapping file (uvcdynctrl -i) before it applies the values', async (t) => {
+    const calls = fakeTools(t);
+    const log = recordingLog();
+    const controls = new CameraControls({ device: 'video0', tool: 'auto', config: { 'LED1 Mode': 'Off' }, mappingFile: '/usr/share/uvcdynctrl/data/046d/logitech.xml', log, commands: FAKE });
+    await controls.applyConfig();
+    const args = calls().map((c) => c.args);
+    assert.deepEqual(args[0], ['--device=video0', '--import=/usr/share/uvcdynctrl/data/046d/logitech.xml']);
+    assert.deepEqual(args.at(-1), ['--device=video0', '--set=LED1 Mode', '--', '0']);
+    assert.ok(log.lines.some((l) => /^info Imported the control mapping \/usr\/share\/uvcdynctrl\/data\/046d\/logitech\.xml/.test(l)), log.lines.join('\n'));
+  });
+
   it('falls back to v4l2-ctl when uvcdynctrl is missing (auto), and a config for uvcdynctrl still applies', async (t) => {
     const calls = fakeTools(t);
     const controls = new CameraControls({
