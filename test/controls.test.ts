@@ -247,7 +247,7 @@ describe('CameraControls', () => {
   it('imports the mapping file (uvcdynctrl -i) before it applies the values', async (t) => {
     const calls = fakeTools(t);
     const log = recordingLog();
-    const controls = new CameraControls({ device: 'video0', tool: 'auto', config: { 'LED1 Mode': 'Off' }, mappingFile: '/usr/share/uvcdynctrl/data/046d/logitech.xml', log, commands: FAKE });
+    const controls = new CameraControls({ device: 'video0', tool: 'auto', config: { 'LED1 Mode': 0 }, mappingFile: '/usr/share/uvcdynctrl/data/046d/logitech.xml', log, commands: FAKE });
     await controls.applyConfig();
     const args = calls().map((c) => c.args);
     assert.deepEqual(args[0], ['--device=video0', '--import=/usr/share/uvcdynctrl/data/046d/logitech.xml']);
