@@ -21,7 +21,8 @@ import { WebcamRuntime } from './runtime';
 import { DEFAULT_PORT, PLATFORM_NAME } from './settings';
 import type { PasswdAction } from './users/passwd';
 import { EXIT_FAILED, EXIT_USAGE, runPasswd } from './users/passwd';
-import { hashPassword, readUsersFile, writeUsersFile } from './users/users-file';
+import { addFirstUser } from './users/user-changes';
+import { readUsersFile } from './users/users-file';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../package.json') as { version: string };
@@ -70,8 +71,9 @@ async function ensureFirstUser(file: string, log: ReturnType<typeof consoleLog>)
   if (users.size > 0 || problems.length > 0) return;
   const chosen = process.env.WEBCAM_SERVER_ADMIN_PASSWORD;
   const password = chosen || randomBytes(9).toString('base64url');
-  users.set('admin', await hashPassword(password));
-  await writeUsersFile(file, users);
+  // Locked, and only while the file is still empty: a user added meanwhile (passwd, a second
+  // server starting) wins, and no first user is made.
+  if (!(await addFirstUser(file, 'admin', password))) return;
   const change = `Change it with: webcam-server passwd -m -u admin -f ${file}`;
   if (chosen) {
     log.info(`No users yet: created user "admin" with the password from WEBCAM_SERVER_ADMIN_PASSWORD in ${file}.`);

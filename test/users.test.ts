@@ -2,12 +2,13 @@
 // real process with password.py's flags, prompts and exit codes.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { checkPassword, parseUsers, readUsersFile, serializeUsers, writeUsersFile } from '../src/users/users-file';
-import { tempDir } from './helpers';
+import { changeUser } from '../src/ui/users';
+import { tempDir, writeUsers } from './helpers';
 
 const FIXTURE = join(__dirname, 'fixtures', 'flask-cam-users');
 const CLI = join(__dirname, '..', 'src', 'cli.ts');
@@ -120,5 +121,133 @@ describe('webcam-server passwd', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /line 3/);
     assert.equal(readFileSync(file, 'utf8'), original);
+  });
+});
+
+describe('users file under concurrent changes', () => {
+  it('20 `passwd -a` at the same time: all 20 users land', async (t) => {
+    const file = join(tempDir(t), 'users');
+    const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => passwd(['-a', '-u', `u${i + 1}`, '-p', 'p', '-f', file])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const { users, problems } = await readUsersFile(file);
+    assert.deepEqual(problems, []);
+    assert.deepEqual([...users.keys()].sort(), Array.from({ length: 20 }, (_, i) => `u${i + 1}`).sort());
+    assert.deepEqual(readdirSync(dirname(file)), ['users'], 'no lock or temp file left');
+  });
+
+  it('a deletion racing with additions stays deleted: the revoked user cannot log in', async (t) => {
+    const file = join(tempDir(t), 'users');
+    await writeUsers(file, { mallory: 'old-pass', keeper: 'k' });
+    // Each deletion races with three additions started at the same moment.
+    const runs = await Promise.all([
+      passwd(['-d', 'mallory', '-f', file]),
+      passwd(['-a', '-u', 'newbie', '-p', 'n', '-f', file]),
+      passwd(['-a', '-u', 'newbie2', '-p', 'n', '-f', file]),
+      passwd(['-m', '-u', 'keeper', '-p', 'k2', '-f', file]),
+    ]);
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const { users } = await readUsersFile(file);
+    assert.deepEqual([...users.keys()].sort(), ['keeper', 'newbie', 'newbie2']);
+    const check = await passwd(['-c', '-u', 'mallory', '-p', 'old-pass', '-f', file]);
+    assert.deepEqual([check.code, check.stdout.trim()], [1, 'False']);
+    assert.equal((await passwd(['-c', '-u', 'keeper', '-p', 'k2', '-f', file])).stdout.trim(), 'True');
+  });
+
+  it('the Homebridge UI and the CLI changing users at once: every change lands', async (t) => {
+    const storagePath = tempDir(t);
+    const file = join(storagePath, 'webcam-server', 'users');
+    const ui = Array.from({ length: 8 }, (_, i) => changeUser(file, { action: 'add', name: `ui${i}`, password: 'x' }, 4));
+    const cli = Array.from({ length: 8 }, (_, i) => passwd(['-a', '-u', `cli${i}`, '-p', 'x', '-f', file]));
+    await Promise.all(ui);
+    for (const r of await Promise.all(cli)) assert.equal(r.code, 0, r.stderr);
+    const { users } = await readUsersFile(file);
+    assert.equal(users.size, 16, [...users.keys()].join(' '));
+  });
+
+  it('a writer killed while it held the lock leaves no lock or temp file behind for the next one', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'users');
+    await writeUsers(file, { dexter: 'd' });
+    // A real process takes the lock, starts a write and is killed with SIGKILL in the middle.
+    const holder = spawn(process.execPath, ['--import', 'tsx', '-e', HOLDER, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => holder.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (d: Buffer) => d.toString().includes('holding') && resolve());
+      holder.once('exit', (code) => reject(new Error(`the lock holder exited early (${code})`)));
+    });
+    holder.kill('SIGKILL');
+    await new Promise((resolve) => holder.once('exit', resolve));
+    const leftovers = readdirSync(dir).filter((name) => name !== 'users');
+    assert.equal(leftovers.length, 2, `a lock and a temp file are left: ${leftovers.join(' ')}`);
+    // Later: both are older than the stale limits (a lock is stale after 10 s, a temp file after a minute).
+    const past = new Date(Date.now() - 5 * 60_000);
+    for (const name of leftovers) utimesSync(join(dir, name), past, past);
+
+    const r = await passwd(['-a', '-u', 'next', '-p', 'n', '-f', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(dir), ['users'], 'the stale lock and temp file are gone');
+    assert.deepEqual([...(await readUsersFile(file)).users.keys()], ['dexter', 'next']);
+  });
+});
+
+/** Takes the users file's lock, starts a write (a temp file as writeUsersFile names it) and waits to be killed. */
+const HOLDER = `
+const { writeFileSync } = require('node:fs');
+const { basename, dirname, join } = require('node:path');
+const { updateUsersFile } = require(${JSON.stringify(join(__dirname, '..', 'src', 'users', 'users-file.ts'))});
+const file = process.argv[1];
+void updateUsersFile(file, () => {
+  writeFileSync(join(dirname(file), '.' + basename(file) + '.' + process.pid + '.dead.tmp'), 'half');
+  process.stdout.write('holding\\n');
+  setInterval(() => {}, 60_000); // alive until killed
+  return new Promise(() => {});
+});
+`;
+
+describe('users: names and passwords that could never work', () => {
+  it('refuses passwords longer than bcrypt reads (72 bytes), in the CLI and the UI', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'users');
+    const long = await passwd(['-a', '-u', 'bob', '-p', `${'A'.repeat(72)}x`, '-f', file]);
+    assert.equal(long.code, 1);
+    assert.match(long.stderr, /73 bytes long; bcrypt uses only the first 72/);
+    // 37 accented letters are 74 bytes in UTF-8.
+    assert.equal((await passwd(['-a', '-u', 'bob', '-p', 'é'.repeat(37), '-f', file])).code, 1);
+    assert.equal((await passwd(['-a', '-u', 'bob', '-p', 'A'.repeat(72), '-f', file])).code, 0, 'exactly 72 bytes is fine');
+    assert.equal((await passwd(['-m', '-u', 'bob', '-p', `${'A'.repeat(72)}x`, '-f', file])).code, 1);
+    const ui = await changeUser(join(dir, 'ui-users'), { action: 'add', name: 'carol', password: 'B'.repeat(80) }, 4).then(
+      () => undefined,
+      (error: { code?: string; message: string }) => error,
+    );
+    assert.equal(ui?.code, 'PASSWORD_INVALID');
+    assert.match(ui?.message ?? '', /80 bytes long/);
+  });
+
+  it('refuses user names with control characters (basic auth can never send them)', async (t) => {
+    const file = join(tempDir(t), 'users');
+    const r = await passwd(['-a', '-u', 'bob\u0001', '-p', 'x', '-f', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /control characters/);
+    const ui = await changeUser(file, { action: 'add', name: 'eve\u007f', password: 'x' }, 4).then(
+      () => undefined,
+      (error: { code?: string }) => error,
+    );
+    assert.equal(ui?.code, 'USER_NAME_INVALID');
+  });
+
+  it('ignores a UTF-8 byte-order mark at the start of the file', async (t) => {
+    const file = join(tempDir(t), 'users');
+    writeFileSync(file, `\uFEFF${readFileSync(FIXTURE, 'utf8')}`);
+    assert.deepEqual([...(await readUsersFile(file)).users.keys()], ['dexter', 'rita']);
+    assert.equal((await passwd(['-c', '-u', 'dexter', '-p', 'flask-cam-pass', '-f', file])).stdout.trim(), 'True');
+  });
+
+  it('says a missing folder does not exist and does not create it (exit 2)', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'no', 'such', 'dir', 'users');
+    const r = await passwd(['-a', '-u', 'bob', '-p', 'x', '-f', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /The folder .*no\/such\/dir does not exist/);
+    assert.equal(existsSync(join(dir, 'no')), false);
   });
 });

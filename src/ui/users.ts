@@ -1,12 +1,14 @@
 // The web users as the Homebridge UI manages them: the same users file the plugin reads
 // (`<storage>/webcam-server/users`, or `web.usersFile`), in flask-cam's format, changed one user
-// at a time with the same rules as `webcam-server passwd`. Names only ever leave this module;
+// at a time through the same locked change as `webcam-server passwd` (users/user-changes.ts). Names only ever leave this module;
 // password hashes never do.
 import { constants, promises as fs } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
-import { BCRYPT_COST, hashPassword, invalidUserName, readUsersFile, writeUsersFile } from '../users/users-file';
+import type { UserChange } from '../users/user-changes';
+import { applyUserChange, checkUserChange, UserChangeError } from '../users/user-changes';
+import { BCRYPT_COST, readUsersFile, UsersFileError } from '../users/users-file';
 import { UiError } from './ui-error';
 
 /** The users file of a config, as the plugin resolves it under Homebridge (platform.ts). */
@@ -107,42 +109,55 @@ export async function listUsers(file: string): Promise<UsersList> {
   return { file, exists, writable: !notWritable, notWritable, users: [...parsed.users.keys()], problems: parsed.problems };
 }
 
-export type UserChange = { action: 'add' | 'password'; name: string; password: string } | { action: 'delete'; name: string };
+export type { UserChange };
+
+/** UI error codes for a refused change (the page shows the message; the codes stay as they were). */
+function uiCode(error: UserChangeError | UsersFileError, change: UserChange): string {
+  switch (error.code) {
+    case 'PASSWORD_INVALID':
+      return change.action !== 'delete' && !change.password ? 'PASSWORD_EMPTY' : 'PASSWORD_INVALID';
+    case 'UNREADABLE':
+      return 'USERS_UNREADABLE';
+    case 'DAMAGED':
+      return 'USERS_FILE_DAMAGED';
+    case 'FOLDER_MISSING':
+    case 'WRITE_FAILED':
+      return 'USERS_NOT_WRITABLE';
+    case 'LOCKED':
+      return 'USERS_LOCKED';
+    default:
+      return error.code;
+  }
+}
 
 /** Adds a user, sets a password or deletes a user; answers the new list. */
 export async function changeUser(file: string, change: UserChange, cost = BCRYPT_COST): Promise<UsersList> {
-  const name = change.name;
-  const badName = invalidUserName(name);
-  if (badName) throw new UiError('USER_NAME_INVALID', `That name cannot be used: ${badName}.`);
-  if (change.action !== 'delete' && !change.password) throw new UiError('PASSWORD_EMPTY', 'Type a password: an empty one is refused.');
+  try {
+    checkUserChange(change);
+  } catch (error) {
+    if (error instanceof UserChangeError) throw new UiError(uiCode(error, change), error.message);
+    throw error;
+  }
   const notWritable = await checkWritable(file);
   if (notWritable) throw new UiError('USERS_NOT_WRITABLE', notWritable);
-  const { users, problems } = await readUsersFile(file).catch((error: Error) => {
-    throw new UiError('USERS_UNREADABLE', error.message);
-  });
-  if (problems.length > 0) {
-    throw new UiError(
-      'USERS_FILE_DAMAGED',
-      `${file} has lines that cannot be read, and rewriting it would lose them: ${problems.join('; ')}. Fix or remove those lines first.`,
-    );
-  }
-  switch (change.action) {
-    case 'add':
-      if (users.has(name)) throw new UiError('USER_EXISTS', `There is already a user "${name}": change its password instead.`);
-      users.set(name, await hashPassword(change.password, cost));
-      break;
-    case 'password':
-      if (!users.has(name)) throw new UiError('USER_NOT_FOUND', `There is no user "${name}" (any more).`);
-      users.set(name, await hashPassword(change.password, cost));
-      break;
-    case 'delete':
-      if (!users.delete(name)) throw new UiError('USER_NOT_FOUND', `There is no user "${name}" (any more).`);
-      break;
-  }
   try {
-    await writeUsersFile(file, users);
+    // The Homebridge storage folder exists; its webcam-server folder is made on the first user.
+    await applyUserChange(file, change, { cost, createFolder: true });
   } catch (error) {
-    throw new UiError('USERS_NOT_WRITABLE', notWritableMessage(file, error as NodeJS.ErrnoException));
+    if (error instanceof UserChangeError) {
+      const message =
+        error.code === 'USER_EXISTS'
+          ? `There is already a user "${change.name}": change its password instead.`
+          : error.code === 'USER_NOT_FOUND'
+            ? `There is no user "${change.name}" (any more).`
+            : error.message;
+      throw new UiError(uiCode(error, change), message);
+    }
+    if (error instanceof UsersFileError) {
+      const message = error.code === 'WRITE_FAILED' && error.cause ? notWritableMessage(file, error.cause as NodeJS.ErrnoException) : error.message;
+      throw new UiError(uiCode(error, change), message);
+    }
+    throw error;
   }
   return listUsers(file);
 }

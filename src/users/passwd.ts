@@ -3,17 +3,17 @@
 //   with -u/--user (or the user right after the action flag), -p/--password, -f/--filepath.
 // Without -p the password is asked for with no echo on a terminal, or read as one line from
 // standard input. Exit codes: 0 done, 1 could not be done (user exists, no such user, wrong
-// password for -c), 2 bad usage.
+// password for -c, file damaged or locked), 2 bad usage (no user, a name or password that can
+// never work, a folder that does not exist). Changes go through user-changes.ts: locked, so
+// several of these running at once all land.
+import { promises as fs } from 'node:fs';
+import { dirname } from 'node:path';
+
 import { read } from 'read';
 
-import {
-  checkPassword,
-  hashPassword,
-  invalidUserName,
-  readUsersFile,
-  UsersFileError,
-  writeUsersFile,
-} from './users-file';
+import type { UserChange } from './user-changes';
+import { applyUserChange, checkUserChange, UserChangeError } from './user-changes';
+import { checkPassword, invalidUserName, readUsersFile, UsersFileError } from './users-file';
 
 export type PasswdAction = 'add' | 'modify' | 'delete' | 'check' | 'list';
 
@@ -22,6 +22,8 @@ export interface PasswdOptions {
   user?: string;
   password?: string;
   file: string;
+  /** bcrypt cost of new hashes (default flask-cam's 12). */
+  cost?: number;
 }
 
 export interface PasswdIo {
@@ -57,8 +59,32 @@ export const terminalIo: PasswdIo = {
     process.stdin.isTTY ? read({ prompt, silent: true, replace: '', output: process.stderr }) : readLineFromStdin(),
 };
 
+/** Refusals that are bad usage (exit 2) rather than an action that could not be done (exit 1). */
+const USAGE_CODES = new Set(['USER_NAME_INVALID', 'FOLDER_MISSING']);
+
+/** Words for a refused change in password.py's terms (the CLI's flags, not the UI's buttons). */
+function refusal(error: UserChangeError | UsersFileError, user: string, file: string): string {
+  switch (error.code) {
+    case 'USER_EXISTS':
+      return `User "${user}" already exists in ${file}; use -m to change the password.`;
+    case 'USER_NOT_FOUND':
+      return `No user "${user}" in ${file}; use -a to add one.`;
+    default:
+      return error.message;
+  }
+}
+
 export async function runPasswd(options: PasswdOptions, io: PasswdIo = terminalIo): Promise<number> {
   const { action, file } = options;
+  // A folder that does not exist is a typo in -f: say so rather than make it (and read nothing).
+  if (action !== 'list' && action !== 'check') {
+    const folder = dirname(file);
+    const stat = await fs.stat(folder).catch(() => undefined);
+    if (!stat?.isDirectory()) {
+      io.err(`The folder ${folder} does not exist${stat ? ' (it is not a folder)' : ''}: check -f ${file}, or create the folder first.`);
+      return EXIT_USAGE;
+    }
+  }
   let parsed;
   try {
     parsed = await readUsersFile(file);
@@ -85,68 +111,46 @@ export async function runPasswd(options: PasswdOptions, io: PasswdIo = terminalI
     return EXIT_USAGE;
   }
 
-  if (action !== 'check' && problems.length > 0) {
+  if (action === 'check') {
+    const hash = users.get(user);
+    const password = options.password ?? (await io.askPassword('Password: '));
+    const ok = hash !== undefined && (await checkPassword(password, hash));
+    io.out(ok ? 'True' : 'False');
+    return ok ? EXIT_OK : EXIT_FAILED;
+  }
+
+  // Said before asking for a password; checked again under the lock when the change is made.
+  if (problems.length > 0) {
     // Rewriting would drop the unreadable lines: refuse rather than lose anything.
     io.err(`Not changing ${file}: it has lines that cannot be read, and rewriting it would lose them:`);
     for (const problem of problems) io.err(`  ${problem}`);
     io.err('Fix or remove those lines, then run the command again.');
     return EXIT_FAILED;
   }
-
-  const getPassword = async (): Promise<string> => options.password ?? (await io.askPassword('Password: '));
+  if (action === 'add' && users.has(user)) {
+    io.err(refusal(new UserChangeError('USER_EXISTS', ''), user, file));
+    return EXIT_FAILED;
+  }
+  if (action !== 'add' && !users.has(user)) {
+    io.err(refusal(new UserChangeError('USER_NOT_FOUND', ''), user, file));
+    return EXIT_FAILED;
+  }
 
   try {
-    switch (action) {
-      case 'add': {
-        if (users.has(user)) {
-          io.err(`User "${user}" already exists in ${file}; use -m to change the password.`);
-          return EXIT_FAILED;
-        }
-        const password = await getPassword();
-        if (!password) {
-          io.err('Refusing an empty password.');
-          return EXIT_FAILED;
-        }
-        users.set(user, await hashPassword(password));
-        await writeUsersFile(file, users);
-        io.out(`Added user "${user}" to ${file}.`);
-        return EXIT_OK;
-      }
-      case 'modify': {
-        if (!users.has(user)) {
-          io.err(`No user "${user}" in ${file}; use -a to add one.`);
-          return EXIT_FAILED;
-        }
-        const password = await getPassword();
-        if (!password) {
-          io.err('Refusing an empty password.');
-          return EXIT_FAILED;
-        }
-        users.set(user, await hashPassword(password));
-        await writeUsersFile(file, users);
-        io.out(`Changed the password of "${user}" in ${file}.`);
-        return EXIT_OK;
-      }
-      case 'delete': {
-        if (!users.delete(user)) {
-          io.err(`No user "${user}" in ${file}.`);
-          return EXIT_FAILED;
-        }
-        await writeUsersFile(file, users);
-        io.out(`Deleted user "${user}" from ${file}.`);
-        return EXIT_OK;
-      }
-      case 'check': {
-        const hash = users.get(user);
-        const password = await getPassword();
-        const ok = hash !== undefined && (await checkPassword(password, hash));
-        io.out(ok ? 'True' : 'False');
-        return ok ? EXIT_OK : EXIT_FAILED;
-      }
-    }
+    let change: UserChange;
+    if (action === 'delete') change = { action: 'delete', name: user };
+    else change = { action: action === 'add' ? 'add' : 'password', name: user, password: options.password ?? (await io.askPassword('Password: ')) };
+    checkUserChange(change);
+    await applyUserChange(file, change, { cost: options.cost });
+    const done = { add: `Added user "${user}" to ${file}.`, modify: `Changed the password of "${user}" in ${file}.`, delete: `Deleted user "${user}" from ${file}.` };
+    io.out(done[action]);
+    return EXIT_OK;
   } catch (error) {
-    const message = error instanceof UsersFileError ? error.message : `Could not update ${file}: ${(error as Error).message}`;
-    io.err(message);
+    if (error instanceof UserChangeError || error instanceof UsersFileError) {
+      io.err(refusal(error, user, file));
+      return USAGE_CODES.has(error.code) ? EXIT_USAGE : EXIT_FAILED;
+    }
+    io.err(`Could not update ${file}: ${(error as Error).message}`);
     return EXIT_FAILED;
   }
 }
