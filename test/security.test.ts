@@ -9,11 +9,12 @@ import { readFileSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { AuthBusyError, CredentialVerifier, UsersStore } from '../src/web/auth';
+import { checkPassword } from '../src/users/users-file';
+import { AuthBusyError, CredentialVerifier, retryWait, UsersStore } from '../src/web/auth';
 import { isLocalPeer, isSameOrigin } from '../src/web/server';
 import { LoginLockout, lockoutKey } from '../src/web/lockout';
 import { silentLog } from '../src/log';
-import { basic, get, MjpegClient, startTestServer, tempDir } from './helpers';
+import { basic, get, MjpegClient, startTestServer, tempDir, writeUsers } from './helpers';
 
 const alice = basic('alice', 'wonderland');
 
@@ -30,6 +31,21 @@ function rawRequest(port: number, text: string): Promise<{ status: number; head:
     socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0), head: data.split('\r\n\r\n', 1)[0] }));
     socket.on('error', reject);
     socket.setTimeout(5_000, () => socket.destroy(new Error('timeout')));
+  });
+}
+
+/** Sends `count` GET requests pipelined on one connection; resolves with the statuses in order. */
+function pipeline(port: number, count: number, authorization: string): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const request = `GET /api/cameras HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${authorization}\r\n\r\n`;
+    socket.write(request.repeat(count - 1) + request.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n'));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('end', () => resolve([...data.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]))));
+    socket.on('error', reject);
+    socket.setTimeout(20_000, () => socket.destroy(new Error('timeout')));
   });
 }
 
@@ -54,7 +70,64 @@ describe('login lockout', () => {
     const statuses = burst.map((r) => r.status);
     assert.equal(statuses.filter((s) => s === 401).length, 5, `only 5 passwords were checked: ${statuses.join(',')}`);
     assert.equal(statuses.filter((s) => s === 429).length, 35);
-    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 429, 'and the address is locked out now');
+    const refused = burst.find((r) => r.status === 429);
+    assert.match(refused?.body.toString() ?? '', /different logins from your address are being checked at once\. Try again in 2 seconds/, 'nothing had failed yet when these were refused');
+    assert.equal(refused?.headers['retry-after'], '2');
+    const locked = await get(`${server.url}/api/cameras`, { authorization: alice });
+    assert.equal(locked.status, 429, 'and the address is locked out now');
+    assert.match(locked.body.toString(), /Too many failed logins/);
+  });
+
+  it('lets many correct logins in at once: fresh ones share one check, remembered ones skip the lockout', async (t) => {
+    const server = await startTestServer(t, { web: { maxFailedLogins: 3 } });
+    // Two failures first: one more would lock the address out.
+    for (const guess of ['nope1', 'nope2']) assert.equal((await get(`${server.url}/api/cameras`, { authorization: basic('alice', guess) })).status, 401);
+    const fresh = await Promise.all(Array.from({ length: 30 }, () => get(`${server.url}/api/cameras`, { authorization: alice })));
+    assert.deepEqual(
+      fresh.map((r) => r.status),
+      Array.from({ length: 30 }, () => 200),
+    );
+    // 50 requests pipelined on one connection, with the login remembered now.
+    const pipelined = await pipeline(server.port, 50, alice);
+    assert.deepEqual(pipelined, Array.from({ length: 50 }, () => 200));
+    // The two failures were forgotten by the good login: three more are needed to lock it out.
+    for (const guess of ['nope3', 'nope4']) assert.equal((await get(`${server.url}/api/cameras`, { authorization: basic('alice', guess) })).status, 401);
+    assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 200);
+  });
+
+  it('runs one bcrypt check for identical logins arriving together, and none for a remembered one', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'users');
+    await writeUsers(file, { alice: 'wonderland' });
+    let checks = 0;
+    const counting = async (password: string, hash: string) => {
+      checks++;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return checkPassword(password, hash);
+    };
+    const verifier = new CredentialVerifier(new UsersStore(file, silentLog), { check: counting, maxConcurrent: 2, maxWaiting: 2 });
+    const gates: string[] = [];
+    const gate = { begin: () => void gates.push('begin'), finish: (outcome: string) => void gates.push(outcome) };
+    const together = await Promise.all(Array.from({ length: 50 }, () => verifier.check('alice', 'wonderland', gate)));
+    assert.equal(checks, 1, 'fifty logins, one bcrypt');
+    assert.ok(together.every((v) => v.ok));
+    assert.equal(together.filter((v) => v.checked).length, 1);
+    assert.deepEqual(gates, ['begin', 'ok'], 'the lockout saw one check');
+    assert.equal((await verifier.check('alice', 'wonderland', gate)).ok, true);
+    assert.equal(checks, 1, 'remembered: no bcrypt');
+    assert.deepEqual(gates, ['begin', 'ok'], 'and no lockout');
+    const wrong = await Promise.all(Array.from({ length: 20 }, () => verifier.check('alice', 'guess', gate)));
+    assert.equal(checks, 2);
+    assert.ok(wrong.every((v) => !v.ok));
+    assert.deepEqual(gates, ['begin', 'ok', 'begin', 'failed'], 'one guess, one failure');
+  });
+
+  it('says in Retry-After what the message says', () => {
+    assert.deepEqual(retryWait(1), { seconds: 1, words: '1 second' });
+    assert.deepEqual(retryWait(2_000), { seconds: 2, words: '2 seconds' });
+    assert.deepEqual(retryWait(61_500), { seconds: 62, words: '62 seconds' });
+    assert.deepEqual(retryWait(120_000), { seconds: 120, words: '2 minutes' });
+    assert.deepEqual(retryWait(14 * 60_000 + 1), { seconds: 900, words: '15 minutes' });
   });
 
   it('runs at most two bcrypt checks at once and refuses a flood beyond the queue (503)', async (t) => {

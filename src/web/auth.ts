@@ -2,7 +2,9 @@
 //  - the users file re-read when it changes, so a user added with the CLI can log in at once;
 //  - the same bcrypt work for an unknown user as for a wrong password (no user enumeration by timing);
 //  - verified credentials remembered briefly under a SHA-256 key (never the password itself), so a
-//    page that makes several requests pays for one bcrypt;
+//    page that makes several requests pays for one bcrypt; identical credentials arriving together
+//    share one check (50 viewers starting at once cost one bcrypt), and neither a remembered login
+//    nor a shared check touches the lockout or the bcrypt queue;
 //  - optional trusted networks that skip the check (flask-cam's LAN bypass), off by default;
 //  - an address that keeps failing is locked out for a while (429 with Retry-After).
 import { createHash, randomBytes } from 'node:crypto';
@@ -135,14 +137,54 @@ export class AuthBusyError extends Error {
   }
 }
 
-/** An address with too many failed logins (429 with Retry-After). */
-export class TooManyLoginsError extends Error {
+/** How long to wait, rounded up to what the message says, so Retry-After and the words agree. */
+export function retryWait(ms: number): { seconds: number; words: string } {
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
+  if (seconds < 90) return { seconds, words: `${seconds} second${seconds === 1 ? '' : 's'}` };
+  const minutes = Math.ceil(seconds / 60);
+  return { seconds: minutes * 60, words: `${minutes} minutes` };
+}
+
+/** A refusal answered with 429 and a Retry-After that matches its message. */
+export class RetryLaterError extends Error {
   readonly statusCode = 429;
-  constructor(readonly retryAfterSeconds: number) {
-    const minutes = Math.max(1, Math.ceil(retryAfterSeconds / 60));
-    super(`Too many failed logins from your address. Try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`);
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+    this.name = 'RetryLaterError';
+  }
+}
+
+/** An address with too many failed logins. */
+export class TooManyLoginsError extends RetryLaterError {
+  constructor(waitMs: number) {
+    const wait = retryWait(waitMs);
+    super(`Too many failed logins from your address. Try again in ${wait.words}.`, wait.seconds);
     this.name = 'TooManyLoginsError';
   }
+}
+
+/** An address with as many different logins being checked at once as its failure budget allows (nothing failed). */
+export class TooManyChecksError extends RetryLaterError {
+  constructor(waitMs = 2_000) {
+    const wait = retryWait(waitMs);
+    super(`Too many different logins from your address are being checked at once. Try again in ${wait.words}.`, wait.seconds);
+    this.name = 'TooManyChecksError';
+  }
+}
+
+/** Lets an address start one password check (throws a RetryLaterError when it may not) and hears how it ended. */
+export interface CheckGate {
+  begin(): void;
+  finish(outcome: 'ok' | 'failed' | 'aborted'): void;
+}
+
+export interface Verdict {
+  ok: boolean;
+  /** True when this call ran the bcrypt check itself (not remembered, not shared with an identical one). */
+  checked: boolean;
 }
 
 /** Checks a user name and password in (near) constant time with respect to which part was wrong. */
@@ -152,7 +194,9 @@ export class CredentialVerifier {
   private readonly ttl: number;
   private readonly max: number;
   private readonly salt = randomBytes(16);
-  private readonly check: (password: string, hash: string) => Promise<boolean>;
+  private readonly compare: (password: string, hash: string) => Promise<boolean>;
+  /** Checks running now, by cache key: an identical login arriving meanwhile waits for the same answer. */
+  private readonly flights = new Map<string, Promise<boolean>>();
   private running = 0;
   private readonly waiting: Array<() => void> = [];
   private readonly maxConcurrent: number;
@@ -164,7 +208,7 @@ export class CredentialVerifier {
   ) {
     this.ttl = options.cacheTtlMs ?? 5 * 60_000;
     this.max = options.cacheMax ?? 1000;
-    this.check = options.check ?? checkPassword;
+    this.compare = options.check ?? checkPassword;
     this.maxConcurrent = options.maxConcurrent ?? 2;
     this.maxWaiting = options.maxWaiting ?? 32;
   }
@@ -178,7 +222,7 @@ export class CredentialVerifier {
       this.running++;
     }
     try {
-      return await this.check(password, hash);
+      return await this.compare(password, hash);
     } finally {
       const next = this.waiting.shift();
       // A waiting check takes over this slot; otherwise the slot is free.
@@ -187,7 +231,15 @@ export class CredentialVerifier {
     }
   }
 
-  async verify(user: string, password: string): Promise<boolean> {
+  async verify(user: string, password: string, gate?: CheckGate): Promise<boolean> {
+    return (await this.check(user, password, gate)).ok;
+  }
+
+  /**
+   * Checks a login: a remembered one answers at once; an identical one already being checked
+   * shares that check; only a new check passes `gate` (the lockout) and waits for a bcrypt slot.
+   */
+  async check(user: string, password: string, gate?: CheckGate): Promise<Verdict> {
     const hash = await this.store.lookup(user);
     // The key covers the stored hash, so a changed password or a deleted user invalidates it.
     const key = createHash('sha256')
@@ -196,15 +248,36 @@ export class CredentialVerifier {
       .digest('base64');
     const expires = this.cache.get(key);
     if (hash && expires !== undefined) {
-      if (expires > Date.now()) return true;
+      if (expires > Date.now()) return { ok: true, checked: false };
       this.cache.delete(key);
     }
-    // An unknown user is checked against a dummy hash of the usual cost: same time as a wrong password.
-    const ok = await this.limited(password, hash ?? (await this.dummyHash(this.store.typicalCost)));
-    if (!ok || !hash) return false;
-    if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(key, Date.now() + this.ttl);
-    return true;
+    const shared = this.flights.get(key);
+    if (shared) return { ok: await shared, checked: false };
+
+    gate?.begin();
+    const flight = this.run(password, hash, key, gate);
+    this.flights.set(key, flight);
+    try {
+      return { ok: await flight, checked: true };
+    } finally {
+      this.flights.delete(key);
+    }
+  }
+
+  private async run(password: string, hash: string | undefined, key: string, gate?: CheckGate): Promise<boolean> {
+    let outcome: 'ok' | 'failed' | 'aborted' = 'aborted';
+    try {
+      // An unknown user is checked against a dummy hash of the usual cost: same time as a wrong password.
+      const ok = (await this.limited(password, hash ?? (await this.dummyHash(this.store.typicalCost)))) && hash !== undefined;
+      outcome = ok ? 'ok' : 'failed';
+      if (ok) {
+        if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
+        this.cache.set(key, Date.now() + this.ttl);
+      }
+      return ok;
+    } finally {
+      gate?.finish(outcome);
+    }
   }
 
   private dummyHash(cost: number): Promise<string> {
@@ -267,25 +340,30 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     authenticate: { realm: AUTH_REALM },
     async validate(user: string, password: string, request: FastifyRequest) {
       const { lockout } = options;
-      // Counted before the check, so parallel guesses cannot all be tried before the first failure lands.
-      if (lockout && !lockout.begin(request.ip)) {
-        throw new TooManyLoginsError(Math.ceil((lockout.lockedFor(request.ip) || 5_000) / 1000));
-      }
-      let ok = false;
-      try {
-        ok = await verifier.verify(user, password);
-      } finally {
-        const locked = lockout?.finish(request.ip, ok) ?? 0;
-        if (locked > 0) {
-          options.log.warn(`Too many failed logins from ${request.ip}: refusing it for ${Math.round(locked / 60_000)} min.`);
-        }
-      }
+      const ip = request.ip;
+      // Only a new check asks the lockout: parallel guesses are held to the address's budget
+      // before the first failure lands; logins already verified or being verified never are.
+      const gate: CheckGate | undefined = lockout && {
+        begin: () => {
+          if (lockout.begin(ip)) return;
+          const locked = lockout.lockedFor(ip);
+          throw locked > 0 ? new TooManyLoginsError(locked) : new TooManyChecksError();
+        },
+        finish: (outcome) => {
+          const locked = lockout.finish(ip, outcome);
+          if (locked > 0) options.log.warn(`Too many failed logins from ${ip}: refusing it for ${Math.round(locked / 60_000)} min.`);
+        },
+      };
+      const { ok, checked } = await verifier.check(user, password, gate);
       if (ok) {
         request.user = user;
         return;
       }
-      options.log.warn(`Failed login for user "${user.slice(0, 64)}" from ${request.ip}.`);
-      options.onFailure?.({ ip: request.ip, user, url: request.url });
+      // Said once per check, not once per request that shared it.
+      if (checked) {
+        options.log.warn(`Failed login for user "${user.slice(0, 64)}" from ${ip}.`);
+        options.onFailure?.({ ip, user, url: request.url });
+      }
       throw new Error('Unauthorized');
     },
   });
@@ -302,7 +380,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
     }
     const wait = options.lockout?.lockedFor(request.ip) ?? 0;
     if (wait > 0) {
-      done(new TooManyLoginsError(Math.ceil(wait / 1000)));
+      done(new TooManyLoginsError(wait));
       return;
     }
     app.basicAuth(request, reply, done);

@@ -1,6 +1,8 @@
 // Brute-force protection: an address that fails to log in too often within a window is refused
-// (429) for a while, whatever it sends. Guesses in flight count too, so a burst of parallel
-// requests cannot all be checked before the first failure is counted. IPv6 clients are counted
+// (429) for a while, whatever it sends. Only checks that fail count; but checks still in flight
+// are held against the budget, so a burst of parallel guesses cannot all be checked before the
+// first failure is counted. (Correct logins never get here twice: the verifier remembers them and
+// runs identical checks once, see auth.ts.) IPv6 clients are counted
 // by their /64 (one household, one attacker's block). Pure bookkeeping with an injectable clock.
 import ipaddr from 'ipaddr.js';
 
@@ -59,16 +61,20 @@ export class LoginLockout {
     return true;
   }
 
-  /** After a password check `begin` allowed; returns the lockout length when this failure started one. */
-  finish(address: string, ok: boolean, now = Date.now()): number {
+  /**
+   * After a password check `begin` allowed: `ok` forgets the address's failures, `failed` counts
+   * one (and answers the lockout length when it started one), `aborted` (the check never ran,
+   * e.g. the server was too busy) counts nothing.
+   */
+  finish(address: string, outcome: 'ok' | 'failed' | 'aborted', now = Date.now()): number {
     if (!this.enabled) return 0;
     const entry = this.entries.get(lockoutKey(address));
     if (entry && entry.inFlight > 0) entry.inFlight--;
-    if (ok) {
+    if (outcome === 'ok') {
       this.succeed(address, now);
       return 0;
     }
-    return this.fail(address, now);
+    return outcome === 'failed' ? this.fail(address, now) : 0;
   }
 
   /** Records a failed login; returns the lockout length when this failure started one, else 0. */

@@ -11,7 +11,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 
 import type { Log } from '../log';
 import type { AuthOptions } from './auth';
-import { authPlugin, TooManyLoginsError, UsersStore } from './auth';
+import { authPlugin, RetryLaterError, UsersStore } from './auth';
 import { LoginLockout } from './lockout';
 import type { WebCamera } from './cameras';
 import { apiRoutes } from './routes/api';
@@ -102,7 +102,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     if (status === 401) {
       return reply.code(401).type('text/plain; charset=utf-8').send('Authentication required.\n');
     }
-    if (error instanceof TooManyLoginsError) {
+    if (error instanceof RetryLaterError) {
       return reply
         .code(429)
         .header('Retry-After', String(error.retryAfterSeconds))
