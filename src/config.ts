@@ -81,6 +81,11 @@ export interface WebConfig {
   trustProxy: boolean | string[];
   /** Origins that may show the kiosk page in a frame (e.g. a dashboard); none by default. */
   kioskFrameAncestors: string[];
+  /**
+   * Host names that a request let in by `trustedNetworks` (no password) may carry, besides IP
+   * addresses, `localhost` and this machine's own name (DNS-rebinding defence).
+   */
+  allowedHosts: string[];
 }
 
 export interface PluginConfig {
@@ -290,6 +295,15 @@ function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
       else problems.push(`"web.kioskFrameAncestors" entry ${JSON.stringify(entry)} must be an origin such as "https://dashboard.example.com"; ignoring it.`);
     }
   }
+  const allowedHosts: string[] = [];
+  if (web.allowedHosts !== undefined) {
+    const list: unknown[] = Array.isArray(web.allowedHosts) ? web.allowedHosts : [web.allowedHosts];
+    for (const entry of list) {
+      const name = typeof entry === 'string' ? entry.trim().toLowerCase() : '';
+      if (/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/.test(name) && name.length <= 253) allowedHosts.push(name);
+      else problems.push(`"web.allowedHosts" entry ${JSON.stringify(entry)} is not a host name such as "camera.example.org" (no scheme, port or path); ignoring it.`);
+    }
+  }
   return {
     enabled: bool(web.enabled, 'web.enabled', true, problems),
     host: str(web.host, 'web.host', problems) ?? '0.0.0.0',
@@ -302,6 +316,7 @@ function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
     lockoutMinutes: integer(web.lockoutMinutes, 'web.lockoutMinutes', 15, 1, 10_080, problems),
     trustProxy,
     kioskFrameAncestors: ancestors,
+    allowedHosts,
   };
 }
 

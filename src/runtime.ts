@@ -151,6 +151,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       lockoutMinutes: config.web.lockoutMinutes,
       trustProxy: config.web.trustProxy,
       kioskFrameAncestors: config.web.kioskFrameAncestors,
+      allowedHosts: config.web.allowedHosts,
       previewToken,
     });
     if (this.stopping) return;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { readFileSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -14,7 +15,8 @@ import { AuthBusyError, CredentialVerifier, retryWait, UsersStore } from '../src
 import { isLocalPeer, isSameOrigin } from '../src/web/server';
 import { LoginLockout, lockoutKey } from '../src/web/lockout';
 import { silentLog } from '../src/log';
-import { basic, get, MjpegClient, startTestServer, tempDir, writeUsers } from './helpers';
+import { allowedHostSet, hostOf, isAllowedHost } from '../src/web/allowed-hosts';
+import { basic, get, MjpegClient, recordingLog, startTestServer, tempDir, writeUsers } from './helpers';
 
 const alice = basic('alice', 'wonderland');
 
@@ -347,5 +349,44 @@ describe('bad input', () => {
       });
       assert.ok(status < 500, `${method}: ${status}`);
     }
+  });
+});
+
+describe('DNS rebinding with trusted networks', () => {
+  it('answers a trusted address without a password only under an IP, its own names or an allowed name', async (t) => {
+    const log = recordingLog();
+    const server = await startTestServer(t, { web: { trustedNetworks: ['127.0.0.0/8'], allowedHosts: ['camera.example.org'] }, log });
+    const as = (host: string, extra: Record<string, string> = {}) => get(`${server.url}/api/cameras`, { host, ...extra });
+    for (const host of [`127.0.0.1:${server.port}`, `localhost:${server.port}`, hostname(), `${hostname()}.local:${server.port}`, 'camera.example.org', 'CAMERA.example.org.:8181', `[::1]:${server.port}`]) {
+      assert.equal((await as(host)).status, 200, host);
+    }
+    // A page on evil.example rebinds its name to this server: its requests carry its own name.
+    const rebound = await as(`evil.example:${server.port}`);
+    assert.equal(rebound.status, 403);
+    assert.match(rebound.body.toString(), /does not answer to \\"evil.example\\" without a password.*web\.allowedHosts/);
+    assert.equal((await get(`${server.url}/stream.mjpg`, { host: 'evil.example' })).status, 403, 'not the stream either');
+    assert.equal((await get(`${server.url}/snapshot.jpg`, { host: 'other.evil.example' })).status, 403);
+    // Credentials are not affected: a login works under any name, a wrong one is a failed login.
+    assert.equal((await as('evil.example', { authorization: alice })).status, 200);
+    assert.equal((await as('evil.example', { authorization: basic('alice', 'nope') })).status, 401);
+    assert.equal((await get(`${server.url}/healthz`, { host: 'evil.example' })).status, 200, 'health checks answer anyone');
+    const said = log.lines.filter((line) => line.includes('allowedHosts'));
+    assert.equal(said.filter((line) => line.includes('"evil.example"')).length, 1, 'said once per name');
+    assert.match(said[0], /^warn \[web\] Refused a request from the trusted network \(127\.0\.0\.1\) for the host name "evil\.example"/);
+  });
+
+  it('reads Host headers and names the way browsers send them', () => {
+    const allowed = allowedHostSet(['cam.example.org'], 'pi-cam');
+    assert.equal(hostOf('Pi-Cam.local:8181'), 'pi-cam.local');
+    assert.equal(hostOf('[fe80::1]:8181'), 'fe80::1');
+    assert.equal(isAllowedHost('pi-cam', allowed), true);
+    assert.equal(isAllowedHost('pi-cam.local', allowed), true);
+    assert.equal(isAllowedHost('192.168.1.20:8181', allowed), true);
+    assert.equal(isAllowedHost('[fe80::1]:8181', allowed), true);
+    assert.equal(isAllowedHost(undefined, allowed), true, 'HTTP/1.0 without Host: not a browser');
+    assert.equal(isAllowedHost('cam.example.org', allowed), true);
+    assert.equal(isAllowedHost('x.cam.example.org', allowed), false);
+    assert.equal(isAllowedHost('pi-cam.evil.example', allowed), false);
+    assert.equal(isAllowedHost('192.168.1.20.nip.io', allowed), false);
   });
 });

@@ -16,6 +16,7 @@ import fp from 'fastify-plugin';
 import ipaddr from 'ipaddr.js';
 
 import type { Log } from '../log';
+import { allowedHostSet, hostOf, isAllowedHost } from './allowed-hosts';
 import type { LoginLockout } from './lockout';
 import { carriesToken, isSnapshotRequest } from './preview-token';
 import { AUTH_REALM } from '../settings';
@@ -175,6 +176,19 @@ export class TooManyChecksError extends RetryLaterError {
   }
 }
 
+/** A trusted-network request without credentials under a host name not allowed (DNS rebinding). */
+export class HostNotAllowedError extends Error {
+  readonly statusCode = 403;
+  readonly expose = true;
+  readonly code = 'HOST_NOT_ALLOWED';
+  constructor(host: string) {
+    super(
+      `This server does not answer to "${host}" without a password. If that name is yours, add it to "web.allowedHosts" in the config (Settings › Web server › Allowed host names), or log in.`,
+    );
+    this.name = 'HostNotAllowedError';
+  }
+}
+
 /** Lets an address start one password check (throws a RetryLaterError when it may not) and hears how it ended. */
 export interface CheckGate {
   begin(): void;
@@ -322,6 +336,8 @@ export interface AuthOptions {
   lockout?: LoginLockout;
   /** The Homebridge UI's preview secret: opens snapshots (GET) and nothing else. */
   previewToken?: string;
+  /** Host names (besides IP addresses and the machine's own names) a trusted-network request may carry. */
+  allowedHosts?: string[];
 }
 
 declare module 'fastify' {
@@ -335,6 +351,8 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
   const verifier = new CredentialVerifier(options.store);
   const networks = parseNetworks(options.trustedNetworks);
   const publicPaths = new Set(options.publicPaths);
+  const allowedHosts = allowedHostSet(options.allowedHosts ?? []);
+  const refusedHosts = new Set<string>();
 
   await app.register(basicAuth, {
     authenticate: { realm: AUTH_REALM },
@@ -370,9 +388,28 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
 
   app.addHook('onRequest', (request, reply, done) => {
     const path = request.url.split('?', 1)[0];
-    if (publicPaths.has(path) || inNetworks(request.ip, networks)) {
+    if (publicPaths.has(path)) {
       done();
       return;
+    }
+    if (inNetworks(request.ip, networks)) {
+      if (isAllowedHost(request.headers.host, allowedHosts)) {
+        done();
+        return;
+      }
+      // A trusted address asking under a foreign name: a page that rebound its own name to this
+      // server. With credentials it is an ordinary login; without, it is refused.
+      if (!request.headers.authorization) {
+        const host = hostOf(request.headers.host).slice(0, 253);
+        if (!refusedHosts.has(host) && refusedHosts.size < 100) {
+          refusedHosts.add(host);
+          options.log.warn(
+            `Refused a request from the trusted network (${request.ip}) for the host name "${host}": without a password, only IP addresses and this machine's names are answered. If that name is yours, add it to "web.allowedHosts".`,
+          );
+        }
+        done(new HostNotAllowedError(host));
+        return;
+      }
     }
     if (options.previewToken && isSnapshotRequest(request.method, path) && carriesToken(request.headers.authorization, options.previewToken)) {
       done();

@@ -39,6 +39,8 @@ export interface WebServerOptions {
   kioskFrameAncestors?: string[];
   /** The Homebridge UI's preview secret (opens snapshots only). */
   previewToken?: string;
+  /** Host names a trusted-network request may carry without credentials (DNS-rebinding defence). */
+  allowedHosts?: string[];
 }
 
 /**
@@ -116,7 +118,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     // Errors meant for users (controls unavailable, a tool's refusal) keep their status and words.
     if ((error as { expose?: boolean }).expose) {
       const code = (error as { code?: string }).code;
-      const label = status === 503 ? 'Service Unavailable' : status === 502 ? 'Bad Gateway' : 'Bad Request';
+      const label = status === 503 ? 'Service Unavailable' : status === 502 ? 'Bad Gateway' : status === 403 ? 'Forbidden' : 'Bad Request';
       if (status === 503) void reply.header('Retry-After', '5');
       return reply.code(status).send({ error: label, code, message: error.message });
     }
@@ -149,6 +151,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     log: options.log,
     onFailure: options.onAuthFailure,
     previewToken: options.previewToken,
+    allowedHosts: options.allowedHosts,
     lockout: new LoginLockout({
       maxFailures: options.maxFailedLogins ?? 10,
       windowMs: 10 * 60_000,
