@@ -22,26 +22,30 @@
     });
   }
 
+  const showState = function (name) {
+    if (state) {
+      state.textContent = name;
+      state.className = 'state state-' + name;
+    }
+    // The clock is the viewer's time: mark it when the picture is not live.
+    if (clock) clock.classList.toggle('stale', name !== 'streaming');
+  };
+
+  // A picture arriving is the state this page sees, whatever the server said when it was built
+  // (the capture was idle until this page asked for the stream).
+  if (live) live.addEventListener('load', function () { showState('streaming'); });
+
   if (cameraId && (state || clock)) {
     const refresh = function () {
       fetch('/api/cameras', { cache: 'no-store', credentials: 'same-origin' })
         .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
         .then(function (cameras) {
           const camera = cameras.find(function (c) { return c.id === cameraId; });
-          if (!camera) return;
-          if (state) {
-            state.textContent = camera.state;
-            state.className = 'state state-' + camera.state;
-          }
-          // The clock is the viewer's time: mark it when the picture is not live.
-          if (clock) clock.classList.toggle('stale', camera.state !== 'streaming');
+          if (camera) showState(camera.state);
         })
         .catch(function () {
-          if (state) {
-            state.textContent = 'unreachable';
-            state.className = 'state state-offline';
-          }
-          if (clock) clock.classList.add('stale');
+          showState('unreachable');
+          if (state) state.className = 'state state-offline';
         });
     };
     setInterval(refresh, 5000);

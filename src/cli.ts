@@ -197,7 +197,10 @@ export function buildProgram(): Command {
         throw new Error(`No usable "alerts" block in ${file}: ${alertProblems.join(' ') || 'add "alerts": { "ses": { "region", "from", "to" } }.'}`);
       }
       for (const problem of alertProblems) process.stderr.write(`webcam-server: config: ${problem}\n`);
-      const answer = await sendTestAlert(config.alerts, config.name);
+      // One try, no retries: say what went wrong and stop (the plugin's alerts are the ones that retry).
+      const answer = await sendTestAlert(config.alerts, config.name).catch((error: Error) => {
+        throw new Error(`The test email was not sent: ${error.message}`, { cause: error });
+      });
       process.stdout.write(`Sent through ${answer.via} to ${answer.to.join(', ')}: message id ${answer.messageId}\n`);
     });
 

@@ -75,8 +75,10 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   /** Finds ffmpeg, creates the cameras and starts the web server. Throws with a clear message. */
   async start(): Promise<void> {
     const { config, log } = this.options;
-    this.ffmpeg = await findFfmpeg(config.videoProcessor);
+    const { fallback, ...ffmpeg } = await findFfmpeg(config.videoProcessor);
+    this.ffmpeg = ffmpeg;
     if (this.stopping) return;
+    if (fallback) log.warn(fallback);
     log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
     for (const camera of config.cameras) {
       const hub = this.createHub(camera, this.ffmpeg);
@@ -160,11 +162,16 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       const where = config.web.socket ?? `${config.web.host}:${config.web.port}`;
+      const socketFolder = config.web.socket ? dirname(config.web.socket) : undefined;
       const hint =
-        code === 'EADDRINUSE'
+        socketFolder && !existsSync(socketFolder)
+          ? `the folder ${socketFolder} of "web.socket" does not exist: create it (mkdir -p ${socketFolder}) or choose a socket path in an existing folder`
+          : code === 'EADDRINUSE'
           ? `something else already listens on ${where}: stop it or set "web.port" to a free port`
           : code === 'EACCES'
-            ? `no permission to listen on ${where}: use a port above 1023`
+            ? config.web.socket
+              ? `no permission to create the socket ${where}: let the user running this write to ${socketFolder}, or choose another path`
+              : `no permission to listen on ${where}: use a port above 1023`
             : (error as Error).message;
       await this.app.close();
       this.app = undefined;

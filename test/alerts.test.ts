@@ -268,10 +268,21 @@ describe('webcam-server alert-test', () => {
     assert.match(failed.stderr, /No usable "alerts" block .*"alerts.ses" needs "from"/);
   });
 
-  it('sendTestAlert rejects with the explained reason when SES cannot be reached', async () => {
+  it('sendTestAlert rejects with the explained reason when SES cannot be reached; the command says so and promises no retry', async (t) => {
     const port = await freeTcpPort();
-    const config = normalizeAlerts({ ses: { region: 'us-west-2', from: 'a@b.cd', to: 'c@d.ef', accessKeyId: 'A', secretAccessKey: 'B', endpoint: `http://127.0.0.1:${port}` } }).alerts!;
+    const ses = { region: 'us-west-2', from: 'a@b.cd', to: 'c@d.ef', accessKeyId: 'A', secretAccessKey: 'B', endpoint: `http://127.0.0.1:${port}` };
+    const config = normalizeAlerts({ ses }).alerts!;
     await assert.rejects(sendTestAlert(config, 'Home'), /SES could not be reached/);
+    const file = join(tempDir(t), 'config.json');
+    writeFileSync(file, JSON.stringify({ alerts: { ses } }));
+    const failed = await execFileAsync(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'src', 'cli.ts'), 'alert-test', '--config', file]).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /^webcam-server: The test email was not sent: SES could not be reached \(.+\)\.$/m);
+    assert.doesNotMatch(failed.stderr, /Next try/);
+    assert.doesNotMatch(failed.stderr, /retrying later/);
   });
 });
 

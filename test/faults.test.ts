@@ -27,6 +27,28 @@ describe('capture faults', () => {
     assert.notEqual(next, capture, 'a new capture process');
   });
 
+  it('a capture killed every few seconds is restarted after the first delay each time (it was healthy)', async (t) => {
+    const server = await startTestServer(t);
+    const hub = server.runtime.cameras[0].hub;
+    const delays: number[] = [];
+    hub.on('restart', ({ delayMs }: { delayMs: number }) => delays.push(delayMs));
+    const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
+    await viewer.open();
+    t.after(() => viewer.close());
+    let capture = 0;
+    for (let round = 0; round < 3; round++) {
+      await viewer.waitForParts(viewer.count + 1, 15_000);
+      const streaming = Date.now();
+      [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+      // Streamed for a few seconds (more than the 3 s that count as healthy), then killed.
+      await sleep(Math.max(0, 3_500 - (Date.now() - streaming)));
+      process.kill(capture, 'SIGKILL');
+      await waitUntil('a new capture', async () => !(await childProcessesNamed(process.pid, 'ffmpeg')).includes(capture), 15_000);
+    }
+    await viewer.waitForParts(viewer.count + 2, 15_000);
+    assert.deepEqual(delays, [500, 500, 500], 'no growing backoff for a camera that streams between deaths');
+  });
+
   it('a hung capture (no frames) is killed by the watchdog and replaced; the viewer resumes', async (t) => {
     const server = await startTestServer(t);
     const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
@@ -100,5 +122,27 @@ describe('config faults', () => {
     const list = await get(`${base}/api/cameras`, { authorization: alice });
     const cameras = JSON.parse(list.body.toString()) as Array<{ id: string; online: boolean }>;
     assert.deepEqual(cameras.map((c) => [c.id, c.online]), [['good', true], ['unplugged', false]]);
+  });
+});
+
+describe('setup faults the log explains', () => {
+  it('says when "videoProcessor" does not exist and which ffmpeg is used instead', async (t) => {
+    const dir = tempDir(t);
+    const log = recordingLog();
+    const { config } = normalizeConfig({ videoProcessor: '/opt/no/such/ffmpeg', cameras: [], web: { enabled: false } });
+    const runtime = new WebcamRuntime({ config, log, usersFile: `${dir}/users` });
+    t.after(() => runtime.stop());
+    await runtime.start();
+    const said = log.lines.find((line) => line.includes('/opt/no/such/ffmpeg'));
+    assert.match(said ?? log.lines.join('\n'), /^warn "videoProcessor" \/opt\/no\/such\/ffmpeg was not found or is not executable: using \/\S+ffmpeg instead/);
+  });
+
+  it('says that the folder of a unix socket does not exist (not "no permission")', async (t) => {
+    const dir = tempDir(t);
+    await writeUsers(`${dir}/users`, { alice: 'wonderland' });
+    const { config } = normalizeConfig({ cameras: [], web: { socket: `${dir}/run/webcam/cam.sock` } });
+    const runtime = new WebcamRuntime({ config, log: silentLog, usersFile: `${dir}/users` });
+    t.after(() => runtime.stop());
+    await assert.rejects(runtime.start(), /The web server could not start: the folder .*\/run\/webcam of "web.socket" does not exist: create it/);
   });
 });

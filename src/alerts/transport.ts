@@ -74,7 +74,7 @@ export function explainSesError(error: unknown, config: Pick<SesConfig, 'region'
     );
   }
   if (/throttl/i.test(name) || /rate exceeded|throttl/i.test(said)) {
-    return new SendError(`SES is throttling the account (${said}); retrying later.`, true, { cause: error });
+    return new SendError(`SES is throttling the account (${said}).`, true, { cause: error });
   }
   if (['InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch', 'ExpiredToken', 'ExpiredTokenException'].includes(name)) {
     return new SendError(
@@ -97,10 +97,10 @@ export function explainSesError(error: unknown, config: Pick<SesConfig, 'region'
     return new SendError('Sending is paused for this SES account: see the SES console (reputation dashboard).', false, { cause: error });
   }
   if (NETWORK_CODES.has(e.code ?? '') || NETWORK_CODES.has(name) || name === 'TimeoutError' || /ECONNREFUSED|ETIMEDOUT|socket hang up|getaddrinfo/i.test(said)) {
-    return new SendError(`SES could not be reached (${said || name}); retrying later.`, true, { cause: error });
+    return new SendError(`SES could not be reached (${said || name}).`, true, { cause: error });
   }
   if (status !== undefined && status >= 500) {
-    return new SendError(`SES failed (HTTP ${status}: ${said}); retrying later.`, true, { cause: error });
+    return new SendError(`SES failed (HTTP ${status}: ${said}).`, true, { cause: error });
   }
   return new SendError(`SES refused the email (${name ? `${name}: ` : ''}${said}).`, false, { cause: error });
 }
@@ -117,7 +117,7 @@ export function explainSmtpError(error: unknown, config: Pick<SmtpConfig, 'host'
     return new SendError(`${where} refused the email: ${said}. Verify the sender, and in the SES sandbox every recipient.`, false, { cause: error });
   }
   if (['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED'].includes(e.code ?? '') || e.responseCode === 421 || e.responseCode === 454) {
-    return new SendError(`${where} could not take the email now (${said}); retrying later.`, true, { cause: error });
+    return new SendError(`${where} could not take the email now (${said}).`, true, { cause: error });
   }
   return new SendError(`${where} refused the email (${said}).`, (e.responseCode ?? 0) >= 400 && (e.responseCode ?? 0) < 500, { cause: error });
 }

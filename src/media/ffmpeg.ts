@@ -60,26 +60,43 @@ function bundledFfmpeg(): string | undefined {
   }
 }
 
+export interface ResolvedFfmpeg {
+  path: string;
+  /** Set when the configured `videoProcessor` could not be used and another binary was taken. */
+  fallback?: string;
+}
+
 /**
  * Picks the ffmpeg binary: `configured` (the `videoProcessor` option) when given, else
  * ffmpeg-for-homebridge's, else `ffmpeg` on PATH. Throws FfmpegNotFoundError naming all three.
  */
-export function resolveFfmpegPath(configured?: string, pathEnv = process.env.PATH ?? ''): string {
+export function resolveFfmpeg(configured?: string, pathEnv = process.env.PATH ?? ''): ResolvedFfmpeg {
   const tried: string[] = [];
   if (configured) {
     const found = whichSync(configured, pathEnv);
-    if (found) return found;
+    if (found) return { path: found };
     tried.push(`videoProcessor "${configured}" (not found or not executable)`);
   } else {
     tried.push('videoProcessor (not set)');
   }
+  const fallback = (path: string): ResolvedFfmpeg => ({
+    path,
+    fallback: configured
+      ? `"videoProcessor" ${configured} was not found or is not executable: using ${path} instead. Fix the path in the plugin config, or remove it to use this one.`
+      : undefined,
+  });
   const bundled = bundledFfmpeg();
-  if (bundled) return bundled;
+  if (bundled) return fallback(bundled);
   tried.push('ffmpeg-for-homebridge (no binary downloaded)');
   const onPath = whichSync('ffmpeg', pathEnv);
-  if (onPath) return onPath;
+  if (onPath) return fallback(onPath);
   tried.push('ffmpeg on PATH (not found)');
   throw new FfmpegNotFoundError(tried);
+}
+
+/** resolveFfmpeg's path alone. */
+export function resolveFfmpegPath(configured?: string, pathEnv = process.env.PATH ?? ''): string {
+  return resolveFfmpeg(configured, pathEnv).path;
 }
 
 /** Parses `ffmpeg -encoders` output into encoder names. */
@@ -121,11 +138,11 @@ export function probeFfmpeg(path: string): Promise<FfmpegInfo> {
   return probe;
 }
 
-/** resolveFfmpegPath + probeFfmpeg, with an error that says what failed. */
-export async function findFfmpeg(configured?: string): Promise<FfmpegInfo> {
-  const path = resolveFfmpegPath(configured);
+/** resolveFfmpeg + probeFfmpeg, with an error that says what failed; `fallback` says when videoProcessor was passed over. */
+export async function findFfmpeg(configured?: string): Promise<FfmpegInfo & { fallback?: string }> {
+  const { path, fallback } = resolveFfmpeg(configured);
   try {
-    return await probeFfmpeg(path);
+    return { ...(await probeFfmpeg(path)), fallback };
   } catch (error) {
     throw new Error(`ffmpeg at ${path} did not run (${(error as Error).message}). Check the binary, or set "videoProcessor".`, {
       cause: error,

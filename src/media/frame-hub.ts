@@ -43,8 +43,8 @@ export interface FrameHubOptions {
   backoffMaxMs?: number;
   /**
    * A capture that delivered frames for this long before it ended was healthy: the next restart
-   * waits only the first delay again (default 10 s). A camera that dies every 30 s must not end
-   * up waiting 30 s for each restart.
+   * waits only the first delay again (default 3 s). A camera that dies every few seconds must not
+   * end up waiting longer and longer for each restart.
    */
   healthyRunMs?: number;
 }
@@ -97,6 +97,10 @@ class Subscriber {
   }
 }
 
+/**
+ * Events: 'frame' (Frame), 'state' (HubState), 'online', 'offline' (reason), 'restart'
+ * ({ delayMs, failures }: a capture ended and the next one starts after delayMs), 'close'.
+ */
 export class FrameHub extends EventEmitter {
   readonly name: string;
   private readonly opts: Required<Omit<FrameHubOptions, 'name' | 'createSource' | 'log'>>;
@@ -111,6 +115,7 @@ export class FrameHub extends EventEmitter {
   private seq = 0;
   private failures = 0;
   private startedAt = 0;
+  private firstFrameAt = 0;
   private lastFrameAt = 0;
   private restartTimer?: NodeJS.Timeout;
   /** No capture starts before this time (the restart backoff), whoever asks. */
@@ -136,7 +141,7 @@ export class FrameHub extends EventEmitter {
       startTimeoutMs: options.startTimeoutMs ?? 15_000,
       backoffInitialMs: options.backoffInitialMs ?? 500,
       backoffMaxMs: options.backoffMaxMs ?? 30_000,
-      healthyRunMs: options.healthyRunMs ?? 10_000,
+      healthyRunMs: options.healthyRunMs ?? 3_000,
     };
   }
 
@@ -310,6 +315,7 @@ export class FrameHub extends EventEmitter {
     this.starts++;
     this.stalled = false;
     this.startedAt = Date.now();
+    this.firstFrameAt = 0;
     this.lastFrameAt = 0;
     if (this._state !== 'offline') this.setState('starting');
     source.on('frame', (data: Buffer) => this.onFrame(source, data));
@@ -334,6 +340,7 @@ export class FrameHub extends EventEmitter {
   private onFrame(source: FrameSource, data: Buffer): void {
     if (source !== this.source) return;
     const frame: Frame = { data, seq: ++this.seq, time: Date.now() };
+    this.firstFrameAt ||= frame.time;
     this.lastFrameAt = frame.time;
     this._latest = frame;
     if (this._state !== 'streaming') {
@@ -372,8 +379,9 @@ export class FrameHub extends EventEmitter {
       ? `could not start ffmpeg (${exit.spawnError.message})`
       : exit.stderr || `ffmpeg exited with ${exit.signal ?? `code ${exit.code}`}`;
     if (!this.stalled) this._lastError = detail;
-    if (this.lastFrameAt > 0 && this.lastFrameAt - this.startedAt >= this.opts.healthyRunMs) this.failures = 0;
+    if (this.firstFrameAt > 0 && this.lastFrameAt - this.firstFrameAt >= this.opts.healthyRunMs) this.failures = 0;
     const delay = backoffDelay(this.failures++, this.opts.backoffInitialMs, this.opts.backoffMaxMs);
+    this.emit('restart', { delayMs: delay, failures: this.failures });
     const wasUp = this._state !== 'offline';
     this.setState('offline');
     const message = `Capture ended: ${this._lastError.split('\n').slice(-3).join(' | ')}. Retrying in ${(delay / 1000).toFixed(1)} s.`;
