@@ -201,8 +201,12 @@ function theirSide(source: Source): Side {
   if (!existsSync(join(THEIR_DIR, 'package.json'))) {
     log(`installing ${THEIR_PACKAGE} into bench/.cache/ (its ffmpeg-for-homebridge download is not run; ${FFMPEG} is used)`);
     mkdirSync(CACHE, { recursive: true });
+    // A project of its own, installed from inside it: npm then reads no .npmrc of this repository
+    // (whose allow-scripts npm 11 refuses in a nested install), and nothing here touches ours.
+    const manifest = join(CACHE, 'package.json');
+    if (!existsSync(manifest)) writeFileSync(manifest, `${JSON.stringify({ name: 'bench-peers', private: true }, null, 2)}\n`);
     // --legacy-peer-deps: Homebridge is their peer; the repo's own Homebridge runs it.
-    execFileSync('npm', ['install', '--prefix', CACHE, '--no-audit', '--no-fund', '--legacy-peer-deps', THEIR_PACKAGE], { stdio: ['ignore', 2, 2] });
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--legacy-peer-deps', THEIR_PACKAGE], { cwd: CACHE, stdio: ['ignore', 2, 2] });
   }
   return {
     name: 'camera-ffmpeg',
