@@ -13,11 +13,13 @@ import { controlsDeviceOf } from './config';
 import { CameraControls } from './controls/camera-controls';
 import type { Log } from './log';
 import { prefixed } from './log';
+import type { FrameSource } from './media/capture';
 import { FfmpegCapture } from './media/capture';
-import { buildCaptureArgs, redactSecrets, sourceKind } from './media/capture-args';
+import { buildCaptureArgs, buildScaleArgs, isHttpUrl, redactSecrets, sourceKind } from './media/capture-args';
 import type { FfmpegInfo } from './media/ffmpeg';
 import { findFfmpeg } from './media/ffmpeg';
 import { FrameHub } from './media/frame-hub';
+import { HttpMjpegSource } from './media/http-mjpeg-source';
 import type { MotionEvent } from './media/motion';
 import { MotionDetector } from './media/motion';
 import { readUsersFile } from './users/users-file';
@@ -211,11 +213,38 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       );
     }
     const args = buildCaptureArgs(camera);
-    log.debug(redactSecrets(`Capture command: ${ffmpeg.path} ${args.join(' ')}`));
+    const url = sourceKind(camera.source) === 'url';
+    // A stream's frames come at its own rate: more than the camera's fps are dropped.
+    const ffmpegCapture = () => new FfmpegCapture(ffmpeg.path, args, camera.source, url ? { maxFps: camera.fps } : {});
+    let createSource: () => FrameSource = ffmpegCapture;
+    if (isHttpUrl(camera.source)) {
+      // Read in Node: the credentials stay out of ffmpeg's arguments, MJPEG of the right size is
+      // passed through; ffmpeg reads the address only when the answer is not multipart MJPEG.
+      const scaleArgs = buildScaleArgs(camera);
+      log.debug(
+        redactSecrets(
+          `Reading ${camera.source} as MJPEG (frames of other sizes scaled with: ${ffmpeg.path} ${scaleArgs.join(' ')}; ` +
+            `another format is read with: ${ffmpeg.path} ${args.join(' ')})`,
+        ),
+      );
+      createSource = () =>
+        new HttpMjpegSource({
+          url: camera.source,
+          width: camera.width,
+          height: camera.height,
+          maxFps: camera.fps,
+          ffmpegPath: ffmpeg.path,
+          scaleArgs,
+          fallback: ffmpegCapture,
+          log,
+        });
+    } else {
+      log.debug(redactSecrets(`Capture command: ${ffmpeg.path} ${args.join(' ')}`));
+    }
     return new FrameHub({
       name: camera.name,
       log,
-      createSource: () => new FfmpegCapture(ffmpeg.path, args, camera.source),
+      createSource,
       idleGraceMs: this.options.idleGraceMs,
     });
   }

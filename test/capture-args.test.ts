@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { controlsDeviceOf, normalizeConfig, slugify } from '../src/config';
-import { buildCaptureArgs, explainCaptureError, isPassThrough, redactSecrets } from '../src/media/capture-args';
+import { buildCaptureArgs, buildScaleArgs, explainCaptureError, isHttpUrl, isPassThrough, redactSecrets } from '../src/media/capture-args';
 import { FfmpegNotFoundError, parseEncoders, resolveFfmpegPath } from '../src/media/ffmpeg';
 
 const camera = { source: '/dev/video0', inputFormat: 'mjpeg', width: 1280, height: 720, fps: 30, quality: 5 };
@@ -49,6 +49,35 @@ describe('buildCaptureArgs', () => {
     assert.equal(after(args, '-i'), url, 'a URL with spaces stays one argument');
     assert.equal(after(args, '-vf'), 'scale=1280:720');
     assert.ok(!buildCaptureArgs({ ...camera, source: 'http://cam/video.mjpg' }).includes('-rtsp_transport'));
+  });
+
+  it('keeps a URL\'s frames at the source\'s own rate: no output rate, no constant-rate sync', () => {
+    // `-r` made a constant rate against the input's guessed rate (25 fps for MJPEG over http):
+    // a 15 fps source came out at 8.8 fps. The cap at the camera's fps is applied in Node.
+    const args = buildCaptureArgs({ ...camera, source: 'rtsp://cam.local/live', fps: 15 });
+    assert.ok(!args.includes('-r'), args.join(' '));
+    assert.equal(after(args, '-fps_mode'), 'vfr');
+    assert.equal(after(args, '-enc_time_base'), '-1', 'the source\'s time base: no two frames rounded to one timestamp');
+    assert.deepEqual(args.slice(-3), ['-f', 'mjpeg', 'pipe:1']);
+  });
+
+  it('scales JPEGs fed on stdin, one out per one in, without the URL', () => {
+    const source = 'http://alice:wonderland@10.0.0.2/stream.mjpg';
+    const args = buildScaleArgs({ ...camera, source, width: 320, height: 240, quality: 6 });
+    assert.equal(after(args, '-f'), 'mpjpeg');
+    assert.equal(after(args, '-i'), 'pipe:0');
+    assert.ok(!args.includes('-nostdin'), 'it reads stdin');
+    assert.equal(after(args, '-vf'), 'scale=320:240');
+    assert.equal(after(args, '-fps_mode'), 'passthrough');
+    assert.ok(!args.includes('-r') && !args.includes('-use_wallclock_as_timestamps'), args.join(' '));
+    assert.equal(after(args, '-q:v'), '6');
+    assert.ok(!args.some((arg) => arg.includes('wonderland') || arg.includes('10.0.0.2')), 'the URL is not in the arguments');
+    assert.deepEqual(args.slice(-3), ['-f', 'mjpeg', 'pipe:1']);
+  });
+
+  it('reads http(s) addresses in Node, other schemes with ffmpeg', () => {
+    assert.ok(isHttpUrl('http://cam/stream') && isHttpUrl('HTTPS://cam/stream'));
+    assert.ok(!isHttpUrl('rtsp://cam/live') && !isHttpUrl('testsrc') && !isHttpUrl('/dev/video0'));
   });
 
   it('explains common capture failures', () => {

@@ -60,12 +60,49 @@ export function buildCaptureArgs(camera: CaptureSource): string[] {
         '-i', camera.source,
         '-an',
         '-vf', `scale=${camera.width}:${camera.height}`,
-        '-r', String(camera.fps),
+        ...SOURCE_TIMING,
         ...encodeArgs(camera),
         ...OUTPUT_MJPEG,
       ];
     }
   }
+}
+
+/**
+ * A stream's frames leave ffmpeg as they came, at the source's own rate: no output rate (`-r`
+ * makes a constant rate, dropping and duplicating frames against a guessed input rate, 25 fps for
+ * multipart MJPEG), and the encoder keeps the source's time base, so no two frames share a
+ * timestamp after rounding. `vfr` rather than `passthrough`: a source that repeats a timestamp
+ * loses that frame instead of stopping the encoder ("Invalid pts"). The camera's fps is enforced
+ * afterwards, in Node, by dropping (rate-cap.ts).
+ */
+const SOURCE_TIMING = ['-fps_mode', 'vfr', '-enc_time_base', '-1'];
+
+/** True for a source read in Node (http-mjpeg-source.ts) rather than by ffmpeg opening it. */
+export function isHttpUrl(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+/**
+ * ffmpeg's arguments to scale JPEG frames that Node feeds it on stdin as multipart parts with
+ * Content-Length (as the HomeKit encoder is fed) to the camera's size: one JPEG out per JPEG in.
+ * The parts carry no timestamps: ffmpeg numbers them, which keeps every frame (wallclock
+ * timestamps in the demuxer's 1/25 s time base collide and make the encoder refuse frames).
+ */
+export function buildScaleArgs(camera: CaptureSource): string[] {
+  return [
+    '-hide_banner', '-loglevel', 'error',
+    '-fflags', '+genpts',
+    '-probesize', '32',
+    '-analyzeduration', '0',
+    '-f', 'mpjpeg',
+    '-i', 'pipe:0',
+    '-an',
+    '-vf', `scale=${camera.width}:${camera.height}`,
+    '-fps_mode', 'passthrough',
+    ...encodeArgs(camera),
+    ...OUTPUT_MJPEG,
+  ];
 }
 
 /** Hides credentials in URLs (`rtsp://user:secret@host` -> `rtsp://***@host`) for log lines. */

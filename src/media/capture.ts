@@ -1,6 +1,6 @@
-// One capture: one ffmpeg process whose stdout is split into JPEG frames. It knows nothing of
-// viewers; the FrameHub decides when it runs and restarts it. stderr is kept in a bounded ring
-// so an exit can be explained in the log.
+// One capture: one ffmpeg process whose stdout is split into JPEG frames (optionally capped at a
+// rate, for stream URLs). It knows nothing of viewers; the FrameHub decides when it runs and
+// restarts it. stderr is kept in a bounded ring so an exit can be explained in the log.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { explainCaptureError, redactSecrets } from './capture-args';
 import { JpegSplitter } from './jpeg-splitter';
 import { stopProcess, track } from './processes';
+import { FrameRateCap } from './rate-cap';
 
 /** The last lines a process wrote, at most `maxLines` of at most `maxLineLength` characters. */
 export class LineRing {
@@ -54,19 +55,30 @@ export interface CaptureExit {
   spawnError?: Error;
 }
 
+export interface FfmpegCaptureOptions {
+  /**
+   * Drop frames beyond this rate (a stream URL, whose frames come at the source's own rate);
+   * unset, every frame ffmpeg writes goes out.
+   */
+  maxFps?: number;
+}
+
 export class FfmpegCapture extends EventEmitter implements FrameSource {
   private child?: ChildProcess;
   private readonly stderr = new LineRing();
   private stopping = false;
   private exited = false;
+  private readonly cap?: FrameRateCap;
 
   constructor(
     private readonly ffmpegPath: string,
     private readonly args: string[],
     /** The camera source, for explaining failures (`/dev/video0`, a URL, `testsrc`). */
     private readonly source = '',
+    options: FfmpegCaptureOptions = {},
   ) {
     super();
+    if (options.maxFps) this.cap = new FrameRateCap(options.maxFps);
   }
 
   /** The process id while it runs (tests kill it to prove the hub recovers). */
@@ -78,7 +90,9 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
     const child = spawn(this.ffmpegPath, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     track(child);
-    const splitter = new JpegSplitter((frame) => this.emit('frame', frame));
+    const splitter = new JpegSplitter((frame) => {
+      if (!this.cap || this.cap.admit(Date.now())) this.emit('frame', frame);
+    });
     child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => this.stderr.push(text));

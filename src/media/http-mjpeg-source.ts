@@ -1,0 +1,314 @@
+// A camera whose source is another server's MJPEG stream over http(s) (an ESP32-CAM, another Pi
+// running `webcam-server serve`, an IP camera), read in Node: credentials from the URL go in an
+// Authorization header (never on a command line, where `ps` shows them to every local user), the
+// multipart answer is cut into JPEGs, and frames arrive at the source's own rate, capped at the
+// camera's fps by dropping. A frame already of the camera's size is passed through untouched;
+// other sizes go to one ffmpeg on stdin that scales and re-encodes them (the URL never reaches
+// its arguments). An answer that is not multipart is handed to `fallback` (ffmpeg reading the
+// address itself), as other URL schemes are. Exactly one 'exit' explains how it ended.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, RequestOptions } from 'node:http';
+import https from 'node:https';
+
+import type { Log } from '../log';
+import type { CaptureExit, FrameSource } from './capture';
+import { LineRing } from './capture';
+import { redactSecrets } from './capture-args';
+import { JpegSplitter } from './jpeg-splitter';
+import { jpegSize, MultipartJpegReader } from './mjpeg-parts';
+import { stopProcess, track } from './processes';
+import { FrameRateCap } from './rate-cap';
+
+export interface HttpMjpegSourceOptions {
+  /** The http(s) address, credentials included (`http://user:password@host/stream`). */
+  url: string;
+  /** The camera's size: frames of this size are passed through as they are. */
+  width: number;
+  height: number;
+  /** The camera's fps: more frames than this are dropped. */
+  maxFps: number;
+  ffmpegPath: string;
+  /** ffmpeg's arguments to scale frames: mpjpeg parts on stdin, JPEGs on stdout. */
+  scaleArgs: string[];
+  /** Started instead when the answer is not a multipart stream (ffmpeg reading the URL itself). */
+  fallback?: () => FrameSource;
+  log?: Log;
+  /** How long to wait for the answer's headers (default 10 s). */
+  responseTimeoutMs?: number;
+}
+
+/** Pure: the Authorization header for the credentials in a URL, if it has any. */
+export function basicAuthorization(url: URL): string | undefined {
+  if (!url.username && !url.password) return undefined;
+  const decode = (part: string): string => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  return `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
+}
+
+/** Pure: what a non-200 answer means for the user, in one sentence. */
+export function explainHttpStatus(status: number, statusMessage: string, headers: IncomingHttpHeaders, sentCredentials: boolean): string {
+  const said = `HTTP ${status}${statusMessage ? ` ${statusMessage}` : ''}`;
+  if (status === 401) {
+    const challenge = String(headers['www-authenticate'] ?? '');
+    if (/\bdigest\b/i.test(challenge) && !/\bbasic\b/i.test(challenge)) {
+      return `the camera asks for Digest authentication (${said}), which is not supported for http MJPEG sources: switch the camera to Basic authentication, or use its RTSP address`;
+    }
+    return sentCredentials
+      ? `the user name or password was refused (${said}): check the credentials in "source"`
+      : `the camera asks for a password (${said}): put it in "source" as http://user:password@host/...`;
+  }
+  if (status === 403) return `access is forbidden (${said}): check the user's rights on the camera`;
+  if (status === 429) return `the server refuses for now (${said}), often after failed logins: check the credentials in "source"`;
+  if (status === 404) return `there is no stream at this address (${said}): check the path (webcam-server: /stream.mjpg, ESP32-CAM: :81/stream)`;
+  if (status >= 300 && status < 400) {
+    const location = headers.location ? ` to ${redactSecrets(String(headers.location))}` : '';
+    return `the address redirects (${said})${location}: put the final address in "source"`;
+  }
+  return `the server answered ${said}`;
+}
+
+/** Pure: what a failed connection means for the user. */
+export function explainRequestError(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused: is the camera (or its server) running, and is the port right?';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name could not be found (${error.code})`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ETIMEDOUT':
+      return `the camera could not be reached (${error.code}): is it on the network?`;
+    case 'ECONNRESET':
+      return `the camera closed the connection (${error.code})`;
+    default:
+      return `the stream could not be read: ${error.message}`;
+  }
+}
+
+export class HttpMjpegSource extends EventEmitter implements FrameSource {
+  private request?: ClientRequest;
+  private responseTimer?: NodeJS.Timeout;
+  private encoder?: ChildProcess;
+  private readonly encoderStderr = new LineRing(10);
+  private fallbackSource?: FrameSource;
+  private readonly cap: FrameRateCap;
+  private stopping = false;
+  /** Set once the source is shutting down (stopped or failed): nothing new starts. */
+  private ending = false;
+  private exited = false;
+  private readonly exitPromise: Promise<void>;
+  private resolveExit!: () => void;
+  private mode = '';
+  /** JPEGs read from the server (before the rate cap). */
+  framesRead = 0;
+  /** The address without credentials, for messages. */
+  private readonly where: string;
+
+  constructor(private readonly options: HttpMjpegSourceOptions) {
+    super();
+    this.cap = new FrameRateCap(options.maxFps);
+    this.where = redactSecrets(options.url);
+    this.exitPromise = new Promise((resolve) => (this.resolveExit = resolve));
+  }
+
+  /** The scaling ffmpeg's process id while it runs (undefined while frames pass through). */
+  get encoderPid(): number | undefined {
+    return this.encoder?.pid;
+  }
+
+  start(): void {
+    let url: URL;
+    try {
+      url = new URL(this.options.url);
+    } catch {
+      setImmediate(() => void this.end('this is not a valid URL'));
+      return;
+    }
+    const secure = url.protocol === 'https:';
+    if (!secure && url.protocol !== 'http:') {
+      setImmediate(() => void this.end('this is not an http or https URL'));
+      return;
+    }
+    const authorization = basicAuthorization(url);
+    const options: RequestOptions = {
+      method: 'GET',
+      hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port || undefined,
+      path: `${url.pathname}${url.search}`,
+      headers: {
+        'User-Agent': 'webcam-server',
+        Accept: 'multipart/x-mixed-replace, */*',
+        ...(authorization ? { Authorization: authorization } : {}),
+      },
+      // One connection per capture, closed with it; no pooled socket outlives the source.
+      agent: false,
+      // As ffmpeg did for these URLs: cameras mostly have self-signed certificates.
+      ...(secure ? { rejectUnauthorized: false } : {}),
+    };
+    const request = (secure ? https : http).request(options, (res) => this.onResponse(res, authorization !== undefined));
+    this.request = request;
+    request.on('error', (error: NodeJS.ErrnoException) => void this.end(explainRequestError(error)));
+    const timeoutMs = this.options.responseTimeoutMs ?? 10_000;
+    this.responseTimer = setTimeout(() => void this.end(`no answer within ${Math.round(timeoutMs / 1000)} s`), timeoutMs);
+    this.responseTimer.unref();
+    request.end();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.fallbackSource) await this.fallbackSource.stop();
+    else await this.end('');
+    await this.exitPromise;
+  }
+
+  private onResponse(res: IncomingMessage, sentCredentials: boolean): void {
+    clearTimeout(this.responseTimer);
+    if (this.ending) {
+      res.destroy();
+      return;
+    }
+    const status = res.statusCode ?? 0;
+    if (status !== 200) {
+      res.resume();
+      void this.end(explainHttpStatus(status, res.statusMessage ?? '', res.headers, sentCredentials));
+      return;
+    }
+    const type = String(res.headers['content-type'] ?? '');
+    if (/^multipart\//i.test(type)) {
+      this.readParts(res);
+      return;
+    }
+    if (/^text\//i.test(type) || !this.options.fallback) {
+      res.resume();
+      void this.end(
+        `the answer is ${type ? `"${type.split(';')[0]}"` : 'of no declared type'}, not an MJPEG stream (multipart/x-mixed-replace): use the camera's stream address, not its page`,
+      );
+      return;
+    }
+    // Another format (MPEG-TS, FLV, HLS...): ffmpeg reads the address itself.
+    this.options.log?.debug(`${this.where} answers "${type}", not multipart MJPEG: ffmpeg reads it.`);
+    this.request?.destroy();
+    this.startFallback(this.options.fallback);
+  }
+
+  private readParts(res: IncomingMessage): void {
+    const reader = new MultipartJpegReader((jpeg) => this.onJpeg(jpeg));
+    res.on('data', (chunk: Buffer) => {
+      if (this.ending) return;
+      try {
+        reader.push(chunk);
+      } catch (error) {
+        void this.end((error as Error).message);
+      }
+    });
+    const ended = (why: string): void => {
+      if (this.framesRead > 0) void this.end(why);
+      else if (reader.skipped > 0) void this.end(`the stream's parts are "${reader.lastSkippedType}", not JPEG`);
+      else void this.end(`${why} before the first frame`);
+    };
+    res.on('end', () => ended('the server ended the stream'));
+    res.on('error', (error) => ended(`the stream broke off (${error.message})`));
+    res.on('close', () => ended('the connection closed'));
+  }
+
+  private onJpeg(jpeg: Buffer): void {
+    if (this.ending) return;
+    this.framesRead++;
+    if (!this.cap.admit(Date.now())) return;
+    const size = jpegSize(jpeg);
+    const { width, height } = this.options;
+    if (size && size.width === width && size.height === height) {
+      this.noteMode(`Frames are ${width}x${height}: passed through as they come.`);
+      this.emit('frame', jpeg);
+      return;
+    }
+    this.noteMode(`Frames are ${size ? `${size.width}x${size.height}` : 'of unknown size'}: ffmpeg scales them to ${width}x${height}.`);
+    this.encode(jpeg);
+  }
+
+  private noteMode(message: string): void {
+    if (message === this.mode) return;
+    this.mode = message;
+    this.options.log?.debug(message);
+  }
+
+  /** Hands a frame to the scaling ffmpeg; a frame that finds it busy is dropped (latest wins). */
+  private encode(jpeg: Buffer): void {
+    const encoder = this.encoder ?? this.startEncoder();
+    const stdin = encoder.stdin;
+    if (!stdin || stdin.destroyed || !stdin.writable || stdin.writableNeedDrain) return;
+    stdin.cork();
+    stdin.write(`--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`);
+    stdin.write(jpeg);
+    stdin.write('\r\n');
+    stdin.uncork();
+  }
+
+  private startEncoder(): ChildProcess {
+    const child = spawn(this.options.ffmpegPath, this.options.scaleArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.encoder = child;
+    track(child);
+    const splitter = new JpegSplitter((frame) => {
+      if (!this.ending) this.emit('frame', frame);
+    });
+    child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => this.encoderStderr.push(text));
+    child.stdin?.on('error', () => {
+      // EPIPE when ffmpeg exits first; its exit is reported below.
+    });
+    child.once('error', (error) => void this.end(`ffmpeg (${this.options.ffmpegPath}) could not be started to scale the frames: ${error.message}`));
+    child.once('close', (code, signal) => {
+      const said = this.encoderStderr.toString().split('\n').slice(-2).join(' | ');
+      void this.end(`ffmpeg scaling the frames exited (${signal ?? `code ${code}`})${said ? `: ${said}` : ''}`);
+    });
+    return child;
+  }
+
+  private startFallback(create: () => FrameSource): void {
+    const source = create();
+    this.fallbackSource = source;
+    source.on('frame', (frame: Buffer) => this.emit('frame', frame));
+    source.once('exit', (exit: CaptureExit) => {
+      this.ending = true;
+      this.emitExit({ ...exit, requested: exit.requested || this.stopping });
+    });
+    try {
+      source.start();
+    } catch (error) {
+      this.ending = true;
+      this.emitExit({ code: null, signal: null, stderr: '', requested: this.stopping, spawnError: error as Error });
+    }
+  }
+
+  /** Shuts everything down once, then reports `reason` (the first one given) in the exit. */
+  private async end(reason: string): Promise<void> {
+    if (this.ending) return;
+    this.ending = true;
+    clearTimeout(this.responseTimer);
+    this.request?.destroy();
+    const encoder = this.encoder;
+    if (encoder && encoder.pid !== undefined) {
+      encoder.stdin?.end();
+      await stopProcess(encoder, 1_000);
+    }
+    const stderr = reason ? redactSecrets(`${this.where}: ${reason}`) : '';
+    this.emitExit({ code: null, signal: null, stderr, requested: this.stopping });
+  }
+
+  private emitExit(exit: CaptureExit): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.emit('exit', exit);
+    this.resolveExit();
+  }
+}
