@@ -304,8 +304,20 @@ describe('HttpMjpegSource: failures explained, as a FrameSource', () => {
       }
     });
     const digest = await runToExit(newSource(`${base.replace('//', '//bob:secret@')}/digest`));
-    assert.match(digest.stderr, /asks for Digest authentication \(HTTP 401 Unauthorized\), which is not supported/);
+    assert.match(digest.stderr, /asks for Digest authentication \(HTTP 401 Unauthorized\), which this reader does not speak/);
     assert.doesNotMatch(digest.stderr, /secret/);
+    // With ffmpeg to fall back on (as the runtime gives it), a Digest camera is handed to ffmpeg, with a warning.
+    const log = recordingLog();
+    let handedOver = 0;
+    const fallback = (): FrameSource => {
+      handedOver++;
+      return newSource(`${base}/nothing`);
+    };
+    const viaFfmpeg = await runToExit(newSource(`${base.replace('//', '//bob:secret@')}/digest`, { fallback, log }));
+    assert.equal(handedOver, 1);
+    assert.match(viaFfmpeg.stderr, /no stream at this address/, "the fallback's own exit");
+    assert.match(log.lines.join('\n'), /warn .*asks for Digest authentication: ffmpeg reads it, so its password is visible to local users in `ps`/);
+    assert.doesNotMatch(log.lines.join('\n'), /secret/);
     assert.match((await runToExit(newSource(`${base}/nothing`))).stderr, /no stream at this address \(HTTP 404 Not Found\)/);
     assert.match((await runToExit(newSource(`${base}/page`))).stderr, /the answer is "text\/html", not an MJPEG stream/);
   });

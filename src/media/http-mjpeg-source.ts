@@ -53,13 +53,21 @@ export function basicAuthorization(url: URL): string | undefined {
   return `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
 }
 
+/** Pure: a 401 whose challenge offers Digest and not Basic. */
+export function isDigestOnly(headers: IncomingHttpHeaders): boolean {
+  const challenge = String(headers['www-authenticate'] ?? '');
+  return /\bdigest\b/i.test(challenge) && !/\bbasic\b/i.test(challenge);
+}
+
+/** Sources already warned about handing Digest to ffmpeg (once per address, not at every restart). */
+const digestWarned = new Set<string>();
+
 /** Pure: what a non-200 answer means for the user, in one sentence. */
 export function explainHttpStatus(status: number, statusMessage: string, headers: IncomingHttpHeaders, sentCredentials: boolean): string {
   const said = `HTTP ${status}${statusMessage ? ` ${statusMessage}` : ''}`;
   if (status === 401) {
-    const challenge = String(headers['www-authenticate'] ?? '');
-    if (/\bdigest\b/i.test(challenge) && !/\bbasic\b/i.test(challenge)) {
-      return `the camera asks for Digest authentication (${said}), which is not supported for http MJPEG sources: switch the camera to Basic authentication, or use its RTSP address`;
+    if (isDigestOnly(headers)) {
+      return `the camera asks for Digest authentication (${said}), which this reader does not speak: switch the camera to Basic authentication, or use its RTSP address`;
     }
     return sentCredentials
       ? `the user name or password was refused (${said}): check the credentials in "source"`
@@ -177,6 +185,19 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
       return;
     }
     const status = res.statusCode ?? 0;
+    if (status === 401 && this.options.fallback && isDigestOnly(res.headers)) {
+      // ffmpeg speaks Digest: it reads the address itself, at the price of the credentials in its arguments.
+      res.resume();
+      if (!digestWarned.has(this.where)) {
+        digestWarned.add(this.where);
+        this.options.log?.warn(
+          `${this.where} asks for Digest authentication: ffmpeg reads it, so its password is visible to local users in \`ps\`. Switch the camera to Basic authentication to keep it out.`,
+        );
+      }
+      this.request?.destroy();
+      this.startFallback(this.options.fallback);
+      return;
+    }
     if (status !== 200) {
       res.resume();
       void this.end(explainHttpStatus(status, res.statusMessage ?? '', res.headers, sentCredentials));
