@@ -19,6 +19,8 @@ import { buildCaptureArgs, buildScaleArgs, isHttpUrl, redactSecrets, sourceKind 
 import type { FfmpegInfo } from './media/ffmpeg';
 import { findFfmpeg } from './media/ffmpeg';
 import { FrameHub } from './media/frame-hub';
+import type { H264Settings } from './media/h264-args';
+import { H264Stage } from './media/h264-stage';
 import { HttpMjpegSource } from './media/http-mjpeg-source';
 import type { MotionEvent } from './media/motion';
 import { MotionDetector } from './media/motion';
@@ -49,6 +51,8 @@ export interface RuntimeOptions {
 export interface CameraRuntime {
   config: CameraConfig;
   hub: FrameHub;
+  /** The shared H.264 stage (HomeKit Secure Video, browsers' H.264 view); runs only while held. */
+  h264: H264Stage;
   controls: CameraControls;
   /** Present when motion detection runs for this camera. */
   motion?: MotionDetector;
@@ -60,6 +64,26 @@ export interface CameraRuntime {
  * 'login-failed' ({ ip, user, url }).
  */
 export type RuntimeEvents = AlertEvents;
+
+/** The H.264 encoder a camera uses: its `homekit.encoder` when this ffmpeg has it, else libx264. */
+export function h264Encoder(camera: CameraConfig, ffmpeg: Pick<FfmpegInfo, 'encoders'>): string {
+  return ffmpeg.encoders.has(camera.homekit.encoder) ? camera.homekit.encoder : 'libx264';
+}
+
+/** The H.264 stage's settings until a consumer (HomeKit Secure Video) asks for others: the capture's size and rate. */
+export function defaultStageSettings(camera: CameraConfig, encoder: string): H264Settings {
+  return {
+    width: camera.width,
+    height: camera.height,
+    fps: camera.fps,
+    bitrateKbps: 1_000,
+    profile: 'main',
+    level: '4.0',
+    encoder,
+    keyframeMs: 2_000,
+    fragmentMs: 250,
+  };
+}
 
 export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   readonly cameras: CameraRuntime[] = [];
@@ -103,7 +127,14 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       });
       hub.on('online', () => void controls.applyConfig());
       motion?.start();
-      this.cameras.push({ config: camera, hub, motion, controls });
+      const h264 = new H264Stage({
+        name: camera.name,
+        hub,
+        ffmpegPath: this.ffmpeg.path,
+        settings: defaultStageSettings(camera, h264Encoder(camera, this.ffmpeg)),
+        log: prefixed(log, camera.name),
+      });
+      this.cameras.push({ config: camera, hub, h264, motion, controls });
     }
 
     if (config.alerts) {
@@ -201,6 +232,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     this.alerts?.stop();
     for (const { motion } of this.cameras) motion?.stop();
     await this.app?.close();
+    await Promise.all(this.cameras.map(({ h264 }) => h264.close()));
     await Promise.all(this.cameras.map(({ hub }) => hub.close()));
   }
 
