@@ -1,5 +1,6 @@
-// The Fastify app factory: security headers, authentication on every route but /healthz, then
-// one plugin per route group. It knows cameras only through their FrameHubs.
+// The Fastify app factory: connection limits and timeouts, security headers, authentication on
+// every route but /healthz, then one plugin per route group. It knows cameras only through their
+// FrameHubs.
 import { promises as fs } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -8,10 +9,12 @@ import { Server as TlsServer } from 'node:tls';
 import helmet from '@fastify/helmet';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyInstance } from 'fastify';
+import type ipaddr from 'ipaddr.js';
 
 import type { Log } from '../log';
 import type { AuthOptions } from './auth';
-import { authPlugin, RetryLaterError, UsersStore } from './auth';
+import { authPlugin, inNetworks, parseNetworks, RetryLaterError, UsersStore } from './auth';
+import { ConnectionGuard, connectionLimits, IDLE_MS, readMaxOpenFiles } from './connection-guard';
 import { LoginLockout } from './lockout';
 import type { WebCamera } from './cameras';
 import { apiRoutes } from './routes/api';
@@ -72,15 +75,50 @@ export function isLocalPeer(address: string | undefined): boolean {
   return /^(127\.|::1$|::ffff:127\.)/.test(address);
 }
 
+/** Names proxy-addr (Fastify's trustProxy) accepts for address ranges. */
+const PROXY_RANGES: Record<string, string[]> = {
+  loopback: ['127.0.0.1/8', '::1/128'],
+  linklocal: ['169.254.0.0/16', 'fe80::/10'],
+  uniquelocal: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+};
+
+/**
+ * The peers the connection guard does not limit per address: the unix socket (nginx), and the
+ * proxy `trustProxy` believes, whose connections carry every client behind it under one address
+ * (it has limits of its own, and opens a connection to us only with a complete request).
+ */
+export function proxyPeers(trustProxy: WebServerOptions['trustProxy']): (address: string | undefined) => boolean {
+  if (trustProxy === true) return isLocalPeer;
+  const entries = Array.isArray(trustProxy) ? trustProxy.flatMap((entry) => PROXY_RANGES[entry] ?? [entry]) : [];
+  const ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+  for (const entry of entries) {
+    try {
+      ranges.push(...parseNetworks([entry]));
+    } catch {
+      // Not an address (Fastify refuses those itself); it exempts nobody.
+    }
+  }
+  return (address) => !address || inNetworks(address, ranges);
+}
+
 /** Builds the app (not listening yet: use `listen` or `app.inject`). */
 export async function buildWebServer(options: WebServerOptions): Promise<FastifyInstance> {
   const https = options.tls
-    ? { key: await fs.readFile(options.tls.key), cert: await fs.readFile(options.tls.cert) }
+    ? {
+        key: await fs.readFile(options.tls.key),
+        cert: await fs.readFile(options.tls.cert),
+        // A TLS handshake that never finishes holds a descriptor (the guard closes it too).
+        handshakeTimeout: IDLE_MS,
+      }
     : null;
   const app = Fastify({
     logger: false,
     // Live streams never end on their own: close them when the server closes.
     forceCloseConnections: true,
+    // An idle keep-alive connection is closed after 5 s (Fastify's default is 72 s), and a request
+    // must arrive whole within 30 s (bodies here are small); responses (streams) are not limited.
+    keepAliveTimeout: 5_000,
+    requestTimeout: 30_000,
     // No request bodies are large here.
     bodyLimit: 64 * 1024,
     // Behind one proxy (nginx on a unix socket) the client is the last address it appends to
@@ -93,6 +131,17 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
           : false,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
+  // Request headers within 10 s (Node checks this only once the first byte has arrived; the
+  // guard closes connections that send nothing, and caps how many one address may hold).
+  app.server.headersTimeout = IDLE_MS;
+  const maxOpenFiles = readMaxOpenFiles();
+  const limits = connectionLimits(maxOpenFiles);
+  const guard = new ConnectionGuard({ log: options.log, limits, exempt: proxyPeers(options.trustProxy) });
+  guard.attach(app.server);
+  options.log.debug(
+    `Connections: at most ${limits.total} open (this process may open ${maxOpenFiles} files), ${limits.perAddress} per address before logging in; ` +
+      `closed after ${limits.idleMs / 1000} s without a request in progress.`,
+  );
 
   // Node drops CONNECT requests without a word when nothing handles them: answer them properly.
   app.server.on('connect', (_request, socket: Duplex) => {
@@ -157,6 +206,14 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
       windowMs: 10 * 60_000,
       lockMs: (options.lockoutMinutes ?? 15) * 60_000,
     }),
+  });
+
+  // A request that got past authentication (credentials, a trusted network, the preview token)
+  // makes its connection a logged-in one: no longer counted against its address, never closed to
+  // make room. /healthz needs no login, so it does not count: else a flood could ask for it once
+  // per connection and escape the per-address limit.
+  app.addHook('preHandler', async (request) => {
+    if (request.url.split('?', 1)[0] !== HEALTH_PATH) guard.markAuthenticated(request.raw.socket);
   });
 
   // Basic-auth credentials ride along with any request a browser makes, even one a foreign page
