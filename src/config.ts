@@ -22,6 +22,8 @@ export interface HomeKitConfig {
   encoder: string;
   /** Keep an idle encoder ready for the next live stream (silent cameras), so it starts sooner. */
   warmEncoder: boolean;
+  /** HomeKit Secure Video: advertised when enabled; nothing runs until the Home app turns recording on. */
+  recording: { enabled: boolean };
 }
 
 export interface AudioConfig {
@@ -247,6 +249,9 @@ function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, prob
       maxStreams: integer(homekit.maxStreams, `${at}.homekit.maxStreams`, 2, 1, 8, problems),
       encoder: encoderName(str(homekit.encoder, `${at}.homekit.encoder`, problems), `${at}.homekit.encoder`, problems),
       warmEncoder: bool(homekit.warmEncoder, `${at}.homekit.warmEncoder`, true, problems),
+      recording: {
+        enabled: bool(isRecord(homekit.recording) ? homekit.recording.enabled : undefined, `${at}.homekit.recording.enabled`, true, problems),
+      },
     },
     audio: {
       enabled: bool(audio.enabled, `${at}.audio.enabled`, false, problems),

@@ -96,7 +96,7 @@ const EVERYTHING = {
       controlsTool: 'uvcdynctrl',
       controlsFile: '/usr/share/uvcdynctrl/data/046d/logitech.xml',
       motion: { enabled: true, sensitivity: 60, cooldownSeconds: 20 },
-      homekit: { enabled: true, unbridge: false, maxStreams: 3, encoder: 'h264_v4l2m2m', warmEncoder: false },
+      homekit: { enabled: true, unbridge: false, maxStreams: 3, encoder: 'h264_v4l2m2m', warmEncoder: false, recording: { enabled: false } },
       audio: { enabled: true, source: 'dsnoop:CARD=C920,DEV=0' },
     },
   ],
