@@ -5,11 +5,16 @@
 // /proc, delivered fps, frame loss, latency, snapshot latency and time to first frame from the load
 // generator. Then a soak with slow viewers watches RSS. Results go to bench/results/<date>.json and
 // a markdown report on stdout (paste it into bench/README.md).
+// The burst configuration (`burst50x2`, in the full run) is issue 11's target: 50 fast and 2 slow
+// viewers send their requests at the same instant, with the same correct login, to a freshly
+// started server whose users file has bcrypt cost 12 (flask-cam's), and each viewer's answer and
+// time to first frame is recorded. For it the naive server checks the same users file with bcrypt
+// on every request (see naive-server.ts).
 //
 //   BENCH_QUICK=1            short runs (5 s windows, 15 s soak) for smoke tests
 //   BENCH_SOAK_SECONDS=N     soak length (default 120; 15 in quick mode; 0 skips the soak)
 //   BENCH_WINDOW_SECONDS=N   measurement window per configuration (default 15; 5 in quick mode)
-//   BENCH_CONFIGS=50x0,10x2  only these configurations (fast x slow); `none`: the soak alone
+//   BENCH_CONFIGS=50x0,10x2  only these configurations (fast x slow; `burst50x2`: the burst); `none`: the soak alone
 //   BENCH_SERVERS=ours       only these servers (ours, naive)
 //   BENCH_RSS_CAP_MB=N       kill a server whose RSS passes N MiB (default 1536)
 //   BENCH_PROFILE=1          run the servers with --cpu-prof (profiles in bench/results/profiles/)
@@ -25,8 +30,8 @@ import { hashPassword, writeUsersFile } from '../src/users/users-file';
 import { ensureCorpus, nowMs } from './corpus';
 import type { CorpusInfo } from './corpus';
 import { cpuModel, cpuMs, cpuTimes, machineBusyMs, rssMiB } from './proc';
-import type { LoadConfig, LoadMessage, RunMessage, ServerMessage, ServerRequest, ServerStatsMessage } from './protocol';
-import { renderReport } from './report';
+import type { GoMessage, LoadConfig, LoadMessage, RunMessage, ServerMessage, ServerRequest, ServerStatsMessage } from './protocol';
+import { burstSummary, renderReport } from './report';
 import type { BenchResults, RssSample, RunResult, ServerName } from './report';
 
 const REPO = join(__dirname, '..');
@@ -53,19 +58,29 @@ const timing = {
 };
 const rssCapMiB = envNumber('BENCH_RSS_CAP_MB', 1536);
 const SOAK = { fast: 10, slow: 2 };
+/** flask-cam's bcrypt cost (src/users/users-file.ts BCRYPT_COST): what users' files hold. */
+const BURST_BCRYPT_COST = 12;
 
-function configurations(): Array<{ fast: number; slow: number }> {
+/** Fast x slow viewers; `burst`: all requests at one instant to a fresh server, bcrypt cost 12. */
+interface Configuration {
+  fast: number;
+  slow: number;
+  burst: boolean;
+}
+
+function configurations(): Configuration[] {
   const wanted = process.env.BENCH_CONFIGS;
   if (wanted === 'none') return []; // the soak alone
   if (wanted) {
     return wanted.split(',').map((entry) => {
-      const match = /^(\d+)x(\d+)$/.exec(entry.trim());
-      if (!match) throw new Error(`BENCH_CONFIGS entries look like 50x0 or 10x2 (fast x slow), not "${entry}"`);
-      return { fast: Number(match[1]), slow: Number(match[2]) };
+      const match = /^(burst)?(\d+)x(\d+)$/.exec(entry.trim());
+      if (!match) throw new Error(`BENCH_CONFIGS entries look like 50x0, 10x2 (fast x slow) or burst50x2, not "${entry}"`);
+      return { fast: Number(match[2]), slow: Number(match[3]), burst: match[1] !== undefined };
     });
   }
-  const list: Array<{ fast: number; slow: number }> = [];
-  for (const slow of [0, 2]) for (const fast of [1, 10, 50]) list.push({ fast, slow });
+  const list: Configuration[] = [];
+  for (const slow of [0, 2]) for (const fast of [1, 10, 50]) list.push({ fast, slow, burst: false });
+  list.push({ fast: 50, slow: 2, burst: true });
   return list;
 }
 
@@ -149,7 +164,10 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 interface Shared {
   corpus: CorpusInfo;
+  /** bcrypt cost 4: the first login of a run pays for one cheap check. */
   usersFile: string;
+  /** The same user and password at bcrypt cost 12, for the burst. */
+  burstUsersFile: string;
   authorization: string;
 }
 
@@ -161,15 +179,21 @@ function robustGrowth(samples: RssSample[]): number | undefined {
   return med(samples.slice(-k).map((s) => s.mib)) - med(samples.slice(0, k).map((s) => s.mib));
 }
 
-async function runOne(server: ServerName, fast: number, slow: number, soak: boolean, shared: Shared): Promise<RunResult> {
-  const result: RunResult = { server, fast, slow, soak, rss: [] };
+async function runOne(server: ServerName, { fast, slow, burst }: Configuration, soak: boolean, shared: Shared): Promise<RunResult> {
+  const result: RunResult = { server, fast, slow, soak, rss: [], ...(burst ? { burst } : {}) };
   const windowSeconds = soak ? timing.soakSeconds : timing.windowSeconds;
   // One folder per run: the tsx loader thread writes a profile of its own beside the main thread's.
-  const profileDir = join(RESULTS_DIR, 'profiles', `${server}-${fast}x${slow}${soak ? '-soak' : ''}-${Date.now()}`);
+  const profileDir = join(RESULTS_DIR, 'profiles', `${server}-${burst ? 'burst' : ''}${fast}x${slow}${soak ? '-soak' : ''}-${Date.now()}`);
   const profile = process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const serverChild = spawnChild(
     server === 'ours' ? 'our-server.ts' : 'naive-server.ts',
-    { BENCH_CORPUS: shared.corpus.path, BENCH_USERS_FILE: shared.usersFile, BENCH_AUTHORIZATION: shared.authorization },
+    {
+      BENCH_CORPUS: shared.corpus.path,
+      BENCH_USERS_FILE: burst ? shared.burstUsersFile : shared.usersFile,
+      BENCH_AUTHORIZATION: shared.authorization,
+      // The burst is about the login: the naive server checks passwords with bcrypt too.
+      BENCH_NAIVE_AUTH: burst ? 'bcrypt' : 'string',
+    },
     profile,
   );
   const pid = serverChild.pid ?? 0;
@@ -206,34 +230,64 @@ async function runOne(server: ServerName, fast: number, slow: number, soak: bool
       slowIntervalMs: timing.slowIntervalMs,
       warmupSeconds: timing.warmupSeconds,
       windowSeconds,
-      snapshots: soak ? 0 : timing.snapshots,
+      // The burst measures its own first frames; the probes are the other configurations' business.
+      snapshots: soak || burst ? 0 : timing.snapshots,
       snapshotGapMs: timing.snapshotGapMs,
-      connects: soak ? 0 : timing.connects,
+      connects: soak || burst ? 0 : timing.connects,
       connectGapMs: timing.connectGapMs,
+      burst,
     };
     load = spawnChild('load.ts', {});
     const loadPid = load.pid ?? 0;
     const marks = new Map<string, { at: number; serverCpu?: number; serverSys?: number; loadCpu?: number; machine?: number }>();
+    const mark = (name: string): void => {
+      const times = cpuTimes(pid);
+      marks.set(name, { at: nowMs(), serverCpu: times ? times.userMs + times.sysMs : lastCpu, serverSys: times?.sysMs, loadCpu: cpuMs(loadPid), machine: machineBusyMs() });
+    };
+    const serverStats = (what: string): Promise<ServerStatsMessage> => {
+      const reply = waitFor(serverChild, (r) => ((r as ServerMessage).type === 'stats' ? (r as ServerStatsMessage) : undefined), 5_000, what);
+      reply.catch(() => undefined); // awaited where used; a server killed by the RSS cap has none
+      serverChild.send({ type: 'stats' } satisfies ServerRequest);
+      return reply;
+    };
     let windowStats: Promise<ServerStatsMessage> | undefined;
+    let burstStats: Promise<ServerStatsMessage> | undefined;
     load.on('message', (message: unknown) => {
       const m = message as LoadMessage;
       if (m.type !== 'mark') return;
-      const at = nowMs();
-      const times = cpuTimes(pid);
-      marks.set(m.name, { at, serverCpu: times ? times.userMs + times.sysMs : lastCpu, serverSys: times?.sysMs, loadCpu: cpuMs(loadPid), machine: machineBusyMs() });
+      if (m.name === 'burst-ready') {
+        // Every viewer's connection is open: reset the server's counters, and once the server has
+        // answered (so the reset is done), take the CPU mark and let the requests go.
+        const sent = load;
+        serverChild.send({ type: 'reset' } satisfies ServerRequest);
+        void serverStats('server reset before the burst').then(
+          () => {
+            mark('burst-start');
+            sent?.send({ type: 'go' } satisfies GoMessage);
+          },
+          () => undefined, // the load generator times out waiting and reports it
+        );
+        return;
+      }
+      mark(m.name);
       if (!alive(serverChild)) return;
-      if (m.name === 'window-start') {
-        windowStart = at;
+      if (m.name === 'connected' && burst) {
+        const mib = rssMiB(pid);
+        if (mib !== undefined) samples.push({ at: nowMs(), mib });
+        burstStats = serverStats('server stats after the burst');
+      } else if (m.name === 'window-start') {
+        windowStart = marks.get('window-start')?.at;
         serverChild.send({ type: 'reset' } satisfies ServerRequest);
       } else if (m.name === 'window-end') {
-        windowStats = waitFor(serverChild, (r) => ((r as ServerMessage).type === 'stats' ? (r as ServerStatsMessage) : undefined), 5_000, 'server stats');
-        windowStats.catch(() => undefined); // awaited below; a server killed by the RSS cap has none
-        serverChild.send({ type: 'stats' } satisfies ServerRequest);
+        windowStats = serverStats('server stats');
       }
     });
     const run: RunMessage = { type: 'run', config };
     load.send(run);
-    const budget = (timing.warmupSeconds + windowSeconds + 60) * 1000 + config.snapshots * (timing.snapshotGapMs + 100) + config.connects * (timing.connectGapMs + 200);
+    const budget =
+      (timing.warmupSeconds + windowSeconds + 60 + (burst ? 90 : 0)) * 1000 +
+      config.snapshots * (timing.snapshotGapMs + 100) +
+      config.connects * (timing.connectGapMs + 200);
     const done = await waitFor(
       load,
       (message) => {
@@ -248,6 +302,14 @@ async function runOne(server: ServerName, fast: number, slow: number, soak: bool
 
     const start = marks.get('window-start');
     const end = marks.get('window-end');
+    const burstStart = marks.get('burst-start');
+    const burstEnd = marks.get('connected');
+    if (burst && burstStart && burstEnd) {
+      if (burstStart.serverCpu !== undefined && burstEnd.serverCpu !== undefined) result.burstCpuMs = burstEnd.serverCpu - burstStart.serverCpu;
+      result.burstWallMs = burstEnd.at - burstStart.at;
+      const during = samples.filter((s) => s.at >= burstStart.at && s.at <= (start?.at ?? burstEnd.at));
+      if (during.length) result.rssBurstMax = Math.max(...during.map((s) => s.mib));
+    }
     if (start?.serverCpu !== undefined && end?.serverCpu !== undefined) {
       result.serverCpuMs = end.serverCpu - start.serverCpu;
       result.cpuPerFrameMs = done.stats.framesDelivered > 0 ? result.serverCpuMs / done.stats.framesDelivered : undefined;
@@ -267,6 +329,15 @@ async function runOne(server: ServerName, fast: number, slow: number, soak: bool
         result.rssEnd = inWindow[inWindow.length - 1].mib;
         result.rssMax = Math.max(...inWindow.map((s) => s.mib));
         result.rssGrowth = robustGrowth(inWindow.map((s) => ({ t: 0, mib: s.mib })));
+      }
+    }
+    if (burstStats) {
+      try {
+        const stats = await burstStats;
+        result.burstReplay = stats.replay;
+        result.burstHealth = { loopDelay: stats.loopDelay, gc: stats.gc };
+      } catch (error) {
+        if (!result.exceeded) result.error = (error as Error).message;
       }
     }
     if (windowStats) {
@@ -302,6 +373,10 @@ function summary(run: RunResult): string {
   ];
   if (load.snapshot) parts.push(`snapshot p50 ${load.snapshot.p50.toFixed(1)} ms`);
   if (load.firstFrame) parts.push(`first frame p50 ${load.firstFrame.p50.toFixed(1)} ms`);
+  if (load.burst) {
+    const b = burstSummary(load.burst);
+    parts.push(`burst: ${b.ok}/${b.total} answered 200 (${b.refusals || 'no refusals'}), first frame p50 ${b.firstFrame.p50.toFixed(0)} max ${b.firstFrame.max.toFixed(0)} ms`);
+  }
   if (run.exceeded) parts.push(`EXCEEDED ${run.exceeded.mib.toFixed(0)} MiB at ${run.exceeded.t.toFixed(0)} s`);
   if (run.error) parts.push(`error: ${run.error}`);
   return parts.join(', ');
@@ -331,7 +406,15 @@ async function main(): Promise<void> {
     const usersFile = join(dir, 'users');
     // Cost 4: the first login of a run pays for one bcrypt; the server caches verified logins.
     await writeUsersFile(usersFile, new Map([[user, await hashPassword(password, 4)]]));
-    const shared: Shared = { corpus, usersFile, authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
+    // The burst logs in against what users have: flask-cam's cost 12.
+    const burstUsersFile = join(dir, 'users-cost12');
+    await writeUsersFile(burstUsersFile, new Map([[user, await hashPassword(password, BURST_BCRYPT_COST)]]));
+    const shared: Shared = {
+      corpus,
+      usersFile,
+      burstUsersFile,
+      authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+    };
 
     const results: BenchResults = {
       meta: {
@@ -348,10 +431,11 @@ async function main(): Promise<void> {
       runs: [],
     };
     const names = servers();
-    for (const { fast, slow } of configurations()) {
+    for (const configuration of configurations()) {
       for (const server of names) {
-        console.error(`${fast} fast + ${slow} slow, ${server}: ${timing.windowSeconds} s...`);
-        const run = await runOne(server, fast, slow, false, shared);
+        const { fast, slow, burst } = configuration;
+        console.error(`${burst ? 'burst: ' : ''}${fast} fast + ${slow} slow, ${server}: ${timing.windowSeconds} s...`);
+        const run = await runOne(server, configuration, false, shared);
         results.runs.push(run);
         console.error(`  ${summary(run)}`);
       }
@@ -359,7 +443,7 @@ async function main(): Promise<void> {
     if (timing.soakSeconds > 0) {
       for (const server of names) {
         console.error(`soak ${SOAK.fast} fast + ${SOAK.slow} slow, ${server}: ${timing.soakSeconds} s...`);
-        const run = await runOne(server, SOAK.fast, SOAK.slow, true, shared);
+        const run = await runOne(server, { ...SOAK, burst: false }, true, shared);
         results.runs.push(run);
         console.error(`  ${summary(run)}, rss growth ${run.rssGrowth?.toFixed(1) ?? '–'} MiB`);
       }

@@ -3,19 +3,24 @@
 // stamp in each frame) during a window, then probes snapshot latency and a new viewer's time to
 // first frame while the viewers keep streaming. Fast viewers read everything as it comes; slow
 // viewers take about one frame per interval (the socket is paused in between, so the kernel
-// buffers fill and the server sees backpressure). Driven by bench/fanout.ts over IPC; every wait
-// is bounded.
+// buffers fill and the server sees backpressure). In the burst configuration every viewer's
+// connection is opened first and all the requests are then written in one go, and each viewer's
+// answer (status, refusal, time to first frame) is recorded. Driven by bench/fanout.ts over IPC;
+// every wait is bounded.
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { nowMs, readStamp } from './corpus';
 import { MjpegReader } from './multipart';
 import type { ReceivedFrame } from './multipart';
-import type { LoadConfig, LoadMessage, LoadStats, RunMessage } from './protocol';
+import type { BurstStats, BurstViewer, GoMessage, LoadConfig, LoadMessage, LoadStats, RunMessage } from './protocol';
 import { percentiles } from './protocol';
 
 const CONNECT_TIMEOUT_MS = 15_000;
+/** A burst of fresh logins may wait for many bcrypt checks (the naive server runs one per request). */
+const BURST_TIMEOUT_MS = 60_000;
 const PROBE_TIMEOUT_MS = 5_000;
 /** Probes wait a random extra up to one frame period, so they do not lock to the frame clock. */
 const FRAME_PERIOD_MS = 1000 / 30;
@@ -51,37 +56,78 @@ function streamRequest(config: LoadConfig): string {
 class Viewer {
   readonly socket: Socket;
   readonly firstFrame: Promise<void>;
+  /** Resolves once the TCP connection is up (or has failed: see `outcome.error`). */
+  readonly connected: Promise<void>;
+  /** Resolves on the first frame, a refusal, or the connection's end, whichever comes first. */
+  readonly settled: Promise<void>;
+  /** What the server answered and when (the burst configuration reports it per viewer). */
+  readonly outcome: BurstViewer;
   counting = false;
   frames = 0;
   lost = 0;
   latencies: number[] = [];
   disconnected = false;
   private lastSeq = 0;
+  private sentAt = 0;
   private gotFirst!: () => void;
+  private settle!: () => void;
   private slowTimer?: NodeJS.Timeout;
+  private readonly reader: MjpegReader;
 
+  /** `deferred`: connect only; the request goes out when `sendRequest` is called. */
   constructor(
-    config: LoadConfig,
+    private readonly config: LoadConfig,
     private readonly slow: boolean,
+    deferred = false,
   ) {
+    this.outcome = { slow };
     this.firstFrame = new Promise((resolve) => (this.gotFirst = resolve));
-    const reader = new MjpegReader(
+    this.settled = new Promise((resolve) => (this.settle = resolve));
+    let onConnected!: () => void;
+    this.connected = new Promise((resolve) => (onConnected = resolve));
+    this.reader = new MjpegReader(
       (frame) => this.onFrame(frame),
       (message) => {
         noteError(`viewer: ${message}`);
+        this.fail(message);
         this.socket.destroy();
       },
     );
     this.socket = connect({ host: '127.0.0.1', port: config.port, noDelay: true }, () => {
-      this.socket.write(streamRequest(config));
+      onConnected();
+      if (!deferred) this.sendRequest();
     });
-    this.socket.on('data', (chunk: Buffer) => reader.push(chunk));
-    this.socket.on('error', (error) => noteError(`viewer socket: ${error.message}`));
+    this.socket.on('data', (chunk: Buffer) => {
+      this.reader.push(chunk);
+      if (this.outcome.headMs === undefined && this.reader.status !== undefined) {
+        this.outcome.status = this.reader.status;
+        this.outcome.headMs = nowMs() - this.sentAt;
+      }
+    });
+    this.socket.on('error', (error) => {
+      noteError(`viewer socket: ${error.message}`);
+      this.fail(`connection error: ${error.message}`);
+      onConnected();
+    });
     this.socket.on('close', () => {
       this.disconnected = true;
       clearInterval(this.slowTimer);
+      this.fail('connection closed before the first frame');
+      onConnected();
     });
     if (slow) this.slowTimer = setInterval(() => this.socket.resume(), config.slowIntervalMs);
+  }
+
+  sendRequest(): void {
+    this.sentAt = nowMs();
+    if (!this.socket.destroyed) this.socket.write(streamRequest(this.config));
+  }
+
+  /** No stream for this viewer: noted once, unless it already has its first frame. */
+  private fail(message: string): void {
+    if (this.outcome.firstFrameMs !== undefined || this.outcome.error !== undefined) return;
+    this.outcome.error = message;
+    this.settle();
   }
 
   close(): void {
@@ -94,6 +140,10 @@ class Viewer {
   private onFrame(frame: ReceivedFrame): void {
     const now = nowMs();
     if (this.slow) this.socket.pause();
+    if (this.outcome.firstFrameMs === undefined && this.outcome.error === undefined) {
+      this.outcome.firstFrameMs = now - this.sentAt;
+      this.settle();
+    }
     this.gotFirst();
     const stamp = frame.stamp;
     if (!stamp) {
@@ -165,19 +215,56 @@ function snapshot(config: LoadConfig, agent: Agent): Promise<{ ms: number; age: 
   });
 }
 
-async function run(config: LoadConfig): Promise<LoadStats> {
-  const fast = Array.from({ length: config.fast }, () => new Viewer(config, false));
-  const slow = Array.from({ length: config.slow }, () => new Viewer(config, true));
-  const all = [...fast, ...slow];
+/** The orchestrator's go-ahead for a burst (it first records the server's CPU and resets its counters). */
+let goAhead: (() => void) | undefined;
+const go = new Promise<void>((resolve) => (goAhead = resolve));
+
+/**
+ * The burst: every connection is up before any request is written; then all the requests go out
+ * in one synchronous run. Waits until each viewer has its first frame or has been refused.
+ */
+async function burst(all: Viewer[]): Promise<BurstStats> {
+  await withTimeout(Promise.all(all.map((v) => v.connected)), CONNECT_TIMEOUT_MS, 'burst: opening the connections');
+  send({ type: 'mark', name: 'burst-ready' });
+  await withTimeout(go, 10_000, 'burst: the go-ahead');
+  const start = nowMs();
+  for (const viewer of all) viewer.sendRequest();
   try {
-    await withTimeout(Promise.all(all.map((v) => v.firstFrame)), CONNECT_TIMEOUT_MS, 'viewers connecting');
+    await withTimeout(Promise.all(all.map((v) => v.settled)), BURST_TIMEOUT_MS, 'burst: first frames');
   } catch (error) {
     noteError((error as Error).message);
+    for (const viewer of all) {
+      if (viewer.outcome.firstFrameMs === undefined && viewer.outcome.error === undefined) {
+        viewer.outcome.error = `no first frame within ${BURST_TIMEOUT_MS / 1000} s`;
+      }
+    }
+  }
+  const settledMs = nowMs() - start;
+  return { viewers: all.map((v): BurstViewer => ({ ...v.outcome })), settledMs };
+}
+
+async function run(config: LoadConfig): Promise<LoadStats> {
+  const deferred = config.burst === true;
+  const fast = Array.from({ length: config.fast }, () => new Viewer(config, false, deferred));
+  const slow = Array.from({ length: config.slow }, () => new Viewer(config, true, deferred));
+  const all = [...fast, ...slow];
+  let burstStats: BurstStats | undefined;
+  if (deferred) {
+    burstStats = await burst(all);
+  } else {
+    try {
+      await withTimeout(Promise.all(all.map((v) => v.firstFrame)), CONNECT_TIMEOUT_MS, 'viewers connecting');
+    } catch (error) {
+      noteError((error as Error).message);
+    }
   }
   send({ type: 'mark', name: 'connected' });
   await sleep(config.warmupSeconds * 1000);
 
   for (const viewer of all) viewer.counting = true;
+  // The load generator's own event loop: a stall here (a busy machine) shows as latency and loss.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   const cpuStart = process.cpuUsage();
   const windowStart = nowMs();
   send({ type: 'mark', name: 'window-start' });
@@ -185,6 +272,7 @@ async function run(config: LoadConfig): Promise<LoadStats> {
   for (const viewer of all) viewer.counting = false;
   const windowMs = nowMs() - windowStart;
   const cpu = process.cpuUsage(cpuStart);
+  loop.disable();
   send({ type: 'mark', name: 'window-end' });
 
   const stats: LoadStats = {
@@ -199,8 +287,10 @@ async function run(config: LoadConfig): Promise<LoadStats> {
     snapshotErrors: 0,
     firstFrameErrors: 0,
     clientCpuMs: (cpu.user + cpu.system) / 1000,
+    clientLoopDelayMaxMs: loop.max / 1e6,
     errors,
     disconnected: all.filter((v) => v.disconnected).length,
+    burst: burstStats,
   };
   for (const viewer of all) viewer.latencies = [];
 
@@ -251,9 +341,14 @@ if (!process.send) {
   process.exit(2);
 }
 process.on('disconnect', () => process.exit(0));
-process.once('message', (message: unknown) => {
-  const { config } = message as RunMessage;
-  run(config)
+process.on('message', (message: unknown) => {
+  const m = message as RunMessage | GoMessage;
+  if (m.type === 'go') {
+    goAhead?.();
+    return;
+  }
+  if (m.type !== 'run') return;
+  run(m.config)
     .then((stats) => send({ type: 'done', stats }))
     .catch((error: unknown) => send({ type: 'error', message: (error as Error).stack ?? String(error) }));
 });

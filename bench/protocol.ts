@@ -44,6 +44,36 @@ export interface LoadConfig {
   /** New viewers connected one after another, each until its first frame (0: none). */
   connects: number;
   connectGapMs: number;
+  /**
+   * The burst configuration: every viewer's TCP connection is opened first; then, once the
+   * orchestrator answers the 'burst-ready' mark with { type: 'go' }, every request is written in
+   * one synchronous run, so they all reach the server at the same instant.
+   */
+  burst?: boolean;
+}
+
+/** Orchestrator -> load generator, answering the 'burst-ready' mark: write the requests now. */
+export interface GoMessage {
+  type: 'go';
+}
+
+/** What became of one viewer of a burst. Times are from the instant the requests were written, ms. */
+export interface BurstViewer {
+  slow: boolean;
+  /** The HTTP status the server answered, when it answered. */
+  status?: number;
+  /** Why there was no stream (a refusal's status, a connection error, a timeout). */
+  error?: string;
+  /** Until the response head (the status line) arrived. */
+  headMs?: number;
+  /** Until the first whole frame arrived. */
+  firstFrameMs?: number;
+}
+
+export interface BurstStats {
+  viewers: BurstViewer[];
+  /** From writing the requests until every viewer had its first frame or had been refused, ms. */
+  settledMs: number;
 }
 
 /** Orchestrator -> load generator. */
@@ -86,15 +116,19 @@ export interface LoadStats {
   firstFrameErrors: number;
   /** The load generator's own CPU during the window, ms (to show whether it was the bottleneck). */
   clientCpuMs: number;
+  /** The load generator's longest event-loop delay during the window, ms (10 ms resolution). */
+  clientLoopDelayMaxMs?: number;
   /** Viewer errors and early disconnects (at most a few, for the report). */
   errors: string[];
   /** Viewers that were disconnected before the end. */
   disconnected: number;
+  /** The burst configuration only: each viewer's answer and time to first frame. */
+  burst?: BurstStats;
 }
 
 /** Load generator -> orchestrator. */
 export type LoadMessage =
-  | { type: 'mark'; name: 'connected' | 'window-start' | 'window-end' }
+  | { type: 'mark'; name: 'burst-ready' | 'connected' | 'window-start' | 'window-end' }
   | { type: 'done'; stats: LoadStats }
   | { type: 'error'; message: string };
 

@@ -1,7 +1,8 @@
 // Turns the benchmark's results (as saved in bench/results/*.json) into the markdown tables of
 // bench/README.md: one row per configuration and server, a ratio row (ours/naive), the soak's RSS
-// over time, and the acceptance targets with PASS/FAIL.
-import type { LoadStats, Percentiles, ServerStatsMessage } from './protocol';
+// over time, the burst's answers and first frames, and the acceptance targets with PASS/FAIL.
+import type { BurstStats, LoadStats, Percentiles, ServerStatsMessage } from './protocol';
+import { percentiles } from './protocol';
 
 export type ServerName = 'ours' | 'naive';
 
@@ -16,7 +17,17 @@ export interface RunResult {
   fast: number;
   slow: number;
   soak: boolean;
+  /** The burst configuration: every request at one instant, fresh server, bcrypt cost 12. */
+  burst?: boolean;
   load?: LoadStats;
+  /** Burst only: server CPU and wall time from the requests going out until every viewer was settled, ms. */
+  burstCpuMs?: number;
+  burstWallMs?: number;
+  /** Burst only: the server's peak RSS from the burst to the window's start, MiB. */
+  rssBurstMax?: number;
+  /** Burst only: the replay and the event loop from the burst until every viewer was settled. */
+  burstReplay?: ServerStatsMessage['replay'];
+  burstHealth?: Pick<ServerStatsMessage, 'loopDelay' | 'gc'>;
   /** Server CPU during the window, ms, and the part of it spent in the kernel. */
   serverCpuMs?: number;
   serverSysMs?: number;
@@ -75,7 +86,7 @@ const pair = (p: Percentiles | undefined, a: keyof Percentiles, b: keyof Percent
   p && p.count > 0 ? `${f(p[a], digits)} / ${f(p[b], digits)}` : '–';
 
 function label(run: RunResult): string {
-  return `${run.fast} fast${run.slow ? ` + ${run.slow} slow` : ''}`;
+  return `${run.burst ? 'burst: ' : ''}${run.fast} fast${run.slow ? ` + ${run.slow} slow` : ''}`;
 }
 
 function rssCell(run: RunResult): string {
@@ -130,8 +141,70 @@ function ratioRow(ours: RunResult, naive: RunResult): string {
   ].join(' | ');
 }
 
-function find(results: BenchResults, server: ServerName, fast: number, slow: number, soak: boolean): RunResult | undefined {
-  return results.runs.find((r) => r.server === server && r.fast === fast && r.slow === slow && r.soak === soak);
+function find(results: BenchResults, server: ServerName, fast: number, slow: number, soak: boolean, burst = false): RunResult | undefined {
+  return results.runs.find((r) => r.server === server && r.fast === fast && r.slow === slow && r.soak === soak && (r.burst ?? false) === burst);
+}
+
+/** A burst's answers: how many viewers got the stream, the refusals by kind, times to status and first frame. */
+export function burstSummary(burst: BurstStats): {
+  total: number;
+  ok: number;
+  byKind: { '401': number; '429': number; '503': number; other: number; noAnswer: number };
+  refusals: string;
+  head: Percentiles;
+  firstFrame: Percentiles;
+} {
+  const byKind = { '401': 0, '429': 0, '503': 0, other: 0, noAnswer: 0 };
+  let ok = 0;
+  for (const v of burst.viewers) {
+    if (v.firstFrameMs !== undefined && v.status === 200) ok++;
+    else if (v.status === 401 || v.status === 429 || v.status === 503) byKind[String(v.status) as '401' | '429' | '503']++;
+    else if (v.status !== undefined && v.status !== 200) byKind.other++;
+    else byKind.noAnswer++; // a connection error, a close or a timeout before any answer (or a 200 without a frame)
+  }
+  const refusals = [
+    byKind['401'] && `${byKind['401']}× 401`,
+    byKind['429'] && `${byKind['429']}× 429`,
+    byKind['503'] && `${byKind['503']}× 503`,
+    byKind.other && `${byKind.other}× other status`,
+    byKind.noAnswer && `${byKind.noAnswer}× no stream (connection error or timeout)`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return {
+    total: burst.viewers.length,
+    ok,
+    byKind,
+    refusals,
+    head: percentiles(burst.viewers.flatMap((v) => (v.headMs === undefined ? [] : [v.headMs]))),
+    firstFrame: percentiles(burst.viewers.flatMap((v) => (v.firstFrameMs === undefined ? [] : [v.firstFrameMs]))),
+  };
+}
+
+/** Frames the replay emitted per second during the window (the corpus should go out at 30 fps). */
+function replayFps(run: RunResult): number | undefined {
+  return run.replay && run.load ? run.replay.emitted / (run.load.windowMs / 1000) : undefined;
+}
+
+/**
+ * Issue 11's target for the burst: every viewer answered 200 and got the stream, every fast
+ * viewer >= 29 fps in the window, and the replay kept 30 fps (>= 29.5 frames a second emitted,
+ * none skipped, during the burst or the window).
+ */
+export function burstVerdict(run: RunResult): { pass: boolean; why: string[] } {
+  const why: string[] = [];
+  const load = run.load;
+  if (!load?.burst) return { pass: false, why: [`no data${run.error ? `: ${run.error}` : ''}`] };
+  const b = burstSummary(load.burst);
+  why.push(`${b.ok}/${b.total} answered 200 and streamed${b.refusals ? ` (refused or failed: ${b.refusals})` : ''}`);
+  const slowest = minOf(load.fastFps);
+  const fastOk = load.fastFps.length === run.fast && slowest !== undefined && slowest >= 29;
+  why.push(`slowest fast viewer ${f(slowest)} fps${fastOk ? '' : ' (target >= 29)'}`);
+  const rate = replayFps(run);
+  const skipped = (run.replay?.skipped ?? 0) + (run.burstReplay?.skipped ?? 0);
+  const replayOk = rate !== undefined && rate >= 29.5 && skipped === 0;
+  why.push(`replay ${f(rate)} fps, ${skipped} skipped`);
+  return { pass: b.ok === b.total && b.total === run.fast + run.slow && fastOk && replayOk, why };
 }
 
 interface Target {
@@ -219,6 +292,78 @@ function targets(results: BenchResults): Target[] {
   return list;
 }
 
+/** The burst configuration's own table: answers, refusals, first frames, and the login's cost. */
+function burstSection(results: BenchResults): string[] {
+  const runs = results.runs.filter((r) => r.burst);
+  if (!runs.length) return [];
+  const lines = [
+    '',
+    `### Burst: ${runs[0].fast} fast + ${runs[0].slow} slow viewers connecting at once to a fresh server`,
+    '',
+    'Every viewer\'s TCP connection is opened first; then all the requests (the same correct login) are written in one go, ' +
+      'to a server started for this run (no login remembered) whose users file has bcrypt cost 12. answered: viewers ' +
+      'that got 200 and a first frame; refused: the others, by answer. status / first frame: from the requests going ' +
+      'out to the response head / the first whole frame, over every viewer that got one. fps, lost: the fast viewers ' +
+      'in the measurement window that follows (after the warm-up). replay: frames the server\'s camera stand-in emitted ' +
+      'per second in the window, and frames it skipped (burst + window). burst CPU: the server\'s CPU from the requests ' +
+      'going out until every viewer had its first frame or had been refused, and that wall time. loop max: the ' +
+      'longest event-loop delay in that time. RSS: peak from the burst to the window, and at the window\'s end.',
+    '',
+    '| server | answered | refused (401 / 429 / 503 / other / no answer) | status ms p50 / max | first frame ms p50 / p99 / max | fps min / median | lost | replay fps, skipped | burst CPU ms / wall ms | loop max ms | RSS MiB peak / end | slow fps |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const row = (run: RunResult): string => {
+    const load = run.load;
+    const b = load?.burst && burstSummary(load.burst);
+    if (!load || !b) return `| ${run.server} | ${run.error ?? 'no data'} |  |  |  |  |  |  |  |  |  |  |`;
+    const k = b.byKind;
+    const skipped = (run.replay?.skipped ?? 0) + (run.burstReplay?.skipped ?? 0);
+    return [
+      '',
+      run.server,
+      `${b.ok} / ${b.total}`,
+      `${k['401']} / ${k['429']} / ${k['503']} / ${k.other} / ${k.noAnswer}`,
+      b.head.count ? `${f(b.head.p50, 0)} / ${f(b.head.max, 0)}` : '–',
+      b.firstFrame.count ? `${f(b.firstFrame.p50, 0)} / ${f(b.firstFrame.p99, 0)} / ${f(b.firstFrame.max, 0)}` : '–',
+      `${f(minOf(load.fastFps))} / ${f(medianOf(load.fastFps))}`,
+      String(load.fastLost),
+      `${f(replayFps(run))}, ${skipped}`,
+      `${f(run.burstCpuMs, 0)} / ${f(run.burstWallMs, 0)}`,
+      f(run.burstHealth?.loopDelay.max),
+      `${f(run.rssBurstMax, 0)} / ${f(run.rssEnd, 0)}`,
+      run.slow ? load.slowFps.map((x) => f(x, 2)).join(', ') : '–',
+      '',
+    ]
+      .join(' | ')
+      .trim();
+  };
+  for (const ours of runs.filter((r) => r.server === 'ours')) {
+    const naive = find(results, 'naive', ours.fast, ours.slow, false, true);
+    lines.push(row(ours));
+    if (naive) lines.push(row(naive));
+    const a = ours.load?.burst && burstSummary(ours.load.burst);
+    const b = naive?.load?.burst && burstSummary(naive.load.burst);
+    if (naive && a && b) {
+      lines.push(
+        `| *ours/naive* |  |  | ${ratio(a.head.p50, b.head.p50)} / ${ratio(a.head.max, b.head.max)} | ` +
+          `${ratio(a.firstFrame.p50, b.firstFrame.p50)} / ${ratio(a.firstFrame.p99, b.firstFrame.p99)} / ${ratio(a.firstFrame.max, b.firstFrame.max)} | ` +
+          `${ratio(medianOf(ours.load?.fastFps), medianOf(naive.load?.fastFps))} |  |  | ${ratio(ours.burstCpuMs, naive.burstCpuMs)} / ${ratio(ours.burstWallMs, naive.burstWallMs)} |  | ` +
+          `${ratio(ours.rssBurstMax, naive.rssBurstMax)} / ${ratio(ours.rssEnd, naive.rssEnd)} |  |`,
+      );
+    }
+    const verdict = (run: RunResult | undefined): string => {
+      if (!run) return 'not run';
+      const v = burstVerdict(run);
+      return `**${v.pass ? 'PASS' : 'FAIL'}** (${v.why.join('; ')})`;
+    };
+    lines.push('', `Target (issue 11): ours ${verdict(ours)}. Naive, same test: ${verdict(naive)}.`);
+  }
+  for (const naive of runs.filter((r) => r.server === 'naive' && !find(results, 'ours', r.fast, r.slow, false, true))) {
+    lines.push(row(naive));
+  }
+  return lines;
+}
+
 export function renderReport(results: BenchResults): string {
   const m = results.meta;
   const lines: string[] = [];
@@ -235,9 +380,23 @@ export function renderReport(results: BenchResults): string {
     '|---|---|---|---|---|',
   );
   for (const t of targets(results)) {
+    // A run of some configurations only (BENCH_CONFIGS) has nothing to say about the others' targets.
+    if (t.ours === undefined && t.naive === undefined) continue;
     const verdict = t.ours === undefined ? 'no data' : t.pass(t.ours) ? '**PASS**' : '**FAIL**';
     lines.push(
       `| ${t.name} (${t.where}) | ${f(t.ours, t.digits)} ${t.unit} | ${f(t.naive, t.digits)} ${t.unit}${t.naiveNote ?? ''} | ${ratio(t.ours, t.naive)} | ${verdict} |`,
+    );
+  }
+  for (const oursBurst of results.runs.filter((r) => r.burst && r.server === 'ours')) {
+    const naiveBurst = find(results, 'naive', oursBurst.fast, oursBurst.slow, false, true);
+    const cell = (run: RunResult | undefined): string => {
+      if (!run) return '–';
+      const v = burstVerdict(run);
+      return `${v.pass ? 'PASS' : 'FAIL'}: ${v.why.join('; ')}`;
+    };
+    lines.push(
+      `| ${oursBurst.fast} + ${oursBurst.slow} viewers connecting at once to a fresh server (bcrypt cost 12): all answered 200, every fast viewer >= 29 fps, replay at 30 fps (burst) | ` +
+        `${cell(oursBurst)} | ${cell(naiveBurst)} | – | **${burstVerdict(oursBurst).pass ? 'PASS' : 'FAIL'}** |`,
     );
   }
   lines.push(
@@ -253,11 +412,11 @@ export function renderReport(results: BenchResults): string {
     TABLE_HEAD,
     TABLE_RULE,
   );
-  const configs = [...new Set(results.runs.filter((r) => !r.soak).map((r) => `${r.fast}:${r.slow}`))];
+  const configs = [...new Set(results.runs.filter((r) => !r.soak).map((r) => `${r.fast}:${r.slow}:${r.burst ? 1 : 0}`))];
   for (const key of configs) {
-    const [fast, slow] = key.split(':').map(Number);
-    const ours = find(results, 'ours', fast, slow, false);
-    const naive = find(results, 'naive', fast, slow, false);
+    const [fast, slow, burst] = key.split(':').map(Number);
+    const ours = find(results, 'ours', fast, slow, false, burst === 1);
+    const naive = find(results, 'naive', fast, slow, false, burst === 1);
     if (ours) lines.push(`| ${mainRow(ours)} |`);
     if (naive) lines.push(`| ${mainRow(naive)} |`);
     if (ours && naive) lines.push(`| ${ratioRow(ours, naive)} |`);
@@ -279,6 +438,7 @@ export function renderReport(results: BenchResults): string {
       lines.push(`| ${run.server} | ${marks.map(at).join(' | ')} | ${growth} |`);
     }
   }
+  lines.push(...burstSection(results));
   lines.push(
     '',
     '### Inside the servers, during the window',
@@ -312,6 +472,10 @@ export function renderReport(results: BenchResults): string {
     if (run.error) notes.push(`${where}: ${run.error}`);
     if (run.replay && run.replay.skipped > 0) notes.push(`${where}: the replay fell behind and skipped ${run.replay.skipped} frames (worst lateness ${f(run.replay.maxLateMs, 0)} ms).`);
     if (run.load?.errors.length) notes.push(`${where}: ${run.load.errors.slice(0, 3).join('; ')}`);
+    const clientLoop = run.load?.clientLoopDelayMaxMs;
+    if (clientLoop !== undefined && clientLoop > 100) {
+      notes.push(`${where}: the load generator's own event loop stalled for up to ${f(clientLoop, 0)} ms in the window (its viewers read nothing meanwhile; the server sees them as slow).`);
+    }
     if (run.load && (run.load.snapshotErrors || run.load.firstFrameErrors)) {
       notes.push(`${where}: ${run.load.snapshotErrors} snapshot errors, ${run.load.firstFrameErrors} first-frame errors.`);
     }
