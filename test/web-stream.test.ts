@@ -94,8 +94,7 @@ describe('MJPEG stream', () => {
   });
 
   it('keeps a fast viewer at full rate and holds at most one frame for a viewer reading one chunk a second', async (t) => {
-    // Large frames at 30 fps fill the kernel's socket buffers within seconds, so the server's own
-    // backpressure handling is what the slow viewer meets.
+    // Large frames at 30 fps would fill the kernel's socket buffers within seconds.
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 1280, height: 720, fps: 30, quality: 2 }] });
     const sockets: Socket[] = [];
     server.app.server.on('connection', (socket: Socket) => sockets.push(socket));
@@ -135,9 +134,8 @@ describe('MJPEG stream', () => {
     assert.ok(delivered >= produced * 0.9, `fast viewer got ${delivered} of ${produced} frames`);
     const sentToSlow = slowBytes / maxFrame;
     assert.ok(sentToSlow < produced / 2, `slow viewer read about ${sentToSlow.toFixed(0)} frames' worth`);
-    // The slow socket did back up (the kernel buffers were full), and the server held at most
-    // about one frame for it however long that lasted.
-    assert.ok(buffered.some((bytes) => bytes > 0), 'backpressure reached the server');
+    // The server held at most about one frame for it however long that lasted (with the send-queue
+    // limit it stops handing frames to the kernel before the kernel pushes back at all).
     assert.ok(Math.max(...buffered) <= maxFrame * 2 + 1024, `server buffered up to ${Math.max(...buffered)} bytes (frame ${maxFrame})`);
     fast.close();
   });

@@ -4,10 +4,14 @@
 //  - no chunked encoding; the connection closes when the stream ends;
 //  - latest-frame-wins: while the socket has not drained, newer frames replace the waiting one,
 //    so a slow viewer costs at most one frame of memory and never slows the others;
+//  - bounded delay: a frame goes out only while the connection has little still unacknowledged
+//    in the kernel (send-queue.ts), so a viewer on a slow link gets fewer frames, never old ones;
 //  - `maxFps` skips frames to cap the rate.
 import type { ServerResponse } from 'node:http';
 
 import type { Frame, FrameHub } from '../media/frame-hub';
+import type { SendQueueProbe } from './send-queue';
+import { mayQueueFrame } from './send-queue';
 
 export const BOUNDARY = 'webcamframe';
 const OPENING = Buffer.from(`--${BOUNDARY}\r\n`);
@@ -39,7 +43,12 @@ export function partHeader(frame: Frame): Buffer {
 export function streamMjpeg(
   res: ServerResponse,
   hub: FrameHub,
-  options: { maxFps?: number; headers?: Record<string, string | string[] | number | undefined> } = {},
+  options: {
+    maxFps?: number;
+    headers?: Record<string, string | string[] | number | undefined>;
+    /** Holds frames back while the connection has `limitBytes` or more unacknowledged. */
+    sendQueue?: { probe: SendQueueProbe; limitBytes: number };
+  } = {},
 ): void {
   res.useChunkedEncodingByDefault = false;
   res.socket?.setNoDelay(true);
@@ -57,6 +66,13 @@ export function streamMjpeg(
   let lastSent = 0;
   const writeFrame = (frame: Frame, done: () => void): void => {
     if (res.destroyed || res.writableEnded) return; // 'close' unsubscribes
+    // The kernel still holds much of what went before (a slow link): this frame would only wait
+    // there and arrive late. Skip it; a newer one is offered as soon as it comes.
+    const gate = options.sendQueue;
+    if (gate && res.socket && !mayQueueFrame(gate.probe.unacked(res.socket), gate.limitBytes)) {
+      done();
+      return;
+    }
     if (options.maxFps) {
       const now = Date.now();
       if (!allowedByRate(now, lastSent, options.maxFps)) {

@@ -21,6 +21,7 @@ import { apiRoutes } from './routes/api';
 import { controlsRoutes } from './routes/controls';
 import { HEALTH_PATH, healthRoutes } from './routes/health';
 import { mediaRoutes } from './routes/media';
+import { SendQueueProbe } from './send-queue';
 import { pageRoutes } from './routes/pages';
 
 export interface WebServerOptions {
@@ -44,6 +45,11 @@ export interface WebServerOptions {
   previewToken?: string;
   /** Host names a trusted-network request may carry without credentials (DNS-rebinding defence). */
   allowedHosts?: string[];
+  /**
+   * A live viewer gets the next frame only while its connection has fewer bytes than this still
+   * unacknowledged (default 32 KiB; 0: no limit, frames go out as fast as the socket takes them).
+   */
+  maxUnackedBytes?: number;
 }
 
 /**
@@ -100,6 +106,12 @@ export function proxyPeers(trustProxy: WebServerOptions['trustProxy']): (address
   }
   return (address) => !address || inNetworks(address, ranges);
 }
+
+/**
+ * About one small frame: a slow link stays busy while each viewer is at most this much (plus
+ * the frame being sent) behind live. 2 Mbit/s carries 32 KiB in ~130 ms.
+ */
+export const DEFAULT_MAX_UNACKED_BYTES = 32 * 1024;
 
 /** Builds the app (not listening yet: use `listen` or `app.inject`). */
 export async function buildWebServer(options: WebServerOptions): Promise<FastifyInstance> {
@@ -228,7 +240,8 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
   await app.register(healthRoutes);
   await app.register(apiRoutes, { cameras: options.cameras });
   await app.register(controlsRoutes, { cameras: options.cameras });
-  await app.register(mediaRoutes, { cameras: options.cameras });
+  const limitBytes = options.maxUnackedBytes ?? DEFAULT_MAX_UNACKED_BYTES;
+  await app.register(mediaRoutes, { cameras: options.cameras, sendQueue: limitBytes > 0 ? { probe: new SendQueueProbe(), limitBytes } : undefined });
   await app.register(pageRoutes, { cameras: options.cameras, siteName, kioskFrameAncestors: options.kioskFrameAncestors ?? [] });
   return app;
 }

@@ -5,9 +5,12 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { WebCamera } from '../cameras';
 import { cameraParams, findCamera } from '../cameras';
 import { BOUNDARY, streamMjpeg } from '../mjpeg';
+import type { SendQueueProbe } from '../send-queue';
 
 interface MediaOptions {
   cameras: WebCamera[];
+  /** Bounds each viewer's delay on a slow link (none: frames go out as fast as the socket takes them). */
+  sendQueue?: { probe: SendQueueProbe; limitBytes: number };
 }
 
 interface StreamRequest {
@@ -25,7 +28,7 @@ const streamSchema = {
   },
 } as const;
 
-export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras }) => {
+export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras, sendQueue }) => {
   const stream = (paths: string[]) => {
     for (const url of paths) {
       app.get<StreamRequest>(url, { schema: streamSchema }, (request, reply) => {
@@ -35,7 +38,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
           return reply.type(`multipart/x-mixed-replace; boundary=${BOUNDARY}`).header('Cache-Control', 'no-store').send();
         }
         reply.hijack();
-        streamMjpeg(reply.raw, camera.hub, { maxFps: request.query.fps, headers: reply.getHeaders() });
+        streamMjpeg(reply.raw, camera.hub, { maxFps: request.query.fps, headers: reply.getHeaders(), sendQueue });
       });
     }
   };
