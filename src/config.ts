@@ -88,6 +88,8 @@ export interface WebConfig {
    * addresses, `localhost` and this machine's own name (DNS-rebinding defence).
    */
   allowedHosts: string[];
+  /** The browser's H.264 live view (kbit/s; about 1 Mbit/s suits a phone on mobile data at 720p). */
+  h264: { bitrate: number };
 }
 
 export interface PluginConfig {
@@ -322,6 +324,9 @@ function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
     trustProxy,
     kioskFrameAncestors: ancestors,
     allowedHosts,
+    h264: {
+      bitrate: integer(isRecord(web.h264) ? web.h264.bitrate : undefined, 'web.h264.bitrate', 1_000, 100, 20_000, problems),
+    },
   };
 }
 

@@ -70,13 +70,16 @@ export function h264Encoder(camera: CameraConfig, ffmpeg: Pick<FfmpegInfo, 'enco
   return ffmpeg.encoders.has(camera.homekit.encoder) ? camera.homekit.encoder : 'libx264';
 }
 
-/** The H.264 stage's settings until a consumer (HomeKit Secure Video) asks for others: the capture's size and rate. */
-export function defaultStageSettings(camera: CameraConfig, encoder: string): H264Settings {
+/**
+ * The H.264 stage's settings until a consumer (HomeKit Secure Video) asks for others: the
+ * capture's size and rate at the web view's bitrate.
+ */
+export function defaultStageSettings(camera: CameraConfig, encoder: string, bitrateKbps = 1_000): H264Settings {
   return {
     width: camera.width,
     height: camera.height,
     fps: camera.fps,
-    bitrateKbps: 1_000,
+    bitrateKbps,
     profile: 'main',
     level: '4.0',
     encoder,
@@ -131,7 +134,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
         name: camera.name,
         hub,
         ffmpegPath: this.ffmpeg.path,
-        settings: defaultStageSettings(camera, h264Encoder(camera, this.ffmpeg)),
+        settings: defaultStageSettings(camera, h264Encoder(camera, this.ffmpeg), config.web.h264.bitrate),
         log: prefixed(log, camera.name),
       });
       this.cameras.push({ config: camera, hub, h264, motion, controls });
@@ -154,7 +157,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       log.info('The web server is disabled ("web.enabled": false).');
       return;
     }
-    const webCameras: WebCamera[] = this.cameras.map(({ config: c, hub, controls }) => ({
+    const webCameras: WebCamera[] = this.cameras.map(({ config: c, hub, h264, controls }) => ({
       id: c.id,
       name: c.name,
       width: c.width,
@@ -162,6 +165,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       fps: c.fps,
       timestamp: c.timestamp,
       hub,
+      h264,
       // Only cameras with a device to tune get the controls panel and API.
       controls: controls.configured ? controls : undefined,
     }));

@@ -107,6 +107,8 @@ const EVERYTHING = {
     socket: '/run/webcam/webcam.sock',
     usersFile: '/var/lib/homebridge/webcam-server/users',
     trustedNetworks: ['192.168.1.0/24', 'fd00::/8'],
+    allowedHosts: ['camera.example.org'],
+    h264: { bitrate: 800 },
     tls: { cert: '/etc/ssl/cam.pem', key: '/etc/ssl/cam.key' },
   },
   alerts: {

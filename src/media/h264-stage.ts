@@ -46,6 +46,8 @@ export interface ReadOptions {
   backMs?: number;
   /** Ends the iteration. */
   signal?: AbortSignal;
+  /** This reader's queue bound (default the stage's maxQueuedBytes): past it, it skips to the next key frame. */
+  maxQueuedBytes?: number;
 }
 
 /** Pure policy: the index of the fragment a reader starts at to get `backMs` before the live edge. */
@@ -212,7 +214,7 @@ export class H264Stage extends EventEmitter {
    * the encoder while it is read.
    */
   async *read(options: ReadOptions = {}): AsyncGenerator<StageItem> {
-    const reader = new Reader(this.options.maxQueuedBytes ?? 16 * 1024 * 1024);
+    const reader = new Reader(options.maxQueuedBytes ?? this.options.maxQueuedBytes ?? 16 * 1024 * 1024);
     if (this.closed) return;
     const release = this.hold();
     this.readers.add(reader);

@@ -1,6 +1,7 @@
 // What the web side knows of a camera: its public description and its FrameHub (never ffmpeg).
 import type { ControlsApi } from '../controls/camera-controls';
 import type { FrameHub } from '../media/frame-hub';
+import type { H264Stage } from '../media/h264-stage';
 
 export interface WebCamera {
   id: string;
@@ -11,6 +12,8 @@ export interface WebCamera {
   /** Draw a clock over the live image on the pages. */
   timestamp: boolean;
   hub: FrameHub;
+  /** The shared H.264 stage, for the page's H.264 view (absent: MJPEG only). */
+  h264?: H264Stage;
   /** The webcam's controls (brightness, focus ...); absent where nothing can tune them. */
   controls?: ControlsApi;
 }

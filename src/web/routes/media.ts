@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 
 import type { WebCamera } from '../cameras';
 import { cameraParams, findCamera } from '../cameras';
+import { h264QueueLimit, streamFmp4 } from '../fmp4-stream';
 import { BOUNDARY, streamMjpeg } from '../mjpeg';
 import type { SendQueueProbe } from '../send-queue';
 
@@ -43,6 +44,21 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
     }
   };
   stream(['/stream.mjpg', '/stream', '/cameras/:id/stream.mjpg', '/cameras/:id/stream']);
+
+  // The H.264 view: fragmented MP4 from the camera's shared H.264 stage (one encoder for every viewer).
+  for (const url of ['/stream.mp4', '/cameras/:id/stream.mp4']) {
+    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, (request, reply) => {
+      const camera = findCamera(cameras, request.params.id);
+      const stage = camera.h264;
+      if (!stage) {
+        return reply.code(404).type('text/plain; charset=utf-8').send(`Camera "${camera.name}" has no H.264 view.\n`);
+      }
+      if (request.method === 'HEAD') return reply.type('video/mp4').header('Cache-Control', 'no-store').send();
+      reply.hijack();
+      const gate = sendQueue && { probe: sendQueue.probe, limitBytes: h264QueueLimit(stage.currentSettings.bitrateKbps) };
+      void streamFmp4(reply.raw, stage, { headers: reply.getHeaders(), sendQueue: gate });
+    });
+  }
 
   for (const url of ['/snapshot.jpg', '/cameras/:id/snapshot.jpg']) {
     app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
