@@ -183,6 +183,8 @@ describe(`home hub harness against ${HAP_PACKAGE} ${(createRequire(__filename)(`
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'hds-client-'));
+    // HAP-NodeJS saves its controller storage on a timer, also after destroy(): remove it last.
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     clip = await fmp4Clip('testsrc=size=640x360:rate=15', 12, []);
     // Noise compresses badly: fragments of several 256 KiB HDS chunks each.
     noisy = await fmp4Clip('testsrc=size=640x360:rate=15,noise=alls=60:allf=t', 3, ['-preset', 'veryfast', '-crf', '18']);
@@ -208,7 +210,6 @@ describe(`home hub harness against ${HAP_PACKAGE} ${(createRequire(__filename)(`
   after(async () => {
     await hub?.close();
     await accessory?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('decodes the recording configurations the camera offers (205, 206, 207) into plain values', async () => {
