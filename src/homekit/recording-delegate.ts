@@ -125,6 +125,9 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
     const onAbort = () => abort.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const fragmentLength = configuration.mediaContainerConfiguration.fragmentLength || FRAGMENT_MS;
+    // Recording may be on in HAP without us having heard of it (after an unpair and re-pair HAP
+    // does not call updateRecordingActive again): the stage then starts now, with this selection.
+    if (!this.release) stage.configure(stageSettingsFor(selectedRecording(configuration, this.audioFor()), this.options.capture, this.options.encoder));
     const packer = new FragmentPacker(fragmentLength);
     let inits = 0;
     let packets = 0;
@@ -138,7 +141,9 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
           yield { data: item.init.data, isLast: false };
           continue;
         }
-        for (const packet of packer.push(item.fragment)) {
+        // HomeKit wants moof + mdat alone: the prft the stage writes for live viewers stays out.
+        const fragment = item.fragment;
+        for (const packet of packer.push({ ...fragment, data: fragment.data.subarray(fragment.moofOffset) })) {
           packets++;
           yield { data: packet.data, isLast: false };
         }
@@ -171,9 +176,15 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
     this.release = undefined;
   }
 
+  /** The sound a recording carries now: the camera's, while the Home app allows sound in recordings. */
+  private audioFor(): { source: string } | undefined {
+    const { audioSource } = this.options;
+    return audioSource && this.options.audioActive() ? { source: audioSource } : undefined;
+  }
+
   /** Holds the stage with the selected settings while recording is on, the camera is on and a configuration is selected. */
   private apply(): void {
-    const { stage, capture, encoder, audioSource, log } = this.options;
+    const { stage, capture, encoder, log } = this.options;
     const wanted = this.active && this.cameraOn && this.configuration !== undefined && !this.closed;
     if (!wanted) {
       if (this.release) log.debug('Recording prebuffer stopped.');
@@ -182,10 +193,7 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
       return;
     }
     // A running stream keeps the settings it started with (HAP's rule); new ones wait for its end.
-    if (this.streams.size === 0) {
-      const audio = audioSource && this.options.audioActive() ? { source: audioSource } : undefined;
-      stage.configure(stageSettingsFor(selectedRecording(this.configuration!, audio), capture, encoder));
-    }
+    if (this.streams.size === 0) stage.configure(stageSettingsFor(selectedRecording(this.configuration!, this.audioFor()), capture, encoder));
     if (!this.release) {
       this.release = stage.hold();
       log.debug('Recording prebuffer started.');

@@ -229,6 +229,8 @@ export function readFragment(moof: Box, video: TrackInfo): FragmentInfo | undefi
 /** A fragment as consumers get it: its bytes (prft + moof + mdat) and what its video says. */
 export interface Fmp4Fragment extends FragmentInfo {
   data: Buffer;
+  /** Where its moof starts in `data` (after the prft): `data.subarray(moofOffset)` is moof + mdat alone. */
+  moofOffset: number;
   /** Wall-clock time it was complete (ms since the epoch). */
   receivedAt: number;
 }
@@ -284,9 +286,10 @@ export class Fmp4Assembler {
           return;
         }
         const info = readFragment(moof, this._init.video) ?? { key: false, startMs: 0, durationMs: 0, samples: 0 };
+        const before = this.held.slice(0, this.held.indexOf(moof));
         const data = Buffer.concat([...this.held.map((b) => b.data), box.data]);
         this.held = [];
-        this.onFragment({ ...info, data, receivedAt: now });
+        this.onFragment({ ...info, data, moofOffset: before.reduce((sum, b) => sum + b.data.length, 0), receivedAt: now });
         return;
       }
       default:
