@@ -29,6 +29,12 @@ describe('send queue probe', () => {
     const probe = new SendQueueProbe({ read: (path) => (path.endsWith('tcp') ? text : '') });
     assert.equal(probe.unacked({ localAddress: '::ffff:127.0.0.1', localPort: 8181, remoteAddress: '::ffff:127.0.0.1', remotePort: 54321 }), 123_456);
     assert.equal(probe.unacked({ localAddress: '127.0.0.1', localPort: 8181, remoteAddress: '127.0.0.1', remotePort: 1 }), undefined);
+    // What is written between two readings counts at once: a second frame cannot follow the first on a stale reading.
+    const viewer = { localAddress: '127.0.0.1', localPort: 8181, remoteAddress: '127.0.0.1', remotePort: 54321 };
+    const cached = new SendQueueProbe({ maxAgeMs: 60_000, read: (path) => (path.endsWith('tcp') ? text : '') });
+    assert.equal(cached.unacked(viewer), 123_456);
+    cached.noteWritten(viewer, 40_000);
+    assert.equal(cached.unacked(viewer), 163_456);
     assert.equal(probe.unacked({ localAddress: undefined, localPort: undefined, remoteAddress: undefined, remotePort: undefined }), undefined, 'a unix socket');
     const none = new SendQueueProbe({
       read: () => {

@@ -49,6 +49,7 @@ export async function streamFmp4(res: ServerResponse, stage: H264Stage, options:
       if (gate && res.socket && !mayQueueFrame(gate.probe.unacked(res.socket), gate.limitBytes)) skipping = true;
       else if (skipping && fragment.key) skipping = false;
       if (skipping) continue;
+      if (gate && res.socket) gate.probe.noteWritten(res.socket, fragment.data.length);
       if (!res.write(fragment.data)) {
         await once(res, 'drain', { signal: abort.signal }).catch(() => undefined);
       }

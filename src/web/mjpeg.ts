@@ -81,6 +81,7 @@ export function streamMjpeg(
       }
       lastSent = now;
     }
+    if (gate && res.socket) gate.probe.noteWritten(res.socket, frame.data.length);
     res.cork();
     res.write(partHeader(frame));
     res.write(frame.data);

@@ -58,6 +58,14 @@ export function parseProcNetTcp(text: string, into: Map<string, number>): void {
   }
 }
 
+type ProbedSocket = Pick<Socket, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'>;
+
+function keyOf(socket: ProbedSocket): string | undefined {
+  const { localAddress, localPort, remoteAddress, remotePort } = socket;
+  if (!localAddress || !localPort || !remoteAddress || !remotePort) return undefined;
+  return connectionKey(localAddress, localPort, remoteAddress, remotePort);
+}
+
 export interface SendQueueProbeOptions {
   /** A reading is reused for this long, whoever asks (default 10 ms). */
   maxAgeMs?: number;
@@ -68,6 +76,8 @@ export interface SendQueueProbeOptions {
 /** Unacknowledged bytes per connection, from one reading of /proc shared by every viewer. */
 export class SendQueueProbe {
   private table = new Map<string, number>();
+  /** Bytes written per connection since the last reading. */
+  private readonly written = new Map<string, number>();
   private readAt = -Infinity;
   private readonly maxAgeMs: number;
   /** maxAgeMs, or longer when reading takes long. */
@@ -85,12 +95,24 @@ export class SendQueueProbe {
     return this.available;
   }
 
-  /** The socket's unacknowledged bytes, or undefined when unknown (a unix socket, no /proc). */
-  unacked(socket: Pick<Socket, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'>): number | undefined {
-    const { localAddress, localPort, remoteAddress, remotePort } = socket;
-    if (!this.available || !localAddress || !localPort || !remoteAddress || !remotePort) return undefined;
+  /**
+   * The socket's unacknowledged bytes, or undefined when unknown (a unix socket, no /proc): the
+   * last reading, plus what was written to it since (a reading a few ms old must not let a
+   * second frame follow the first at once).
+   */
+  unacked(socket: ProbedSocket): number | undefined {
+    const key = keyOf(socket);
+    if (!this.available || !key) return undefined;
     this.refresh();
-    return this.table.get(connectionKey(localAddress, localPort, remoteAddress, remotePort));
+    const read = this.table.get(key);
+    return read === undefined ? undefined : read + (this.written.get(key) ?? 0);
+  }
+
+  /** Counts `bytes` just written to `socket` until the next reading sees them. */
+  noteWritten(socket: ProbedSocket, bytes: number): void {
+    const key = keyOf(socket);
+    if (!this.available || !key) return;
+    this.written.set(key, (this.written.get(key) ?? 0) + bytes);
   }
 
   private refresh(): void {
@@ -109,6 +131,7 @@ export class SendQueueProbe {
     }
     if (!readAny) this.available = false;
     this.table = table;
+    this.written.clear();
     // A table of thousands of connections (a flood) takes a while to read: read it less often,
     // so that reading costs at most about a tenth of a core whatever the table holds.
     this.wait = Math.max(this.maxAgeMs, (performance.now() - now) * 10);
