@@ -1,5 +1,7 @@
 // What the Home app's side needs in both the HomeKit tests and the HomeKit benchmark: HAP's
-// short UUIDs in full, and the UDP ports a stream receiver binds on 127.0.0.1.
+// short UUIDs in full, the UDP ports a stream receiver binds on 127.0.0.1, and the SRTCP
+// receiver reports the Home app sends back while it watches.
+import { createCipheriv, createHmac } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -44,4 +46,65 @@ export function udpBound(port: number): boolean {
       .split('\n')
       .some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex)),
   );
+}
+
+/** RFC 3711 4.3.1: a session key from an SRTP master key and salt (AES-CM PRF, key derivation rate 0). */
+function deriveKey(masterKey: Buffer, masterSalt: Buffer, label: number, length: number): Buffer {
+  const iv = Buffer.alloc(16);
+  masterSalt.copy(iv, 0, 0, 14);
+  iv[7] ^= label; // key_id = label || 48-bit index 0, XORed into the 112-bit salt
+  const cipher = createCipheriv('aes-128-ctr', masterKey, iv);
+  return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
+}
+
+/**
+ * The Home app's RTCP as it sends it back to the accessory: receiver reports, protected as SRTCP
+ * (AES_CM_128_HMAC_SHA1_80, RFC 3711) with a master key and salt (30 bytes).
+ */
+export class SrtcpSender {
+  private readonly encryptionKey: Buffer;
+  private readonly authKey: Buffer;
+  private readonly salt: Buffer;
+  /** The SRTCP index of the next packet (31 bits). */
+  private index = 0;
+
+  constructor(
+    keyAndSalt: Buffer,
+    /** Our own SSRC, as the sender of the reports. */
+    readonly ssrc: number,
+  ) {
+    const masterKey = keyAndSalt.subarray(0, 16);
+    const masterSalt = keyAndSalt.subarray(16, 30);
+    this.encryptionKey = deriveKey(masterKey, masterSalt, 0x03, 16);
+    this.authKey = deriveKey(masterKey, masterSalt, 0x04, 20);
+    this.salt = deriveKey(masterKey, masterSalt, 0x05, 14);
+  }
+
+  /** One receiver report (RTCP type 201), with a report block about `source` when given, as SRTCP. */
+  receiverReport(source?: { ssrc: number; highestSeq: number }): Buffer {
+    const rtcp = Buffer.alloc(source ? 32 : 8);
+    rtcp[0] = 0x80 | (source ? 1 : 0); // version 2, report count
+    rtcp[1] = 201;
+    rtcp.writeUInt16BE(rtcp.length / 4 - 1, 2);
+    rtcp.writeUInt32BE(this.ssrc >>> 0, 4);
+    if (source) {
+      rtcp.writeUInt32BE(source.ssrc >>> 0, 8);
+      // fraction lost and cumulative lost 0; extended highest sequence number; jitter, LSR, DLSR 0
+      rtcp.writeUInt32BE(source.highestSeq >>> 0, 16);
+    }
+    const index = this.index;
+    this.index = (this.index + 1) & 0x7fffffff;
+    // IV = (salt * 2^16) XOR (SSRC * 2^64) XOR (SRTCP index * 2^16)
+    const iv = Buffer.alloc(16);
+    this.salt.copy(iv, 0);
+    iv.writeUInt32BE((iv.readUInt32BE(4) ^ this.ssrc) >>> 0, 4);
+    iv.writeUInt32BE((iv.readUInt32BE(10) ^ index) >>> 0, 10);
+    const cipher = createCipheriv('aes-128-ctr', this.encryptionKey, iv);
+    const encrypted = Buffer.concat([cipher.update(rtcp.subarray(8)), cipher.final()]);
+    const trailer = Buffer.alloc(4);
+    trailer.writeUInt32BE((0x80000000 | index) >>> 0); // E flag: encrypted
+    const authenticated = Buffer.concat([rtcp.subarray(0, 8), encrypted, trailer]);
+    const tag = createHmac('sha1', this.authKey).update(authenticated).digest().subarray(0, 10);
+    return Buffer.concat([authenticated, tag]);
+  }
 }

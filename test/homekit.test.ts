@@ -2,8 +2,11 @@
 // `testsrc` camera as an external accessory; hap-controller plays the Home app over 127.0.0.1:
 // pairs with the PIN, lists the services, fetches snapshots, sets up and starts live streams with
 // the same TLVs the Home app writes, and an ffmpeg receiver holding the SRTP key decodes what
-// arrives. Along the way: one capture ffmpeg for everything, encoders that end with their
-// sessions and with Homebridge, and a motion sensor that follows the moving test pattern. As the
+// arrives; while it watches it sends SRTCP receiver reports back, as the Home app does. Along the
+// way: one capture ffmpeg for everything, encoders that end with their sessions and with
+// Homebridge, a START beyond the offer clamped to it, a repeated START answered as a reconfigure
+// (END still accepted), a viewer that stops reporting losing its stream after a few RTCP
+// intervals, and a motion sensor that follows the moving test pattern. As the
 // Home app does, the receivers decrypt with the key the accessory answers in SetupEndpoints: ours
 // for the camera with sound, its own for a silent one. A second suite puts a silent camera on the
 // bridge: a snapshot from an idle capture, a stream served by the warm encoder it keeps ahead of
@@ -24,7 +27,7 @@ import { HttpClient } from 'hap-controller';
 import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 
 import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, probeSize, sleep, waitForExit, waitUntil, writeUsers } from './helpers';
-import { bindUdp, freeUdpPair, hapUuid, udpBound } from './hap-udp';
+import { bindUdp, freeUdpPair, hapUuid, SrtcpSender, udpBound } from './hap-udp';
 
 const ROOT = join(__dirname, '..');
 const HOMEBRIDGE = homebridgeCommand();
@@ -74,6 +77,15 @@ async function ffmpegChildren(ppid: number): Promise<FfmpegProcesses> {
   return result;
 }
 
+/** A process's command line, its arguments joined by spaces ('' once it has gone). */
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
+}
+
 
 // ---------------------------------------------------------------------------------------------
 // The Home app's side of a live stream
@@ -113,6 +125,8 @@ interface StreamRequest {
    * encoder). Either way we decrypt with the key answered, as the Home app does.
    */
   videoKey: 'offered' | 'own';
+  /** Seconds between our RTCP reports, as START announces it (the Home app: 0.5). */
+  rtcpInterval?: number;
 }
 
 /**
@@ -128,7 +142,9 @@ const AUDIO_PAYLOAD_TYPE = 110;
 /**
  * One live stream as the Home app runs it: a UDP port of ours where the accessory sends SRTP,
  * whose packets are counted, checked and passed on to an ffmpeg receiver that decodes them with
- * the key and SSRC the accessory answered in SetupEndpoints.
+ * the key and SSRC the accessory answered in SetupEndpoints. From START on, it sends receiver
+ * reports (SRTCP, with the key it offered) back to the port the accessory announced, every
+ * `rtcpInterval` seconds, as the Home app does while it watches, until `stopRtcp()`.
  */
 class LiveStream {
   readonly sessionId = randomBytes(16);
@@ -146,6 +162,12 @@ class LiveStream {
   readonly rtp = { packets: 0, maxSize: 0, payloadTypes: new Set<number>(), ssrcs: new Set<number>(), fromPorts: new Set<number>(), rtcp: 0 };
   firstPacketAt = 0;
   startWrittenAt = 0;
+  /** The highest RTP sequence number seen (what our receiver reports tell). */
+  private highestSeq = 0;
+  private rtcpSender?: SrtcpSender;
+  private rtcpTimer?: NodeJS.Timeout;
+  /** Receiver reports sent. */
+  rtcpSent = 0;
   private ended = false;
   accessory = { address: '', port: 0, ssrc: 0 };
   private socket?: Socket;
@@ -180,6 +202,7 @@ class LiveStream {
         this.rtp.maxSize = Math.max(this.rtp.maxSize, packet.length);
         this.rtp.payloadTypes.add(pt & 0x7f);
         this.rtp.ssrcs.add(packet.readUInt32BE(8));
+        this.highestSeq = packet.readUInt16BE(2);
       }
       this.socket?.send(packet, receiverPort, '127.0.0.1');
     });
@@ -268,13 +291,22 @@ class LiveStream {
     this.audioExit = waitForExit(audioReceiver, 20_000).catch(() => null);
     await waitUntil('the OPUS receiver to bind its port', () => udpBound(audioReceiverPort) || audioReceiver.exitCode !== null);
 
-    // SelectedRTPStreamConfiguration START, with the video (and audio) parameters the Home app sends.
-    const { width, height, fps, profile, level = 0, bitrate } = this.request;
+    this.startWrittenAt = Date.now();
+    await this.writeStart(this.request);
+    // Our receiver reports, from the port we receive on, as long as we watch.
+    this.rtcpSender = new SrtcpSender(Buffer.concat([key, salt]), randomBytes(4).readUInt32BE(0));
+    this.sendRtcp();
+    this.rtcpTimer = setInterval(() => this.sendRtcp(), (this.request.rtcpInterval ?? 0.5) * 1000);
+  }
+
+  /** SelectedRTPStreamConfiguration START, with the video (and audio) parameters the Home app sends. */
+  async writeStart(request: Omit<StreamRequest, 'videoKey'>): Promise<void> {
+    const { width, height, fps, profile, level = 0, bitrate, rtcpInterval = 0.5 } = request;
     const video = encode(
       1, 0, // H.264
       2, encode(1, profile, 2, level, 3, 0 /* non-interleaved */),
       3, encode(1, writeUInt16(width), 2, writeUInt16(height), 3, fps),
-      4, encode(1, PAYLOAD_TYPE, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(bitrate), 4, writeFloat32LE(0.5), 5, writeUInt16(MTU)),
+      4, encode(1, PAYLOAD_TYPE, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(bitrate), 4, writeFloat32LE(rtcpInterval), 5, writeUInt16(MTU)),
     );
     const audio = encode(
       1, 3, // OPUS
@@ -282,8 +314,29 @@ class LiveStream {
       3, encode(1, AUDIO_PAYLOAD_TYPE, 2, writeUInt32(randomBytes(4).readUInt32LE(0)), 3, writeUInt16(24), 4, writeFloat32LE(5), 6, 13),
       4, 0,
     );
-    this.startWrittenAt = Date.now();
     await write(this.client, this.service.selected, encode(1, encode(1, this.sessionId, 2, 1 /* START */), 2, video, 3, audio).toString('base64'));
+  }
+
+  private sendRtcp(): void {
+    if (!this.rtcpSender || !this.socket) return;
+    const report = this.rtcpSender.receiverReport(this.rtp.packets > 0 ? { ssrc: this.accessory.ssrc, highestSeq: this.highestSeq } : undefined);
+    try {
+      this.socket.send(report, this.accessory.port, this.accessory.address);
+      this.rtcpSent++;
+    } catch {
+      // closed
+    }
+  }
+
+  /** The viewer vanishes: no more receiver reports (and no END). */
+  stopRtcp(): void {
+    clearInterval(this.rtcpTimer);
+    this.rtcpTimer = undefined;
+  }
+
+  /** Our UDP port, where the accessory's encoder sends. */
+  get port(): number {
+    return this.socket?.address().port ?? 0;
   }
 
   /** Waits for the receiver to decode its frames; answers what it decoded. */
@@ -314,6 +367,7 @@ class LiveStream {
   /** SelectedRTPStreamConfiguration END. */
   async end(): Promise<void> {
     this.ended = true;
+    this.stopRtcp();
     await write(this.client, this.service.selected, encode(1, encode(1, this.sessionId, 2, 0 /* END */)).toString('base64'));
   }
 
@@ -324,6 +378,7 @@ class LiveStream {
   }
 
   close(): void {
+    this.stopRtcp();
     this.receiver?.kill('SIGKILL');
     this.audioReceiver?.kill('SIGKILL');
     try {
@@ -601,6 +656,91 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'the same SSRC throughout');
     await s.end();
     await waitUntil('the encoder to exit after END', () => !isAlive(second), 2_000);
+  });
+
+  /** The encoder sending to `s` (its srtp:// URL names our port), once there is exactly one. */
+  const encoderOf = async (s: LiveStream): Promise<number> => {
+    let found: number[] = [];
+    await waitUntil(`one encoder for the stream to port ${s.port}`, async () => {
+      found = (await processes()).encoders.filter((pid) => commandLine(pid).includes(`srtp://127.0.0.1:${s.port}?`));
+      return found.length === 1;
+    });
+    return found[0];
+  };
+  const streamingStatus = async (service: RtpService) => decode(Buffer.from(String(await read(client, service.status)), 'base64'))[1][0];
+
+  it('clamps a START asking for 10000x10000 to the largest size offered, and says so', async (t) => {
+    const s = stream(t, rtpServices[0], { width: 10_000, height: 10_000, fps: 120, profile: 2, level: 2, bitrate: 65_535 });
+    await s.start();
+    const encoder = await encoderOf(s);
+    const args = commandLine(encoder);
+    assert.match(args, /scale=640:360:/, 'the encoder runs at the capture size, the largest offered');
+    assert.match(args, / -r 15 /, 'at the capture rate');
+    const bitrate = Number(/ -b:v (\d+)k /.exec(args)?.[1]);
+    assert.ok(bitrate >= 64 && bitrate <= 2_000, `at a sane bitrate (${bitrate} kbit/s)`);
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${encoder}/status`, 'utf8'))?.[1];
+    t.diagnostic(`encoder RSS ${Math.round(Number(rss) / 1024)} MB`);
+    const decoded = await s.decoded();
+    assert.deepEqual([decoded.width, decoded.height], [WIDTH, HEIGHT], 'the stream decodes at that size');
+    assert.match(hb.output, /asked for 10000x10000 at 120 fps, 65535 kbit\/s[^\n]*: streaming 640x360 at 15 fps, \d+ kbit\/s/, 'the log says what was asked and what is used');
+    await s.end();
+    await waitUntil('the encoder to exit after END', () => !isAlive(encoder), 2_000);
+  });
+
+  it('answers a repeated START for a running session as a reconfigure; END still stops its one encoder', async (t) => {
+    const s = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
+    await s.start();
+    await waitUntil('packets', () => s.rtp.packets > 10);
+    const first = await encoderOf(s);
+
+    // The same START again: accepted, and the running encoder goes on.
+    await s.writeStart(s.request);
+    await sleep(300);
+    assert.deepEqual((await processes()).encoders, [first], 'one encoder, the same one');
+
+    // A START asking for something else: accepted, and the encoder replaced, not added to.
+    await s.writeStart({ ...s.request, width: 320, height: 240, bitrate: 300 });
+    await waitUntil('the first encoder to be replaced', () => !isAlive(first), 3_000);
+    const second = await encoderOf(s);
+    assert.match(commandLine(second), /scale=320:240:/);
+    assert.deepEqual((await processes()).encoders, [second], 'exactly one encoder for the session');
+    const packets = s.rtp.packets;
+    await waitUntil('packets from the new encoder', () => s.rtp.packets > packets + 10);
+    assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'the same SSRC throughout');
+    assert.equal(await streamingStatus(rtpServices[0]), 1, 'StreamingStatus still IN_USE');
+
+    // HAP still knows the session: END is accepted, and stops the encoder.
+    await s.end();
+    await waitUntil('the encoder to exit after END', () => !isAlive(second), 2_000);
+    assert.deepEqual((await processes()).encoders, [], 'no encoder left');
+    assert.equal(await streamingStatus(rtpServices[0]), 0, 'StreamingStatus AVAILABLE again');
+  });
+
+  it('ends a stream whose viewer stops sending RTCP after a few intervals, and keeps one whose viewer goes on', async (t) => {
+    const staying = stream(t, rtpServices[1], { width: 320, height: 240, fps: FPS, profile: 1, bitrate: 300 });
+    await staying.start();
+    const vanishing = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 600 });
+    await vanishing.start();
+    await waitUntil('both streams flowing, both viewers reporting', () => staying.rtp.packets > 10 && vanishing.rtp.packets > 10 && vanishing.rtcpSent > 2);
+    const [stayingEncoder, vanishingEncoder] = [await encoderOf(staying), await encoderOf(vanishing)];
+    const outputBefore = hb.output.length;
+
+    // The viewer vanishes: no more reports, no END.
+    vanishing.stopRtcp();
+    const silentAt = Date.now();
+    await waitUntil('the encoder of the vanished viewer to end', () => !isAlive(vanishingEncoder), 20_000);
+    t.diagnostic(`the encoder ended ${Date.now() - silentAt} ms after the last receiver report`);
+    assert.match(hb.output.slice(outputBefore), /Stream ended: no RTCP from the Home app for [\d.]+ s/);
+    await waitUntil('HAP to have the service free again', async () => (await streamingStatus(rtpServices[0])) === 0, 2_000);
+
+    // The other one, started before it, lives on past that point: its viewer still reports.
+    assert.ok(isAlive(stayingEncoder), 'the stream whose viewer reports goes on');
+    const packets = staying.rtp.packets;
+    await waitUntil('more packets for the viewer that stayed', () => staying.rtp.packets > packets + 20);
+    assert.ok(isAlive(stayingEncoder));
+    assert.equal(await streamingStatus(rtpServices[1]), 1, 'its StreamingStatus still IN_USE');
+    await staying.end();
+    await waitUntil('its encoder to exit after END', () => !isAlive(stayingEncoder), 2_000);
   });
 
   it('reports motion on the moving test pattern and clears it after the cooldown', async () => {

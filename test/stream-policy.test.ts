@@ -1,12 +1,23 @@
-// HomeKit stream policy: advertised resolutions, the encoder command line, and the warm
-// encoder's decisions: which cameras keep one, the START it predicts, hit or miss, where it
-// sends, its key and salt as SetupEndpoints answers them, and its retry delays.
+// HomeKit stream policy: advertised resolutions, requests kept inside them, how long a stream
+// lives without RTCP, the encoder command line, and the warm encoder's decisions: which cameras
+// keep one, the START it predicts, hit or miss, where it sends, its key and salt as
+// SetupEndpoints answers them, and its retry delays.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import type { VideoChoice } from '../src/homekit/stream-policy';
+import type { AudioRequest, RequestedVideo, VideoChoice } from '../src/homekit/stream-policy';
 import {
   buildEncoderArgs,
+  clampVideo,
+  describeClamp,
+  isRtcpPacket,
+  MAX_BITRATE_KBPS,
+  maxBitrateKbps,
+  MIN_BITRATE_KBPS,
+  RTCP_TIMEOUT_CEILING_MS,
+  RTCP_TIMEOUT_FLOOR_MS,
+  rtcpTimeoutMs,
+  sameAudio,
   packetSize,
   predictVideoChoice,
   relayTarget,
@@ -57,6 +68,116 @@ describe('supportedResolutions', () => {
 
   it('offers a tiny capture its own size', () => {
     assert.deepEqual(supportedResolutions({ width: 160, height: 120, fps: 5 }), [[160, 120, 5]]);
+  });
+});
+
+describe('clampVideo', () => {
+  const hd = supportedResolutions({ width: 1280, height: 720, fps: 30 });
+  const ask = (width: number, height: number, fps = 30, bitrate = 802, payloadType = 99): RequestedVideo => ({ width, height, fps, bitrate, payloadType });
+  const used = (c: RequestedVideo) => [c.width, c.height, c.fps, c.bitrate, c.payloadType];
+
+  it('leaves a request for an advertised configuration as it is', () => {
+    for (const [width, height, fps] of hd) {
+      const clamped = clampVideo(ask(width, height, fps), hd);
+      assert.deepEqual(used(clamped), [width, height, fps, 802, 99]);
+      assert.deepEqual(clamped.changes, []);
+      assert.equal(clamped.outsideOffer, false);
+    }
+  });
+
+  it('brings a size beyond the offer down to the largest offered, never beyond the capture', () => {
+    const clamped = clampVideo(ask(10_000, 10_000, 120, 65_535), hd);
+    assert.deepEqual([clamped.width, clamped.height, clamped.fps], [1280, 720, 30]);
+    assert.equal(clamped.bitrate, maxBitrateKbps(1280, 720, 30));
+    assert.equal(clamped.outsideOffer, true);
+    assert.deepEqual(clamped.changes, ['10000x10000 -> 1280x720', '120 fps -> 30 fps', `65535 kbit/s -> ${clamped.bitrate} kbit/s`]);
+    // 1920x1080 is HomeKit's, not this capture's.
+    assert.deepEqual(used(clampVideo(ask(1920, 1080), hd)).slice(0, 2), [1280, 720]);
+    // A small capture: never above its own size or rate, whatever is asked.
+    const small = supportedResolutions({ width: 320, height: 240, fps: 10 });
+    for (const [width, height, fps] of [[1920, 1080, 30], [640, 480, 30], [320, 240, 30], [100, 100, 5], [65_535, 1, 255]]) {
+      const c = clampVideo(ask(width, height, fps), small);
+      assert.ok(c.width <= 320 && c.height <= 240 && c.fps <= 10, `${width}x${height}@${fps} -> ${c.width}x${c.height}@${c.fps}`);
+      assert.ok(small.some(([w, h]) => w === c.width && h === c.height), 'an advertised size');
+    }
+  });
+
+  it('picks the largest advertised size inside a size not offered, else the smallest offered', () => {
+    assert.deepEqual(used(clampVideo(ask(800, 600), hd)).slice(0, 2), [640, 480], 'inside 800x600');
+    assert.deepEqual(used(clampVideo(ask(1280, 1000), hd)).slice(0, 2), [1280, 720]);
+    assert.deepEqual(used(clampVideo(ask(100, 100, 15), hd)).slice(0, 3), [320, 180, 15], 'smaller than everything offered');
+    assert.deepEqual(used(clampVideo(ask(0, 0, 15), hd)).slice(0, 3), [320, 180, 15]);
+  });
+
+  it("caps the rate at the highest advertised for the size, keeping a lower one the Home app asks", () => {
+    assert.equal(clampVideo(ask(320, 240, 60), hd).fps, 30, '320x240 is offered at 30 and 15');
+    const lower = clampVideo(ask(640, 360, 10), hd);
+    assert.equal(lower.fps, 10);
+    assert.deepEqual(lower.changes, []);
+    assert.equal(clampVideo(ask(640, 360, 0), hd).fps, 30, 'no rate: the advertised one');
+    assert.equal(clampVideo(ask(640, 360, Number.NaN), hd).fps, 30);
+  });
+
+  it('keeps the bitrate in a sane range, and that alone is no request outside the offer', () => {
+    const low = clampVideo(ask(640, 360, 30, 0), hd);
+    assert.equal(low.bitrate, MIN_BITRATE_KBPS);
+    assert.equal(low.outsideOffer, false);
+    assert.deepEqual(low.changes, [`0 kbit/s -> ${MIN_BITRATE_KBPS} kbit/s`]);
+    assert.equal(clampVideo(ask(640, 360, 30, 2_000), hd).bitrate, 2_000, 'what a Home app asks on a good network always fits');
+    assert.equal(clampVideo(ask(320, 180, 15, 65_535), hd).bitrate, 2_000);
+    const full = supportedResolutions({ width: 1920, height: 1080, fps: 30 });
+    assert.equal(clampVideo(ask(1920, 1080, 30, 65_535), full).bitrate, MAX_BITRATE_KBPS);
+    assert.ok(maxBitrateKbps(1280, 720, 30) > 2_000 && maxBitrateKbps(1280, 720, 30) < MAX_BITRATE_KBPS);
+  });
+
+  it('replaces a payload type RTP cannot carry', () => {
+    const clamped = clampVideo(ask(640, 360, 30, 802, 200), hd);
+    assert.equal(clamped.payloadType, 99);
+    assert.equal(clamped.outsideOffer, true);
+    assert.equal(clampVideo(ask(640, 360, 30, 802, 96), hd).payloadType, 96);
+  });
+
+  it('says what was asked and what is used', () => {
+    const asked = ask(10_000, 10_000, 120, 65_535);
+    assert.equal(
+      describeClamp(asked, clampVideo(asked, hd)),
+      `The Home app asked for 10000x10000 at 120 fps, 65535 kbit/s, which this camera does not offer (10000x10000 -> 1280x720, 120 fps -> 30 fps, 65535 kbit/s -> ${maxBitrateKbps(1280, 720, 30)} kbit/s): streaming 1280x720 at 30 fps, ${maxBitrateKbps(1280, 720, 30)} kbit/s.`,
+    );
+    const bitrateOnly = ask(640, 360, 30, 10);
+    assert.equal(describeClamp(bitrateOnly, clampVideo(bitrateOnly, hd)), 'The Home app asked for 640x360 at 30 fps, 10 kbit/s (10 kbit/s -> 64 kbit/s): streaming 640x360 at 30 fps, 64 kbit/s.');
+  });
+
+  it("leaves the warm encoder's prediction as it is, so a START asking for it can still hit", () => {
+    for (const capture of [{ width: 1280, height: 720, fps: 30 }, { width: 640, height: 360, fps: 15 }, { width: 320, height: 240, fps: 10 }, { width: 160, height: 120, fps: 5 }]) {
+      const predicted = predictVideoChoice(capture, 'ipv4');
+      const clamped = clampVideo({ width: predicted.width, height: predicted.height, fps: predicted.fps, bitrate: predicted.bitrate, payloadType: predicted.payloadType }, supportedResolutions(capture));
+      assert.deepEqual(clamped.changes, [], JSON.stringify(capture));
+    }
+    // A START asking for more than a 720p camera has lands on the same encoder as the prediction.
+    const predicted = predictVideoChoice({ width: 1280, height: 720, fps: 30 }, 'ipv4');
+    const fullHd = clampVideo(ask(1920, 1080, 30, 802), hd);
+    const start = videoChoiceOf({ width: fullHd.width, height: fullHd.height, fps: fullHd.fps, max_bit_rate: fullHd.bitrate, profile: 2, level: 2, pt: fullHd.payloadType, mtu: 1378 }, 30);
+    assert.ok(sameVideoChoice(start, predicted));
+  });
+});
+
+describe('RTCP', () => {
+  it('ends a stream after five of the intervals the Home app asked for, kept between a floor and a ceiling', () => {
+    assert.equal(rtcpTimeoutMs(2), 10_000, 'five intervals of 2 s');
+    assert.equal(rtcpTimeoutMs(0.5), RTCP_TIMEOUT_FLOOR_MS, "the Home app's 0.5 s: the floor, so a lost report or two never ends it");
+    assert.equal(rtcpTimeoutMs(0.01), RTCP_TIMEOUT_FLOOR_MS);
+    assert.equal(rtcpTimeoutMs(1_000), RTCP_TIMEOUT_CEILING_MS, 'a huge interval keeps no encoder for long');
+    for (const broken of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, undefined]) assert.equal(rtcpTimeoutMs(broken), RTCP_TIMEOUT_FLOOR_MS, String(broken));
+    assert.ok(RTCP_TIMEOUT_FLOOR_MS < RTCP_TIMEOUT_CEILING_MS);
+  });
+
+  it('tells RTCP (and SRTCP) from anything else arriving at the port', () => {
+    assert.equal(isRtcpPacket(Buffer.from([0x81, 0xc9, 0, 1, 0, 0, 0, 1])), true, 'a receiver report');
+    assert.equal(isRtcpPacket(Buffer.from([0x80, 0xc8, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0])), true, 'a sender report');
+    assert.equal(isRtcpPacket(Buffer.from([0x80, 0x63, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0])), false, 'RTP (payload type 99)');
+    assert.equal(isRtcpPacket(Buffer.from([0x40, 0xc9, 0, 1, 0, 0, 0, 1])), false, 'not version 2');
+    assert.equal(isRtcpPacket(Buffer.from([0x81, 0xc9])), false, 'too short');
+    assert.equal(isRtcpPacket(Buffer.from('hello world')), false);
   });
 });
 
@@ -182,6 +303,15 @@ describe('the warm encoder', () => {
     assert.deepEqual(warmVerdict(warm, { choice, args: direct }), { hit: false, reason: 'the command differs' }, 'built for another destination');
     const otherKey = buildEncoderArgs({ ...choice, ...relay, srtpKeyAndSalt: Buffer.alloc(30, 2) }, { encoder: 'libx264' });
     assert.equal(warmVerdict(warm, { choice, args: otherKey }).hit, false, 'built with another key');
+  });
+
+  it('tells the same sound from another', () => {
+    const opus: AudioRequest = { codec: 'opus', source: 'sine', sampleRate: 16, bitrate: 24, channels: 1, packetTime: 20, payloadType: 110, ssrc: 5, srtpKeyAndSalt: Buffer.alloc(30, 1), targetPort: 9 };
+    assert.equal(sameAudio(opus, { ...opus, srtpKeyAndSalt: Buffer.alloc(30, 1) }), true, 'equal keys in other buffers');
+    assert.equal(sameAudio(opus, { ...opus, sampleRate: 24 }), false);
+    assert.equal(sameAudio(opus, { ...opus, srtpKeyAndSalt: Buffer.alloc(30, 2) }), false);
+    assert.equal(sameAudio(undefined, undefined), true);
+    assert.equal(sameAudio(opus, undefined), false);
   });
 
   it('tells the same START video from another', () => {

@@ -1,20 +1,32 @@
 // StreamSession's lifecycle with a real encoder ffmpeg fed from a testsrc hub: RTCP keeps it
-// alive, silence ends it (and its ffmpeg), stop() leaves nothing behind, and an encoder spawned
-// beforehand (a warm encoder) is adopted with the same handling, its relay closed with it.
+// alive (RTCP only, and a longer wait before the first report), silence ends it (and its ffmpeg),
+// an event loop stall with reports waiting does not, stop() leaves nothing behind, reconfigures
+// in quick succession leave one encoder, and an encoder spawned beforehand (a warm encoder) is
+// adopted with the same handling, its relay closed with it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import { StreamSession } from '../src/homekit/stream-session';
 import { silentLog } from '../src/log';
-import { childProcessesNamed, sleep, startTestServer } from './helpers';
+import { childProcessesNamed, sleep, startTestServer, waitUntil } from './helpers';
 
 /** An encoder stand-in that decodes the frames it gets and throws them away. */
 const SINK_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-f', 'null', '-'];
 /** A stand-in that takes three frames and exits. */
 const THREE_FRAMES_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-frames:v', '3', '-f', 'null', '-'];
+
+/** A process's command line ('' once it has gone). */
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
+}
 
 function boundSocket(): Promise<Socket> {
   const socket = createSocket('udp4');
@@ -31,31 +43,120 @@ describe('StreamSession', () => {
       ffmpegPath: 'ffmpeg',
       args: SINK_ARGS,
       rtcpSocket: rtcp,
-      rtcpTimeoutMs: 600,
+      rtcpTimeoutMs: 1_000,
       log: silentLog,
       onEnded: (reason) => ended.push(reason),
     });
     t.after(() => session.stop());
     await session.start();
 
-    // A fake Home app sends receiver reports every 200 ms for a second and a half.
+    // A fake Home app sends receiver reports every 200 ms for three seconds (three timeouts).
     const sender = createSocket('udp4');
     const port = rtcp.address().port;
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 15; i++) {
       sender.send(Buffer.from([0x81, 0xc9, 0, 1, 0, 0, 0, 1]), port, '127.0.0.1');
       await sleep(200);
     }
     assert.deepEqual(ended, [], 'alive while reports arrive');
     assert.ok(session.framesIn > 10, `frames went to the encoder (${session.framesIn})`);
-    const encoders = (await childProcessesNamed(process.pid, 'ffmpeg')).length;
-    assert.equal(encoders, 2, 'the capture and this encoder');
+    const encoderPids = async () => (await childProcessesNamed(process.pid, 'ffmpeg')).filter((pid) => commandLine(pid).includes('pipe:0'));
+    assert.equal((await encoderPids()).length, 1, 'this encoder');
 
     sender.close();
-    await sleep(1000);
+    await waitUntil('the session to end on silence', () => ended.length > 0);
     assert.equal(ended.length, 1);
-    assert.match(ended[0], /no RTCP from the Home app/);
+    assert.match(ended[0], /no RTCP from the Home app for 1 s/);
+    await waitUntil('the encoder to be gone', async () => (await encoderPids()).length === 0, 3_000);
+  });
+
+  it('waits longer for the first report; counts only RTCP, not any datagram at the port', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const hub = server.runtime.cameras[0].hub;
+    const sender = createSocket('udp4');
+    t.after(() => sender.close());
+    const open = async (firstRtcpTimeoutMs?: number) => {
+      const rtcp = await boundSocket();
+      const ended: string[] = [];
+      const session = new StreamSession({ hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: rtcp, rtcpTimeoutMs: 400, firstRtcpTimeoutMs, log: silentLog, onEnded: (reason) => ended.push(reason) });
+      t.after(() => session.stop());
+      await session.start();
+      return { session, ended, port: rtcp.address().port };
+    };
+
+    const first = await open(2_000);
+    await sleep(800);
+    assert.deepEqual(first.ended, [], 'no report yet, but still inside the first wait');
+    sender.send(Buffer.from([0x80, 0xc9, 0, 1, 0, 0, 0, 1]), first.port, '127.0.0.1');
+    await waitUntil('the report to arrive', () => first.session.rtcpReports === 1);
+    await waitUntil('the session to end once reports stop', () => first.ended.length === 1, 3_000);
+    assert.match(first.ended[0], /^no RTCP from the Home app for 0\.4 s$/, 'after the usual wait, once one had come');
+
+    // Datagrams that are not RTCP (RTP, junk) keep nothing alive.
+    const junk = await open();
+    const timer = setInterval(() => {
+      sender.send(Buffer.from('not a report at all'), junk.port, '127.0.0.1');
+      sender.send(Buffer.from([0x80, 0x63, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]), junk.port, '127.0.0.1');
+    }, 100);
+    t.after(() => clearInterval(timer));
+    await waitUntil('the session fed only junk to end', () => junk.ended.length === 1, 3_000);
+    clearInterval(timer);
+    assert.equal(junk.session.rtcpReports, 0);
+  });
+
+  it('is not ended by an event loop stall while reports wait in its socket', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const rtcp = await boundSocket();
+    const ended: string[] = [];
+    const session = new StreamSession({ hub: server.runtime.cameras[0].hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: rtcp, rtcpTimeoutMs: 500, firstRtcpTimeoutMs: 10_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
+    t.after(() => session.stop());
+    await session.start();
+    // Reports from another process (given time to load: the first wait is long), which goes on sending while this one is stalled.
+    const script = `const s = require('node:dgram').createSocket('udp4'); const rr = Buffer.from([0x80, 0xc9, 0, 1, 0, 0, 0, 1]); setInterval(() => s.send(rr, ${rtcp.address().port}, '127.0.0.1'), 50);`;
+    const reporter = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    t.after(() => reporter.kill('SIGKILL'));
+    await waitUntil('reports to arrive', () => session.rtcpReports > 3);
+    const stalledUntil = Date.now() + 1_200;
+    while (Date.now() < stalledUntil) {
+      // busy: timers and sockets wait
+    }
     await sleep(300);
-    assert.equal((await childProcessesNamed(process.pid, 'ffmpeg')).length, 1, 'the encoder is gone; the capture stays');
+    assert.deepEqual(ended, [], 'the reports that waited were read before the watchdog judged');
+    reporter.kill('SIGKILL');
+    await waitUntil('the session to end once the reports stop', () => ended.length === 1, 3_000);
+  });
+
+  it('takes a new RTCP wait while running', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const ended: string[] = [];
+    const session = new StreamSession({ hub: server.runtime.cameras[0].hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: await boundSocket(), rtcpTimeoutMs: 30_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
+    t.after(() => session.stop());
+    await session.start();
+    await sleep(300);
+    assert.deepEqual(ended, []);
+    session.setRtcpTimeout(300);
+    await waitUntil('the session to end after the new wait', () => ended.length === 1, 3_000);
+    assert.match(ended[0], /for 0\.3 s/);
+  });
+
+  it('runs reconfigures one after the other: two at once leave exactly one encoder, the last asked for', async (t) => {
+    const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
+    const ended: string[] = [];
+    const session = new StreamSession({ hub: server.runtime.cameras[0].hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: await boundSocket(), rtcpTimeoutMs: 30_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
+    t.after(() => session.stop());
+    await session.start();
+    const encoders = async () => (await childProcessesNamed(process.pid, 'ffmpeg')).filter((pid) => commandLine(pid).includes('pipe:0'));
+    assert.equal((await encoders()).length, 1, 'the encoder');
+    const last = [...SINK_ARGS.slice(0, -1), '-nostats', '-'];
+    await Promise.all([session.reconfigure(SINK_ARGS), session.reconfigure(last)]);
+    const running = await encoders();
+    assert.equal(running.length, 1, 'one encoder: none orphaned');
+    assert.deepEqual(session.args, last);
+    assert.ok(commandLine(running[0]).includes('-nostats'), 'the one asked for last');
+    const frames = session.framesIn;
+    await waitUntil('frames to the encoder', () => session.framesIn > frames + 3);
+    await session.stop();
+    assert.deepEqual(await encoders(), [], 'stop leaves no encoder');
+    assert.deepEqual(ended, []);
   });
 
   it('reports an encoder that dies, once', async (t) => {
@@ -72,8 +173,9 @@ describe('StreamSession', () => {
     });
     t.after(() => session.stop());
     await session.start();
-    await sleep(1500);
-    assert.equal(ended.length, 1);
+    await waitUntil('the encoder to exit after three frames', () => ended.length > 0);
+    await sleep(300);
+    assert.equal(ended.length, 1, 'reported once');
     assert.match(ended[0], /encoder exited \(code 0\)/);
   });
 
@@ -96,7 +198,8 @@ describe('StreamSession', () => {
       });
       t.after(() => session.stop());
       await session.start({ child, relay });
-      await sleep(1500);
+      await waitUntil('the adopted encoder to exit', () => ended.length > 0);
+      await sleep(300);
       return { ended, session, child, relay };
     };
     const done = await run(THREE_FRAMES_ARGS);
@@ -133,8 +236,7 @@ describe('StreamSession', () => {
     assert.notEqual(child.exitCode ?? child.signalCode, null, 'the adopted encoder is gone');
     assert.equal(relay.closed, 1, 'and its relay closed');
     const before = session.framesIn;
-    await sleep(500);
-    assert.ok(session.framesIn > before, 'the new encoder gets frames');
+    await waitUntil('the new encoder to get frames', () => session.framesIn > before + 2);
     await session.stop();
     assert.equal(relay.closed, 1, 'closed once');
     assert.deepEqual(ended, []);

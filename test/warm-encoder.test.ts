@@ -68,11 +68,12 @@ async function waitForEncoders(what: string, count: number, check: (found: Encod
 /** UDP sockets open in this process. */
 const udpSockets = () => process.getActiveResourcesInfo().filter((name) => name === 'UDPWrap').length;
 
-/** A log that keeps its lines. */
-function recordingLog(): Log & { lines: string[]; warnings: string[] } {
+/** A log that keeps its lines: debug in `lines`, info in `infos`, warnings and errors in `warnings`. */
+function recordingLog(): Log & { lines: string[]; infos: string[]; warnings: string[] } {
   const lines: string[] = [];
+  const infos: string[] = [];
   const warnings: string[] = [];
-  return { lines, warnings, info: () => {}, warn: (m) => warnings.push(m), error: (m) => warnings.push(m), debug: (m) => lines.push(m) };
+  return { lines, infos, warnings, info: (m) => infos.push(m), warn: (m) => warnings.push(m), error: (m) => warnings.push(m), debug: (m) => lines.push(m) };
 }
 
 /**
@@ -114,8 +115,26 @@ class HomeApp {
   }
 
   close(): void {
+    for (const timer of this.reporters.values()) clearInterval(timer);
+    this.reporters.clear();
     this.socket.close();
     this.audioSocket.close();
+  }
+
+  private readonly reporters = new Map<string, NodeJS.Timeout>();
+
+  /** Sends a receiver report to `port` every 0.5 s for session `id`, until stopReporting(id). */
+  report(id: string, port: number): void {
+    this.stopReporting(id);
+    const rr = Buffer.from([0x80, 0xc9, 0, 1, 0, 0, 0, 7]);
+    const timer = setInterval(() => this.socket.send(rr, port, '127.0.0.1'), 500);
+    timer.unref();
+    this.reporters.set(id, timer);
+  }
+
+  stopReporting(id: string): void {
+    clearInterval(this.reporters.get(id));
+    this.reporters.delete(id);
   }
 
   /** Decrypt with this key from now on (a new SRTP context: a new encoder restarts its sequence). */
@@ -172,12 +191,15 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, opt
   };
   t.after(shutdown);
   /** SetupEndpoints as the Home app writes it: its address, ports and an SRTP key of its own. */
-  const prepare = (sessionID: string) => {
+  const prepare = async (sessionID: string) => {
     const source = (socket: Socket) => ({ port: socket.address().port, srtpCryptoSuite: hap.SRTPCryptoSuites.AES_CM_128_HMAC_SHA1_80, srtp_key: randomBytes(16), srtp_salt: randomBytes(14) });
     const request: PrepareStreamRequest = { sessionID, sourceAddress: '127.0.0.1', targetAddress: '127.0.0.1', addressVersion: 'ipv4', video: source(app.socket), audio: source(app.audioSocket) };
-    return new Promise<{ offered: PrepareStreamRequest; answer: Answer }>((resolve, reject) => {
+    const prepared = await new Promise<{ offered: PrepareStreamRequest; answer: Answer }>((resolve, reject) => {
       delegate.prepareStream(request, (error, response) => (error || !response ? reject(error ?? new Error('no answer')) : resolve({ offered: request, answer: answerOf(response) })));
     });
+    // As the Home app does while it watches: a receiver report to the accessory's port every 0.5 s.
+    app.report(sessionID, prepared.answer.port);
+    return prepared;
   };
   const request = (r: StreamingRequest) => new Promise<void>((resolve, reject) => delegate.handleStreamRequest(r, (error) => (error ? reject(error) : resolve())));
   const start = (sessionID: string, video: Partial<typeof VIDEO> = {}) =>
@@ -189,7 +211,10 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, opt
     });
   const reconfigure = (sessionID: string, video: { width: number; height: number; fps: number; max_bit_rate: number }) =>
     request({ sessionID, type: hap.StreamRequestTypes.RECONFIGURE, video: { ...video, rtcp_interval: 0.5 } });
-  const stop = (sessionID: string) => request({ sessionID, type: hap.StreamRequestTypes.STOP });
+  const stop = (sessionID: string) => {
+    app.stopReporting(sessionID);
+    return request({ sessionID, type: hap.StreamRequestTypes.STOP });
+  };
   return { delegate, hub, log, app, prepare, start, reconfigure, stop, shutdown, socketsBefore };
 }
 
@@ -252,8 +277,8 @@ describe('warm encoder', () => {
     const [warm] = await waitForEncoders('the warm encoder', 1);
     const { answer } = await prepare('a');
     app.useKey(answer.key, answer.salt);
-    await start('a', { width: 160, height: 120, max_bit_rate: 300 });
-    assert.ok(log.lines.includes('Warm encoder: miss (width 320 -> 160, height 240 -> 120, bitrate 802 -> 300).'), log.lines.join('\n'));
+    await start('a', { width: 320, height: 180, max_bit_rate: 300 });
+    assert.ok(log.lines.includes('Warm encoder: miss (height 240 -> 180, bitrate 802 -> 300).'), log.lines.join('\n'));
     await waitUntil('SRTP packets', () => app.packets > 10);
     assert.equal(app.bad + app.badTags, 0, 'every packet authenticates with the answered key');
     assert.deepEqual([...app.ssrcs], [answer.ssrc], 'RTP carries the answered SSRC');
@@ -261,11 +286,11 @@ describe('warm encoder', () => {
 
     const running = await waitForEncoders('the stream encoder and a new warm encoder', 2, (found) => found.some((e) => e.url.includes(`:${app.socket.address().port}?`)));
     const streaming = running.find((e) => e.url.includes(`:${app.socket.address().port}?`))!;
-    assert.match(streaming.args.join(' '), /scale=160:120.*-b:v 300k/);
+    assert.match(streaming.args.join(' '), /scale=320:180.*-b:v 300k/);
     assert.equal(streaming.key, keyOf(answer), 'a new encoder with the answered key');
     assert.equal(streaming.ssrc, answer.ssrc, 'and SSRC, sending to the Home app directly');
     const next = running.find((e) => e !== streaming)!;
-    assert.match(next.args.join(' '), /scale=160:120.*-b:v 300k/, 'the next warm encoder expects what the last START asked');
+    assert.match(next.args.join(' '), /scale=320:180.*-b:v 300k/, 'the next warm encoder expects what the last START asked');
     await stop('a');
     await waitUntil('the stream encoder to exit', () => !isAlive(streaming.pid), 2_000);
 
@@ -273,7 +298,7 @@ describe('warm encoder', () => {
     assert.equal(keyOf(second.answer), next.key);
     app.reset();
     app.useKey(second.answer.key, second.answer.salt);
-    await start('b', { width: 160, height: 120, max_bit_rate: 300 });
+    await start('b', { width: 320, height: 180, max_bit_rate: 300 });
     assert.match(log.lines.at(-1) ?? '', /^Warm encoder: hit/);
     await waitUntil('SRTP packets', () => app.packets > 5);
     assert.equal(app.bad + app.badTags, 0);
@@ -289,14 +314,14 @@ describe('warm encoder', () => {
     await waitUntil('SRTP packets', () => app.packets > 10);
     await waitForEncoders('the next warm encoder', 2);
 
-    await reconfigure('a', { width: 160, height: 120, fps: 5, max_bit_rate: 200 });
+    await reconfigure('a', { width: 320, height: 180, fps: 5, max_bit_rate: 200 });
     assert.equal(isAlive(warm.pid), false, 'the adopted encoder is replaced');
     app.reset();
     app.useKey(answer.key, answer.salt);
     await waitUntil('packets from the new encoder', () => app.packets > 10);
     assert.equal(app.bad + app.badTags, 0, 'still the answered key');
     assert.deepEqual([...app.ssrcs], [answer.ssrc], 'still the answered SSRC');
-    const reconfigured = (await encoders()).find((e) => /scale=160:120/.test(e.args.join(' ')));
+    const reconfigured = (await encoders()).find((e) => /scale=320:180/.test(e.args.join(' ')));
     assert.ok(reconfigured, 'an encoder for the new size');
     assert.equal(reconfigured.key, keyOf(answer));
     await stop('a');
@@ -392,5 +417,74 @@ describe('warm encoder', () => {
     assert.deepEqual(await encoders(), []);
     const { offered, answer } = await prepare('a');
     assert.equal(keyOf(answer), offeredKeyOf(offered));
+  });
+});
+
+describe('streaming delegate: requests kept inside the offer and in step with HAP', () => {
+  it('clamps a START beyond the offer to it, says so, and such a START still hits the warm encoder', async (t) => {
+    const { log, app, prepare, start, reconfigure, stop } = await setup(t);
+    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const { answer } = await prepare('a');
+    app.useKey(answer.key, answer.salt);
+    // A 320x240 camera at 10 fps asked for 1920x1080 at 30 fps: streamed at 320x240, 10 fps,
+    // which is what the warm encoder was started for.
+    await start('a', { width: 1920, height: 1080, fps: 30 });
+    assert.ok(
+      log.warnings.some((w) => w === 'The Home app asked for 1920x1080 at 30 fps, 802 kbit/s, which this camera does not offer (1920x1080 -> 320x240, 30 fps -> 10 fps): streaming 320x240 at 10 fps, 802 kbit/s.'),
+      log.warnings.join('\n'),
+    );
+    assert.ok(log.lines.some((l) => /^Warm encoder: hit/.test(l)), log.lines.join('\n'));
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0);
+    const running = await waitForEncoders('the stream encoder and a new warm encoder', 2);
+    assert.ok(running.some((e) => e.pid === warm.pid), 'the warm encoder serves the stream');
+    for (const e of running) assert.match(e.args.join(' '), /scale=320:240.*-r 10 /, 'no encoder beyond the offer, the next warm one included');
+
+    // A RECONFIGURE beyond the offer lands on the same configuration: the encoder is kept.
+    await reconfigure('a', { width: 10_000, height: 10_000, fps: 60, max_bit_rate: 802 });
+    assert.ok(isAlive(warm.pid), 'the same encoder goes on');
+    await stop('a');
+    await waitUntil('the stream encoder to exit after STOP', () => !isAlive(warm.pid), 2_000);
+  });
+
+  it('answers a repeated START as a reconfigure: the same one keeps the encoder, another replaces it, STOP ends it', async (t) => {
+    const { log, app, prepare, start, stop } = await setup(t, { camera: { homekit: { warmEncoder: false } } });
+    const { answer } = await prepare('a');
+    app.useKey(answer.key, answer.salt);
+    await start('a');
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    const [first] = await waitForEncoders('the stream encoder', 1);
+
+    await start('a');
+    assert.ok(log.infos.includes('HomeKit sent START for a stream already running: it is reconfigured, not started twice.'), log.infos.join('\n'));
+    await sleep(300);
+    assert.deepEqual((await encoders()).map((e) => e.pid), [first.pid], 'the same START again: the same encoder, and only it');
+
+    await start('a', { width: 320, height: 180, max_bit_rate: 300 });
+    await waitUntil('the first encoder to be replaced', () => !isAlive(first.pid), 2_000);
+    const [second] = await waitForEncoders('one encoder', 1);
+    assert.match(second.args.join(' '), /scale=320:180.*-b:v 300k/);
+    assert.equal(second.key, keyOf(answer), 'the answered key');
+    assert.equal(second.ssrc, answer.ssrc, 'and SSRC');
+    app.reset();
+    app.useKey(answer.key, answer.salt);
+    await waitUntil('packets from the new encoder', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0);
+
+    await stop('a');
+    await waitUntil('the encoder to exit after STOP', () => !isAlive(second.pid), 2_000);
+    assert.deepEqual(await encoders(), []);
+  });
+
+  it('ends its side of a session whose START failed (HAP forgets it without a STOP): nothing left running or open', async (t) => {
+    const { prepare, start, socketsBefore } = await setup(t, { ffmpegPath: '/no/such/ffmpeg', camera: { homekit: { warmEncoder: false } } });
+    const idle = udpSockets();
+    assert.equal(idle, socketsBefore + 2, "the Home app's two sockets");
+    await prepare('a');
+    assert.equal(udpSockets(), idle + 1, 'the session port');
+    await assert.rejects(start('a'), /ENOENT/);
+    await waitUntil('the session port to close', () => udpSockets() === idle);
+    // HAP has forgotten the session; so have we: a START for it again is refused, not half-served.
+    await assert.rejects(start('a'), /unknown stream session/);
   });
 });

@@ -14,7 +14,6 @@ import type { MotionDetector } from '../media/motion';
 import { Snapshotter } from '../media/snapshot';
 import { PLUGIN_NAME } from '../settings';
 import type { AudioCodecName } from './stream-policy';
-import { supportedResolutions } from './stream-policy';
 import { WebcamStreamingDelegate } from './streaming-delegate';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -93,7 +92,8 @@ export class CameraAccessory {
       streamingOptions: {
         supportedCryptoSuites: [hap.SRTPCryptoSuites.AES_CM_128_HMAC_SHA1_80],
         video: {
-          resolutions: supportedResolutions(camera),
+          // The very list the delegate keeps every request inside.
+          resolutions: this.delegate.resolutions.map(([width, height, fps]) => [width, height, fps]),
           codec: {
             profiles: [hap.H264Profile.BASELINE, hap.H264Profile.MAIN, hap.H264Profile.HIGH],
             levels: [hap.H264Level.LEVEL3_1, hap.H264Level.LEVEL3_2, hap.H264Level.LEVEL4_0],

@@ -1,8 +1,9 @@
-// Pure policy for HomeKit streams: which resolutions to offer for a capture, the encoder ffmpeg
-// command for one session (MJPEG frames from the FrameHub on stdin -> H.264 over SRTP), and the
-// warm encoder's decisions: whether a camera keeps one, the START it prepares for, whether the
-// real START is a hit, where it sends, and how long to wait before replacing one that exited.
-// Nothing here spawns or opens anything.
+// Pure policy for HomeKit streams: which resolutions to offer for a capture, how a START or
+// RECONFIGURE is kept inside that offer (size, rate, bitrate), how long a stream lives without the
+// Home app's RTCP reports, the encoder ffmpeg command for one session (MJPEG frames from the
+// FrameHub on stdin -> H.264 over SRTP), and the warm encoder's decisions: whether a camera keeps
+// one, the START it prepares for, whether the real START is a hit, where it sends, and how long to
+// wait before replacing one that exited. Nothing here spawns or opens anything.
 
 /** HomeKit's usual resolutions, largest first: [width, height, fps]. */
 export const HOMEKIT_RESOLUTIONS: ReadonlyArray<readonly [number, number, number]> = [
@@ -34,6 +35,132 @@ export function supportedResolutions(capture: { width: number; height: number; f
   // A capture smaller than every entry still offers its own size.
   if (result.length === 0) result.push([capture.width, capture.height, Math.min(30, capture.fps)]);
   return result;
+}
+
+/** One advertised stream configuration: [width, height, fps]. */
+export type Resolution = readonly [number, number, number];
+
+/** The lowest video bitrate a stream is given, kbit/s. */
+export const MIN_BITRATE_KBPS = 64;
+/** The highest video bitrate any stream is given, kbit/s (plenty for 1080p30 H.264). */
+export const MAX_BITRATE_KBPS = 8_000;
+
+/**
+ * The highest bitrate for a size and rate, kbit/s: 0.2 bit per pixel (generous for H.264 at these
+ * sizes), never under 2000 (what the Home app asks on a good network always fits), never over
+ * MAX_BITRATE_KBPS.
+ */
+export function maxBitrateKbps(width: number, height: number, fps: number): number {
+  return Math.min(MAX_BITRATE_KBPS, Math.max(2_000, Math.round((width * height * fps * 0.2) / 1000)));
+}
+
+/** The payload type used when a request's is not one RTP can carry (HomeKit's usual). */
+export const DEFAULT_PAYLOAD_TYPE = 99;
+
+/** What a START or RECONFIGURE asks of the video that the clamp looks at. */
+export interface RequestedVideo {
+  width: number;
+  height: number;
+  fps: number;
+  /** kbit/s */
+  bitrate: number;
+  payloadType: number;
+}
+
+/** A request kept inside the offer, and what had to change for that. */
+export interface ClampedVideo extends RequestedVideo {
+  /** What was changed, for the log ('10000x10000 -> 640x360'); empty when the request fitted. */
+  changes: string[];
+  /**
+   * True when the size, rate or payload type was outside what was advertised (the Home app picks
+   * from the offer, so this is a broken or hostile controller); false when only the bitrate was
+   * brought into range, or nothing changed.
+   */
+  outsideOffer: boolean;
+}
+
+const positive = (value: number): boolean => Number.isFinite(value) && value > 0;
+const area = ([width, height]: Resolution): number => width * height;
+
+/**
+ * Keeps a requested video inside `offered` (the configurations advertised, see
+ * supportedResolutions, which never exceed the capture's own size and rate):
+ * - the size becomes an advertised one: the same size when it was offered, else the largest
+ *   offered that fits inside the request (10000x10000 -> the largest offered), else, for a
+ *   request smaller than everything offered, the smallest offered;
+ * - the frame rate is at most the highest advertised for that size; a lower rate is kept (the
+ *   Home app lowers it on a weak link, and less is always within what the camera can do);
+ * - the bitrate is brought into MIN_BITRATE_KBPS .. maxBitrateKbps(size, rate);
+ * - a payload type RTP cannot carry (over 127) becomes DEFAULT_PAYLOAD_TYPE.
+ */
+export function clampVideo(requested: RequestedVideo, offered: readonly Resolution[]): ClampedVideo {
+  if (offered.length === 0) throw new Error('no resolution offered');
+  const changes: string[] = [];
+  let outsideOffer = false;
+
+  const exact = offered.filter(([w, h]) => w === requested.width && h === requested.height);
+  let candidates = exact;
+  if (candidates.length === 0) {
+    const inside = offered.filter(([w, h]) => w <= requested.width && h <= requested.height);
+    const pool = inside.length > 0 ? inside : offered;
+    const pick = inside.length > 0 ? Math.max(...pool.map(area)) : Math.min(...pool.map(area));
+    const [w, h] = pool.find((entry) => area(entry) === pick)!;
+    candidates = offered.filter(([cw, ch]) => cw === w && ch === h);
+    changes.push(`${requested.width}x${requested.height} -> ${w}x${h}`);
+    outsideOffer = true;
+  }
+  const [width, height] = candidates[0];
+  const maxFps = Math.max(...candidates.map(([, , fps]) => fps));
+  let fps = positive(requested.fps) ? Math.max(1, Math.round(requested.fps)) : maxFps;
+  if (fps > maxFps) fps = maxFps;
+  if (fps !== requested.fps) {
+    changes.push(`${requested.fps} fps -> ${fps} fps`);
+    outsideOffer = true;
+  }
+
+  const bitrate = Math.min(maxBitrateKbps(width, height, fps), Math.max(MIN_BITRATE_KBPS, positive(requested.bitrate) ? Math.round(requested.bitrate) : MIN_BITRATE_KBPS));
+  if (bitrate !== requested.bitrate) changes.push(`${requested.bitrate} kbit/s -> ${bitrate} kbit/s`);
+
+  const payloadType = Number.isInteger(requested.payloadType) && requested.payloadType >= 0 && requested.payloadType <= 127 ? requested.payloadType : DEFAULT_PAYLOAD_TYPE;
+  if (payloadType !== requested.payloadType) {
+    changes.push(`payload type ${requested.payloadType} -> ${payloadType}`);
+    outsideOffer = true;
+  }
+  return { width, height, fps, bitrate, payloadType, changes, outsideOffer };
+}
+
+/** The log line for a clamped request: what was asked, and what is used. */
+export function describeClamp(requested: RequestedVideo, clamped: ClampedVideo): string {
+  const asked = `${requested.width}x${requested.height} at ${requested.fps} fps, ${requested.bitrate} kbit/s`;
+  const used = `${clamped.width}x${clamped.height} at ${clamped.fps} fps, ${clamped.bitrate} kbit/s`;
+  return clamped.outsideOffer
+    ? `The Home app asked for ${asked}, which this camera does not offer (${clamped.changes.join(', ')}): streaming ${used}.`
+    : `The Home app asked for ${asked} (${clamped.changes.join(', ')}): streaming ${used}.`;
+}
+
+/** How many of the Home app's RTCP intervals may pass without a report before a stream ends. */
+export const RTCP_MISSED_REPORTS = 5;
+/** The RTCP interval assumed when a request gives none (HAP-NodeJS's default for RECONFIGURE). */
+export const DEFAULT_RTCP_INTERVAL_S = 0.5;
+/** A stream never ends sooner than this after the last report: a lost packet or two, a busy Pi. */
+export const RTCP_TIMEOUT_FLOOR_MS = 5_000;
+/** Nor later than this (a request asking for a huge interval keeps no encoder for long). */
+export const RTCP_TIMEOUT_CEILING_MS = 30_000;
+/** Before the first report: the encoder may still be loading and the first keyframe on its way. */
+export const RTCP_FIRST_REPORT_MS = 10_000;
+
+/**
+ * How long a stream lives without a report from the Home app: RTCP_MISSED_REPORTS of the interval
+ * it asked for (START's rtcp_interval, seconds), kept between the floor and the ceiling.
+ */
+export function rtcpTimeoutMs(intervalSeconds: number | undefined): number {
+  const interval = intervalSeconds !== undefined && positive(intervalSeconds) ? intervalSeconds : DEFAULT_RTCP_INTERVAL_S;
+  return Math.min(RTCP_TIMEOUT_CEILING_MS, Math.max(RTCP_TIMEOUT_FLOOR_MS, Math.round(interval * RTCP_MISSED_REPORTS * 1000)));
+}
+
+/** True for a datagram that is RTCP (or SRTCP: its first 8 bytes are clear): version 2, packet type 192..223. */
+export function isRtcpPacket(packet: Buffer): boolean {
+  return packet.length >= 8 && packet[0] >> 6 === 2 && packet[1] >= 192 && packet[1] <= 223;
 }
 
 export type H264ProfileName = 'baseline' | 'main' | 'high';
@@ -97,14 +224,25 @@ export function videoChoiceOf(video: StartVideo, captureFps: number): VideoChoic
 }
 
 /**
- * The START to expect next: this camera's previous one when there was one,
+ * The START to expect next: this camera's previous one (as clamped) when there was one,
  * else what the Home app usually asks on a local network (802 kbit/s, H.264 High 4.0, payload
  * type 99) at the largest size offered, and HAP-NodeJS's default MTU for the address family.
+ * Either is inside the offer, so a START asking for it is clamped to itself and can hit.
  */
 export function predictVideoChoice(capture: { width: number; height: number; fps: number }, addressVersion: 'ipv4' | 'ipv6', previous?: VideoChoice): VideoChoice {
   if (previous) return previous;
   const [width, height, fps] = supportedResolutions(capture)[0];
   return { width, height, fps, bitrate: 802, profile: 'high', level: '4.0', payloadType: 99, mtu: addressVersion === 'ipv6' ? 1228 : 1378 };
+}
+
+/** True when two sound requests make the same encoder output. */
+export function sameAudio(a: AudioRequest | undefined, b: AudioRequest | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (Object.keys(a) as Array<keyof AudioRequest>).every((key) => {
+    const x = a[key];
+    const y = b[key];
+    return Buffer.isBuffer(x) && Buffer.isBuffer(y) ? x.equals(y) : x === y;
+  });
 }
 
 /** True when two START video requests make the same encoder. */

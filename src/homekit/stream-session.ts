@@ -1,9 +1,11 @@
 // One HomeKit live stream: an encoder ffmpeg fed the FrameHub's JPEG frames on stdin (it never
 // opens the camera), sending H.264 (and OPUS) over SRTP to the Home app, and a watchdog on the
 // UDP port where the Home app's RTCP reports arrive: no report for a while means the viewer is
-// gone. A reconfigure replaces the encoder and keeps the session. The first encoder may be one
-// started earlier with the same command (a warm encoder, see warm-encoder.ts), adopted as it is
-// with the relay it sends through, which ends with it.
+// gone (how long: rtcpTimeoutMs in stream-policy.ts, from the interval the Home app asked for;
+// longer before the first report). A reconfigure replaces the encoder and keeps the session;
+// encoder changes run one after the other, so two quick reconfigures never leave an encoder
+// behind. The first encoder may be one started earlier with the same command (a warm encoder,
+// see warm-encoder.ts), adopted as it is with the relay it sends through, which ends with it.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:dgram';
@@ -13,6 +15,7 @@ import { LineRing } from '../media/capture';
 import type { FrameHub, Subscription } from '../media/frame-hub';
 import { stopProcess, track } from '../media/processes';
 import { closeQuietly } from '../util/close-quietly';
+import { isRtcpPacket } from './stream-policy';
 
 export interface StreamSessionOptions {
   hub: FrameHub;
@@ -24,6 +27,8 @@ export interface StreamSessionOptions {
   otherSockets?: Socket[];
   /** End the session when no RTCP arrives for this long. */
   rtcpTimeoutMs: number;
+  /** Until the first report arrives, wait this long instead (default: rtcpTimeoutMs). */
+  firstRtcpTimeoutMs?: number;
   log: Log;
   /** Called once when the session ends by itself (encoder exit, RTCP silence). */
   onEnded: (reason: string) => void;
@@ -42,20 +47,57 @@ export class StreamSession {
   private relay?: { close(): void };
   private subscription?: Subscription;
   private watchdog?: NodeJS.Timeout;
+  /** Counts arms of the watchdog: a firing that is not the latest arm's does nothing. */
+  private watchdogArm = 0;
+  private rtcpTimeoutMs: number;
+  private reports = 0;
   private stderr = new LineRing(10);
   private ended = false;
+  /** Start and reconfigures, one after the other. */
+  private changes: Promise<void> = Promise.resolve();
+  /** The current encoder's command. */
+  private currentArgs: string[];
   /** Frames written to the encoder. */
   framesIn = 0;
 
-  constructor(private readonly options: StreamSessionOptions) {}
+  constructor(private readonly options: StreamSessionOptions) {
+    this.rtcpTimeoutMs = options.rtcpTimeoutMs;
+    this.currentArgs = options.args;
+  }
+
+  /** The command of the encoder running (or starting) now. */
+  get args(): readonly string[] {
+    return this.currentArgs;
+  }
+
+  /** RTCP reports received so far. */
+  get rtcpReports(): number {
+    return this.reports;
+  }
 
   /**
    * Starts the encoder, or adopts `adopted`: a running encoder started with `args` that has been
    * given nothing yet. Resolves once the encoder runs (the first frame is already on its way).
    */
-  async start(adopted?: AdoptedEncoder): Promise<void> {
+  start(adopted?: AdoptedEncoder): Promise<void> {
+    return this.serially(() => this.startNow(adopted));
+  }
+
+  /** From now on, ends the session after `ms` without a report (HomeKit asked another interval). */
+  setRtcpTimeout(ms: number): void {
+    if (ms === this.rtcpTimeoutMs) return;
+    this.rtcpTimeoutMs = ms;
+    if (this.watchdog && !this.ended) this.armWatchdog();
+  }
+
+  private async startNow(adopted?: AdoptedEncoder): Promise<void> {
+    if (this.ended) return;
     this.armWatchdog();
-    this.options.rtcpSocket.on('message', () => this.armWatchdog());
+    this.options.rtcpSocket.on('message', (packet: Buffer) => {
+      if (!isRtcpPacket(packet) || this.ended) return;
+      this.reports++;
+      this.armWatchdog();
+    });
     if (adopted) this.attach(adopted.child, adopted.relay);
     else await this.spawnEncoder(this.options.args);
     if (this.ended) return;
@@ -79,11 +121,24 @@ export class StreamSession {
     );
   }
 
-  /** Replaces the encoder with one built from `args` (HomeKit asked for another size or rate). */
-  async reconfigure(args: string[]): Promise<void> {
-    if (this.ended) return;
-    await this.stopEncoder();
-    if (!this.ended) await this.spawnEncoder(args);
+  /**
+   * Replaces the encoder with one built from `args` (HomeKit asked for another size or rate),
+   * after any start or reconfigure still under way.
+   */
+  reconfigure(args: string[]): Promise<void> {
+    this.currentArgs = args;
+    return this.serially(async () => {
+      if (this.ended) return;
+      await this.stopEncoder();
+      if (!this.ended) await this.spawnEncoder(args);
+    });
+  }
+
+  /** Runs `change` once the changes before it are done (whether they worked or not). */
+  private serially(change: () => Promise<void>): Promise<void> {
+    const run = this.changes.then(change);
+    this.changes = run.catch(() => {});
+    return run;
   }
 
   /** Ends the session (HomeKit said stop, or Homebridge is shutting down). */
@@ -123,7 +178,15 @@ export class StreamSession {
 
   private armWatchdog(): void {
     clearTimeout(this.watchdog);
-    this.watchdog = setTimeout(() => this.finish(`no RTCP from the Home app for ${Math.round(this.options.rtcpTimeoutMs / 1000)} s`), this.options.rtcpTimeoutMs);
+    const arm = ++this.watchdogArm;
+    const ms = this.reports > 0 ? this.rtcpTimeoutMs : Math.max(this.rtcpTimeoutMs, this.options.firstRtcpTimeoutMs ?? this.rtcpTimeoutMs);
+    this.watchdog = setTimeout(() => {
+      // After an event loop stall, reports may be waiting in the socket while this timer is
+      // already due: let them be read (the poll phase runs before setImmediate) before judging.
+      setImmediate(() => {
+        if (arm === this.watchdogArm) this.finish(`no RTCP from the Home app for ${Number((ms / 1000).toFixed(1))} s`);
+      });
+    }, ms);
     this.watchdog.unref();
   }
 
@@ -137,6 +200,7 @@ export class StreamSession {
 
   private async teardown(): Promise<void> {
     clearTimeout(this.watchdog);
+    this.watchdogArm++;
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     closeQuietly(this.options.rtcpSocket, ...(this.options.otherSockets ?? []));

@@ -4,6 +4,14 @@
 // stop. A silent camera keeps a warm encoder ready ahead of any session (warm-encoder.ts):
 // SetupEndpoints answers with its SRTP key and SSRC, and a START that asks for exactly its command
 // adopts it; other STARTs, and cameras with sound, spawn their encoder at START.
+//
+// What HomeKit asks is kept inside what this camera advertised (clampVideo: sizes, rates and
+// bitrates never beyond the offer or the capture). HAP-NodeJS's session state is kept in step:
+// it forgets a session whose START or RECONFIGURE is answered with an error, without a STOP, so
+// such an answer ends our side of it too; a START for a session already streaming (HAP passes it
+// on) is answered as a reconfigure of that stream, so HAP keeps the session and its END still
+// arrives here. A stream whose viewer stops sending RTCP ends after a few of the intervals it
+// asked for (rtcpTimeoutMs), and HAP is told (forceStopStreamingSession).
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 
@@ -30,8 +38,22 @@ import type { Snapshotter } from '../media/snapshot';
 import { StreamSession } from './stream-session';
 import type { AdoptedEncoder } from './stream-session';
 import { closeQuietly } from '../util/close-quietly';
-import type { AudioCodecName, AudioRequest, VideoChoice } from './stream-policy';
-import { buildEncoderArgs, predictVideoChoice, splitKeyAndSalt, videoChoiceOf, wantsWarmEncoder, WARM_REFILL_DELAY_MS } from './stream-policy';
+import type { AudioCodecName, AudioRequest, RequestedVideo, Resolution, VideoChoice } from './stream-policy';
+import {
+  buildEncoderArgs,
+  clampVideo,
+  describeClamp,
+  predictVideoChoice,
+  RTCP_FIRST_REPORT_MS,
+  rtcpTimeoutMs,
+  sameAudio,
+  sameVideoChoice,
+  splitKeyAndSalt,
+  supportedResolutions,
+  videoChoiceOf,
+  wantsWarmEncoder,
+  WARM_REFILL_DELAY_MS,
+} from './stream-policy';
 import type { EncoderTarget, WarmEncoder } from './warm-encoder';
 import { WarmEncoderKeeper } from './warm-encoder';
 
@@ -52,10 +74,12 @@ interface PendingSession {
   releaseCapture: () => void;
 }
 
-/** What HomeKit prepared and asked for. */
+/** What HomeKit prepared and asked for (the video kept inside the offer). */
 interface StreamParameters {
   prepared: PendingSession;
   video: VideoInfo;
+  /** `video` as the encoder takes it. */
+  choice: VideoChoice;
   audio?: AudioRequest;
 }
 
@@ -73,7 +97,10 @@ export interface StreamingDelegateOptions {
   /** The sound codecs offered (the caller checked ffmpeg has their encoders); none: no sound. */
   audioCodecs: AudioCodecName[];
   log: Log;
-  /** End a stream after this long without RTCP from the Home app (default 30 s). */
+  /**
+   * End a stream after this long without RTCP from the Home app, from the start on (tests).
+   * Default: a few of the intervals the Home app asked for (rtcpTimeoutMs in stream-policy.ts).
+   */
   rtcpTimeoutMs?: number;
   /** The first wait before replacing a warm encoder that exited by itself (default 1 s). */
   warmRetryMs?: number;
@@ -84,13 +111,17 @@ const SLOW_SNAPSHOT_MS = 1_500;
 
 export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   controller?: CameraController;
+  /** The configurations this camera advertises (give the CameraController these). */
+  readonly resolutions: Resolution[];
   private readonly pending = new Map<string, PendingSession>();
   private readonly sessions = new Map<string, ActiveSession>();
   /** Keeps a warm encoder ready (silent cameras with `homekit.warmEncoder`), from start() on. */
   private warm?: WarmEncoderKeeper;
   private stopped = false;
 
-  constructor(private readonly options: StreamingDelegateOptions) {}
+  constructor(private readonly options: StreamingDelegateOptions) {
+    this.resolutions = supportedResolutions(options.camera);
+  }
 
   /** Starts the warm encoder, when this camera keeps one (call once the accessory is set up). */
   start(): void {
@@ -217,6 +248,9 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
       (error: Error) => {
         log.error(`Stream request ${request.type} failed: ${error.message}`);
         answer(error);
+        // HAP forgets a session whose request failed, and sends no STOP for it: end ours too, so
+        // no encoder outlives the session HomeKit knows.
+        this.stopStream(request.sessionID).catch((thrown: Error) => log.error(`Could not stop the stream: ${thrown.message}`));
       },
     );
   }
@@ -230,6 +264,12 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   }
 
   private async startStream(request: StartStreamRequest): Promise<void> {
+    // HAP passes on a START for a session that is already streaming (the session is its own).
+    const active = this.sessions.get(request.sessionID);
+    if (active) {
+      await this.restartActive(active, request);
+      return;
+    }
     const prepared = this.pending.get(request.sessionID);
     if (!prepared) throw new Error('unknown stream session');
     clearTimeout(prepared.expires);
@@ -242,16 +282,18 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     }
   }
 
-  private async startPrepared(prepared: PendingSession, request: StartStreamRequest): Promise<void> {
+  /** What a START asks for, the video kept inside the offer (and a log line when it was not). */
+  private parametersOf(prepared: PendingSession, request: StartStreamRequest): StreamParameters {
     const { hap, camera, log } = this.options;
-
     const codec: AudioCodecName | undefined =
       request.audio.codec === hap.AudioStreamingCodecType.OPUS ? 'opus' : request.audio.codec === hap.AudioStreamingCodecType.AAC_ELD ? 'aac-eld' : undefined;
     const audio = prepared.audio && codec && this.options.audioCodecs.includes(codec) ? prepared.audio : undefined;
     if (prepared.audio && !audio) log.warn(`The Home app asked for ${request.audio.codec} sound, which this camera does not offer: the stream is silent.`);
-    const stream: StreamParameters = {
+    const video = this.withinOffer(request.video);
+    return {
       prepared,
-      video: request.video,
+      video,
+      choice: videoChoiceOf(video, camera.fps),
       audio: audio && {
         codec: codec!,
         source: camera.audio.source,
@@ -265,8 +307,37 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         targetPort: audio.port,
       },
     };
-    const choice = videoChoiceOf(request.video, camera.fps);
+  }
+
+  /**
+   * `video` with its size, rate, bitrate and payload type kept inside what this camera advertised
+   * (and so inside the capture's own size and rate); says in the log what was asked and what is
+   * used when that changed anything.
+   */
+  private withinOffer<T extends { width: number; height: number; fps: number; max_bit_rate: number; pt: number }>(video: T): T {
+    const requested: RequestedVideo = { width: video.width, height: video.height, fps: video.fps, bitrate: video.max_bit_rate, payloadType: video.pt };
+    const clamped = clampVideo(requested, this.resolutions);
+    if (clamped.changes.length === 0) return video;
+    const line = describeClamp(requested, clamped);
+    if (clamped.outsideOffer) this.options.log.warn(line);
+    else this.options.log.info(line);
+    return { ...video, width: clamped.width, height: clamped.height, fps: clamped.fps, max_bit_rate: clamped.bitrate, pt: clamped.payloadType };
+  }
+
+  /** How long a stream may go without RTCP, from the interval the Home app asked for (seconds). */
+  private rtcpTimeouts(intervalSeconds: number | undefined): { rtcpTimeoutMs: number; firstRtcpTimeoutMs: number } {
+    const override = this.options.rtcpTimeoutMs;
+    if (override !== undefined) return { rtcpTimeoutMs: override, firstRtcpTimeoutMs: override };
+    return { rtcpTimeoutMs: rtcpTimeoutMs(intervalSeconds), firstRtcpTimeoutMs: RTCP_FIRST_REPORT_MS };
+  }
+
+  private async startPrepared(prepared: PendingSession, request: StartStreamRequest): Promise<void> {
+    const { log } = this.options;
+    const stream = this.parametersOf(prepared, request);
+    const { choice } = stream;
     this.describe(stream, 'Starting');
+    const timeouts = this.rtcpTimeouts(request.video.rtcp_interval);
+    log.debug(`The stream ends after ${timeouts.rtcpTimeoutMs} ms without RTCP (the Home app asked for a report every ${request.video.rtcp_interval} s).`);
     // Hit: the warm encoder was started with exactly this command (sent to its relay), and the
     // relay now forwards to HomeKit. Miss: it stops, and an encoder with the same key and SSRC
     // is spawned, sending to HomeKit directly.
@@ -280,26 +351,26 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
       if (adopted) args = warmArgs;
     }
     args ??= this.commandFor(choice, directTarget(prepared), stream.audio);
-    const session = new StreamSession({
+    const session: StreamSession = new StreamSession({
       hub: this.options.hub,
       ffmpegPath: this.options.ffmpegPath,
       args,
       rtcpSocket: prepared.rtcpSocket,
       otherSockets: prepared.audio ? [prepared.audio.rtcpSocket] : [],
-      rtcpTimeoutMs: this.options.rtcpTimeoutMs ?? 30_000,
+      ...timeouts,
       log,
       onEnded: () => {
-        this.sessions.delete(request.sessionID);
+        if (this.sessions.get(request.sessionID)?.session === session) this.sessions.delete(request.sessionID);
+        // HAP still holds the session (no END came): free its stream service.
         this.controller?.forceStopStreamingSession(request.sessionID);
       },
     });
     const active: ActiveSession = { ...stream, session };
+    // Registered before anything is awaited: a STOP, RECONFIGURE or repeated START arriving
+    // meanwhile finds it. A failure below is answered with an error, which stops it.
     this.sessions.set(request.sessionID, active);
     try {
       await active.session.start(adopted);
-    } catch (error) {
-      this.sessions.delete(request.sessionID);
-      throw error;
     } finally {
       // The next warm encoder, for what this START asked (the camera's next START most likely
       // asks the same), once this stream's first frame is out: loading ffmpeg meanwhile would
@@ -312,25 +383,43 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const active = this.sessions.get(request.sessionID);
     if (!active) return;
     const { width, height, fps, max_bit_rate } = request.video;
-    const before = active.video;
-    if (before.width === width && before.height === height && before.fps === fps && before.max_bit_rate === max_bit_rate) return;
-    active.video = { ...before, width, height, fps, max_bit_rate };
-    const choice = this.describe(active, 'Reconfiguring');
-    // The same key and SSRC as answered, sent to HomeKit directly (a warm encoder's relay ends
-    // with the encoder it replaces).
-    await active.session.reconfigure(this.commandFor(choice, directTarget(active.prepared), active.audio));
+    // HAP's RECONFIGURE carries no usable RTCP interval (it puts 0.5 s for the 0 the Home app
+    // sends): the one START asked for stays.
+    const video = this.withinOffer({ ...active.video, width, height, fps, max_bit_rate });
+    await this.changeStream(active, { ...active, video, choice: videoChoiceOf(video, this.options.camera.fps) }, 'Reconfiguring');
   }
 
-  /** A session's current video as the encoder takes it, with a log line saying what it is. */
-  private describe(active: StreamParameters, verb: string): VideoChoice {
+  /**
+   * A START for a session that is already streaming: HAP passed it on and holds the session, so
+   * it is answered as a reconfigure (its video, sound and RTCP interval), never by a second
+   * encoder beside the first or by an error that would leave HAP without the session.
+   */
+  private async restartActive(active: ActiveSession, request: StartStreamRequest): Promise<void> {
+    this.options.log.info('HomeKit sent START for a stream already running: it is reconfigured, not started twice.');
+    if (this.options.rtcpTimeoutMs === undefined) active.session.setRtcpTimeout(rtcpTimeoutMs(request.video.rtcp_interval));
+    await this.changeStream(active, this.parametersOf(active.prepared, request), 'Reconfiguring');
+  }
+
+  /** Moves a running stream to `next`: a new encoder when it makes a different one, else nothing. */
+  private async changeStream(active: ActiveSession, next: StreamParameters, verb: string): Promise<void> {
+    if (sameVideoChoice(active.choice, next.choice) && sameAudio(active.audio, next.audio)) return;
+    active.video = next.video;
+    active.choice = next.choice;
+    active.audio = next.audio;
+    this.describe(active, verb);
+    // The same key and SSRC as answered, sent to HomeKit directly (a warm encoder's relay ends
+    // with the encoder it replaces).
+    await active.session.reconfigure(this.commandFor(next.choice, directTarget(active.prepared), next.audio));
+  }
+
+  /** A log line saying what a session's stream is now. */
+  private describe(active: StreamParameters, verb: string): void {
     const { camera, log } = this.options;
-    const { video, audio } = active;
-    const choice = videoChoiceOf(video, camera.fps);
+    const { choice, audio } = active;
     log.info(
       `${verb} a HomeKit stream: ${choice.width}x${choice.height} at ${choice.fps} fps, ${choice.bitrate} kbit/s, H.264 ${choice.profile} ${choice.level} (${camera.homekit.encoder})` +
         `${audio ? `, ${audio.codec.toUpperCase()} ${audio.sampleRate} kHz sound` : ''}.`,
     );
-    return choice;
   }
 
   /** The encoder command for `choice`, sent to `target` (with sound when `audio` is given). */
