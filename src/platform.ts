@@ -86,6 +86,7 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
             accessory,
             camera: camera.config,
             hub: camera.hub,
+            h264: camera.h264,
             ffmpeg,
             motion: camera.motion,
             log: prefixed(this.log, camera.config.name),

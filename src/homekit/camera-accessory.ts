@@ -1,18 +1,22 @@
 // One camera as a HomeKit accessory: AccessoryInformation, a CameraController (snapshots and
-// live streams through WebcamStreamingDelegate) and a MotionSensor that follows the camera's
-// motion detector. It knows the FrameHub and the Snapshotter, never the capture's ffmpeg.
+// live streams through WebcamStreamingDelegate, HomeKit Secure Video through
+// WebcamRecordingDelegate on the shared H.264 stage) and a MotionSensor that follows the camera's
+// motion detector and triggers recordings. It knows the FrameHub, the H.264 stage and the
+// Snapshotter, never the capture's ffmpeg.
 import { readFileSync } from 'node:fs';
 
-import type { API, PlatformAccessory } from 'homebridge';
+import type { API, CameraController, PlatformAccessory, Service } from 'homebridge';
 
 import type { CameraConfig } from '../config';
 import { controlsDeviceOf } from '../config';
 import type { Log } from '../log';
 import type { FfmpegInfo } from '../media/ffmpeg';
 import type { FrameHub } from '../media/frame-hub';
+import type { H264Stage } from '../media/h264-stage';
 import type { MotionDetector } from '../media/motion';
 import { Snapshotter } from '../media/snapshot';
 import { PLUGIN_NAME } from '../settings';
+import { recordingOptions, WebcamRecordingDelegate } from './recording-delegate';
 import type { AudioCodecName } from './stream-policy';
 import { WebcamStreamingDelegate } from './streaming-delegate';
 
@@ -40,6 +44,8 @@ export interface CameraAccessoryOptions {
   accessory: PlatformAccessory;
   camera: CameraConfig;
   hub: FrameHub;
+  /** The camera's shared H.264 stage (HomeKit Secure Video records from it). */
+  h264: H264Stage;
   ffmpeg: FfmpegInfo;
   motion?: MotionDetector;
   log: Log;
@@ -47,6 +53,9 @@ export interface CameraAccessoryOptions {
 
 export class CameraAccessory {
   readonly delegate: WebcamStreamingDelegate;
+  /** Present when the camera offers HomeKit Secure Video. */
+  readonly recording?: WebcamRecordingDelegate;
+  private controller?: CameraController;
   private readonly onMotion: () => void;
   private readonly onClear: () => void;
 
@@ -86,6 +95,48 @@ export class CameraAccessory {
       audioCodecs,
       log,
     });
+    // The motion sensor: present while motion detection is on, removed when it is switched off.
+    // It is also what makes the home hub record (HomeKit Secure Video's trigger).
+    const existing = accessory.getService(hap.Service.MotionSensor);
+    const motion = options.motion;
+    let sensor: Service | undefined;
+    if (!motion) {
+      if (existing) accessory.removeService(existing);
+      this.onMotion = this.onClear = () => {};
+    } else {
+      sensor = existing ?? accessory.addService(hap.Service.MotionSensor, `${camera.name} Motion`);
+      const detected = sensor.getCharacteristic(hap.Characteristic.MotionDetected);
+      detected.onGet(() => motion.detected);
+      // The detector runs before the accessory exists: start from its state, not from a stale false.
+      detected.updateValue(motion.detected);
+      this.onMotion = () => {
+        log.info('Motion detected.');
+        detected.updateValue(true);
+      };
+      this.onClear = () => detected.updateValue(false);
+      motion.on('motion', this.onMotion);
+      motion.on('clear', this.onClear);
+    }
+
+    // HomeKit Secure Video: offered when enabled and something can trigger it (motion).
+    if (camera.homekit.recording.enabled && !sensor) {
+      log.info('HomeKit Secure Video is not offered: it records on motion, and motion detection is off for this camera.');
+    }
+    const capture = { width: camera.width, height: camera.height, fps: camera.fps };
+    const recordingAudio = (): boolean =>
+      Boolean(this.controller?.recordingManagement?.recordingManagementService.getCharacteristic(hap.Characteristic.RecordingAudioActive).value);
+    if (camera.homekit.recording.enabled && sensor) {
+      this.recording = new WebcamRecordingDelegate({
+        hap,
+        stage: options.h264,
+        capture,
+        encoder,
+        audioSource: camera.audio.enabled && options.ffmpeg.encoders.has('aac') ? camera.audio.source : undefined,
+        audioActive: recordingAudio,
+        log,
+      });
+    }
+
     const controller = new hap.CameraController({
       cameraStreamCount: camera.homekit.maxStreams,
       delegate: this.delegate,
@@ -108,30 +159,14 @@ export class CameraAccessory {
             }
           : undefined,
       },
+      ...(this.recording && sensor
+        ? { recording: { options: recordingOptions(hap, capture), delegate: this.recording }, sensors: { motion: sensor } }
+        : {}),
     });
+    this.controller = controller;
     this.delegate.controller = controller;
     accessory.configureController(controller);
-
-    // The motion sensor: present while motion detection is on, removed when it is switched off.
-    const existing = accessory.getService(hap.Service.MotionSensor);
-    const motion = options.motion;
-    if (!motion) {
-      if (existing) accessory.removeService(existing);
-      this.onMotion = this.onClear = () => {};
-    } else {
-      const sensor = existing ?? accessory.addService(hap.Service.MotionSensor, `${camera.name} Motion`);
-      const detected = sensor.getCharacteristic(hap.Characteristic.MotionDetected);
-      detected.onGet(() => motion.detected);
-      // The detector runs before the accessory exists: start from its state, not from a stale false.
-      detected.updateValue(motion.detected);
-      this.onMotion = () => {
-        log.info('Motion detected.');
-        detected.updateValue(true);
-      };
-      this.onClear = () => detected.updateValue(false);
-      motion.on('motion', this.onMotion);
-      motion.on('clear', this.onClear);
-    }
+    if (this.recording) this.followRecordingSwitches(controller, this.recording);
 
     // Last, so a failure above leaves nothing running: the warm encoder (silent cameras).
     this.delegate.start();
@@ -140,6 +175,27 @@ export class CameraAccessory {
   async stop(): Promise<void> {
     this.options.motion?.off('motion', this.onMotion);
     this.options.motion?.off('clear', this.onClear);
+    this.recording?.stop();
     await this.delegate.stopAll();
+  }
+
+  /**
+   * The Home app's switches beyond what HAP tells the delegate: the camera on or off (no
+   * prebuffer while off), sound in recordings, and recording Active itself, whose changes HAP
+   * stops reporting after an unpair and re-pair in one process.
+   */
+  private followRecordingSwitches(controller: CameraController, recording: WebcamRecordingDelegate): void {
+    const { hap } = this.options.api;
+    const management = controller.recordingManagement;
+    if (!management) return;
+    const cameraActive = management.operatingModeService.getCharacteristic(hap.Characteristic.HomeKitCameraActive);
+    recording.setCameraActive(Boolean(cameraActive.value));
+    cameraActive.on('change', ({ newValue }) => recording.setCameraActive(Boolean(newValue)));
+    management.recordingManagementService
+      .getCharacteristic(hap.Characteristic.RecordingAudioActive)
+      .on('change', () => recording.audioActiveChanged());
+    management.recordingManagementService
+      .getCharacteristic(hap.Characteristic.Active)
+      .on('change', ({ newValue }) => recording.updateRecordingActive(Boolean(newValue)));
   }
 }
