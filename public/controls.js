@@ -1,36 +1,12 @@
 // The live page's controls panel: one row per control the webcam reported (a slider, a switch or
-// a list), the value set beside the camera's current one, refreshed every 10 s; and the
-// stream rate cap, remembered per camera in this browser. Built with DOM calls only, no markup
-// strings, so nothing a device reports can become HTML.
+// a list), the value set beside the camera's current one, refreshed every 10 s (the stream rate
+// cap is live.js's). Built with DOM calls only, no markup strings, so nothing a device reports can
+// become HTML.
 'use strict';
 
 (function () {
   const cameraId = document.body.dataset.camera;
   if (!cameraId) return;
-
-  // --- stream rate cap ---------------------------------------------------------------------
-  const rate = document.getElementById('rate');
-  const live = document.getElementById('live');
-  const rateKey = 'webcam-server:rate:' + cameraId;
-  const applyRate = function () {
-    if (!live) return;
-    const url = new URL(live.src, location.href);
-    if (rate.value) url.searchParams.set('fps', rate.value);
-    else url.searchParams.delete('fps');
-    if (url.toString() !== live.src) live.src = url.toString();
-  };
-  if (rate) {
-    const saved = localStorage.getItem(rateKey);
-    if (saved && Array.from(rate.options).some(function (o) { return o.value === saved; })) {
-      rate.value = saved;
-      applyRate();
-    }
-    rate.addEventListener('change', function () {
-      if (rate.value) localStorage.setItem(rateKey, rate.value);
-      else localStorage.removeItem(rateKey);
-      applyRate();
-    });
-  }
 
   // --- controls ----------------------------------------------------------------------------
   const panel = document.getElementById('controls');

@@ -27,7 +27,8 @@ describe('live page in Chromium', { skip }, () => {
     );
     assert.match(denied, /status 401|ERR_INVALID_AUTH_CREDENTIALS/);
 
-    const response = await page.goto(server.url + '/');
+    // With two cameras / is the grid (test/live-page.test.ts): this is the first camera's own page.
+    const response = await page.goto(server.url + '/cameras/garden-cam/');
     assert.equal(response?.status(), 200);
     // From the first frame on, the badge says what the page sees (it was built while the capture was idle).
     // (A string, so the bundler's helpers do not end up in the page.)

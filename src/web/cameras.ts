@@ -49,5 +49,12 @@ export function describeCamera(camera: WebCamera) {
     fps: camera.fps,
     online: camera.hub.online,
     state: camera.hub.state,
+    // The frames the camera has delivered so far and when the latest came (ms since the epoch; 0:
+    // none yet): two readings give the camera's real rate, which the page compares with the rate it
+    // receives to tell a slow link.
+    frames: camera.hub.latest?.seq ?? 0,
+    frameAt: camera.hub.latest?.time ?? 0,
+    // Whether the page can show the H.264 view (/stream.mp4).
+    h264: camera.h264 !== undefined,
   };
 }

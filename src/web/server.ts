@@ -194,7 +194,9 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
     contentSecurityPolicy: {
       directives: {
         'default-src': ["'self'"],
-        'img-src': ["'self'", 'data:'],
+        // blob: the live page shows MJPEG frames it reads itself, and plays H.264 from a MediaSource.
+        'img-src': ["'self'", 'data:', 'blob:'],
+        'media-src': ["'self'", 'blob:'],
         'script-src': ["'self'"],
         'style-src': ["'self'"],
         // Plain-HTTP installs on a LAN must keep working: never rewrite requests to https.

@@ -14,6 +14,9 @@ const cameraSchema = {
     fps: { type: 'number' },
     online: { type: 'boolean' },
     state: { type: 'string', enum: ['idle', 'starting', 'streaming', 'offline'] },
+    frames: { type: 'integer' },
+    frameAt: { type: 'number' },
+    h264: { type: 'boolean' },
   },
   required: ['id', 'name', 'width', 'height', 'fps', 'online', 'state'],
 } as const;
@@ -23,7 +26,9 @@ export const apiRoutes: FastifyPluginAsync<{ cameras: WebCamera[] }> = async (ap
     '/api/cameras',
     { schema: { response: { 200: { type: 'array', items: cameraSchema } } } },
     async (_request, reply) => {
-      void reply.header('Cache-Control', 'no-store');
+      // The server's clock, so a page can tell how far the viewer's clock is from the one that
+      // stamps H.264 frames (prft) and show a true delay.
+      void reply.header('Cache-Control', 'no-store').header('X-Server-Time', String(Date.now()));
       return cameras.map(describeCamera);
     },
   );
