@@ -2,13 +2,16 @@
 // its own network namespace, a viewer beside it on loopback and a viewer behind a veth link shaped to
 // 2 Mbit/s (test/netns.ts), both watching /stream.mjpg of a 1280x720 30 fps test pattern. The same
 // JPEG (by hash) reaches both; its lag is its arrival through the link minus its arrival on loopback.
+// And Chromium behind the same link: its live page (Auto) finds MJPEG too slow and plays the H.264
+// view, at the camera's width, with the delay it measures (prft wall clock) at most 1 s and the
+// stream within its set bitrate.
 // Without root and iproute2 this test fails with the reason: it never passes or skips silently.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { sleep } from './helpers';
 import type { Frame } from './netns';
-import { createShapedLink, sendQueues, startMjpegViewer, startServerIn } from './netns';
+import { createShapedLink, launchChromiumIn, sendQueues, startMjpegViewer, startServerIn } from './netns';
 
 const WARM_UP_MS = 3_000;
 const WINDOW_MS = 15_000;
@@ -68,5 +71,58 @@ describe('a viewer on a slow link', () => {
     assert.ok(p95 <= 0.5, `the remote viewer's frames arrive at most 0.5 s after the local ones (p95 ${p95.toFixed(3)} s, median ${median.toFixed(3)} s)`);
     assert.ok(remoteFps >= 8, `the remote viewer gets what 2 Mbit/s carries, at least 8 fps (got ${remoteFps.toFixed(1)})`);
     assert.ok(localFps >= 28, `the local viewer keeps full rate, at least 28 fps (got ${localFps.toFixed(1)})`);
+  });
+
+  it('plays the H.264 view in Chromium over 2 Mbit/s: chosen by Auto, 1280 wide, delay at most 1 s, within its bitrate', { timeout: 180_000 }, async (t) => {
+    const BITRATE = 1000;
+    const link = await createShapedLink(t, { rateMbit: 2 });
+    const server = await startServerIn(t, link, { web: { h264: { bitrate: BITRATE } } });
+    const browser = await launchChromiumIn(t, link.viewer);
+    const context = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wonderland' } });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    page.on('console', (message) => {
+      // Chrome says so of the server's Cross-Origin-Opener-Policy on plain HTTP to an address: not a page error.
+      if (message.type() === 'error' && !/Cross-Origin-Opener-Policy header has been ignored/.test(message.text())) errors.push(message.text());
+    });
+    const view = () =>
+      page.evaluate(() => {
+        const video = document.getElementById('live-video') as HTMLVideoElement;
+        const stats = document.getElementById('stats')!;
+        return {
+          mode: document.querySelector<HTMLElement>('figure.viewer')!.dataset.mode,
+          label: stats.querySelector('.stat-mode')?.textContent ?? '',
+          title: stats.title,
+          delayMs: stats.dataset.delayMs === undefined ? undefined : Number(stats.dataset.delayMs),
+          kbps: Number(stats.dataset.kbps ?? NaN),
+          videoWidth: video.videoWidth,
+          currentTime: video.currentTime,
+        };
+      });
+
+    // Auto starts with MJPEG; the 1280x720 test pattern's MJPEG needs about 5 Mbit/s.
+    await page.goto(`${server.remoteUrl}/`);
+    await page.waitForFunction(() => document.querySelector<HTMLElement>('figure.viewer')?.dataset.mode === 'h264', undefined, { timeout: 60_000 });
+    assert.match((await view()).title, /Auto: slow link: .* of the camera's 30 fps came through/);
+    await page.waitForFunction(() => (document.getElementById('live-video') as HTMLVideoElement).currentTime > 1, undefined, { timeout: 30_000 });
+
+    await sleep(WARM_UP_MS);
+    const samples = [];
+    for (let i = 0; i < WINDOW_MS / 1000; i++) {
+      samples.push(await view());
+      await sleep(1000);
+    }
+    const delays = samples.map((s) => s.delayMs);
+    const meanKbps = samples.reduce((sum, s) => sum + s.kbps, 0) / samples.length;
+    t.diagnostic(`H.264 delay (page's 2 s medians) ${delays.join(' ')} ms; ${meanKbps.toFixed(0)} kbit/s for a set ${BITRATE}`);
+    t.diagnostic(`shown: ${samples.at(-1)?.label}; ${samples.at(-1)?.title}`);
+
+    assert.equal(samples.at(-1)?.label, 'H.264 (auto)', 'the page says it plays H.264, chosen by Auto');
+    assert.equal(samples.at(-1)?.videoWidth, 1280, "the camera's width");
+    assert.ok(samples.at(-1)!.currentTime > samples[0].currentTime + 1, 'the video advances');
+    assert.ok(delays.every((d) => d !== undefined && d <= 1000), `the delay the page measures stays at most 1 s (${delays.join(' ')} ms)`);
+    assert.ok(meanKbps <= BITRATE * 1.25, `the stream stays within its bitrate + 25% (${meanKbps.toFixed(0)} kbit/s)`);
+    assert.deepEqual(errors, [], 'no script or CSP errors');
   });
 });
