@@ -1,10 +1,10 @@
 // The live page in Chromium (Debian's, driven by playwright-core) against the real server: the
 // H.264 view plays through Media Source Extensions at the camera's size with a small measured
-// delay; the user switches between MJPEG and H.264 and the choice is remembered; Auto stays on
-// MJPEG on a fast link and turns to H.264 when Chromium's own network throttling makes the link
-// slow; the page fits a 390 px phone (no sideways scroll, the picture as wide as the screen,
-// fullscreen and snapshot a tap away); / with two cameras is a grid linking to each camera's page.
-// No script or CSP errors anywhere.
+// delay; a new encoder (the response ends) is followed; the user switches between MJPEG and H.264
+// and the choice is remembered; Auto stays on MJPEG on a fast link and turns to H.264 when
+// Chromium's own network throttling makes the link slow; the page fits a 390 px phone (no sideways
+// scroll, the picture as wide as the screen, fullscreen and snapshot a tap away); / with two
+// cameras is a grid linking to each camera's page. No script or CSP errors anywhere.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
@@ -100,6 +100,32 @@ describe('live page: H.264 and MJPEG views', { skip }, () => {
     await page.reload();
     assert.equal(await page.locator('input[name="mode"][value="h264"]').isChecked(), true);
     await waitForPlayingVideo(page);
+    assert.deepEqual(errors, [], 'no script or CSP errors');
+  });
+
+  it('follows a new encoder: its response ends, the page asks again and plays the new stream', { timeout: 120_000 }, async (t) => {
+    const server = await startTestServer(t, {
+      cameras: [{ name: 'Porch', source: 'testsrc', width: 640, height: 360, fps: 15 }],
+      web: { h264: { bitrate: 400 } },
+    });
+    const stage = server.runtime.cameras[0].h264;
+    const { page, errors } = await openLoggedInPage(t);
+    await page.goto(server.url + '/');
+    await page.locator('input[name="mode"][value="h264"]').check();
+    await waitForPlayingVideo(page);
+    const starts = stage.starts;
+    const requests: string[] = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith('/stream.mp4')) requests.push(request.url());
+    });
+
+    // What a HomeKit Secure Video recording does when it asks for its own size: a new encoder.
+    stage.configure({ ...stage.currentSettings, width: 320, height: 180 });
+    await page.waitForFunction(() => (document.getElementById('live-video') as HTMLVideoElement).videoWidth === 320, undefined, { timeout: 30_000 });
+    assert.equal(stage.starts, starts + 1, 'one new encoder');
+    assert.ok(requests.length >= 1, 'the page asked for the stream again');
+    await waitForPlayingVideo(page);
+    assert.equal((await viewState(page)).mode, 'h264');
     assert.deepEqual(errors, [], 'no script or CSP errors');
   });
 
