@@ -73,6 +73,9 @@ export function h264VideoArgs(settings: Pick<H264Settings, 'width' | 'height' | 
     `scale=${width}:${height}:force_original_aspect_ratio=increase:flags=bilinear,crop=${width}:${height},format=yuv420p`,
     '-c:v', settings.encoder,
     ...(hardware ? [] : ['-preset', x264Preset(settings.profile), '-tune', 'zerolatency']),
+    // libx264 stamps each frame with the wall-clock time it was encoded, which the muxer's prft
+    // then carries (without it, prft is the time the fragment was written: up to a fragment later).
+    ...(hardware ? [] : ['-export_side_data', 'prft']),
     '-profile:v', hardware ? PROFILE_IDC[settings.profile] : settings.profile,
     ...(hardware ? [] : ['-level:v', settings.level]),
     '-r', String(settings.fps),
