@@ -1,100 +1,35 @@
-// The plugin's config: types, defaults and validation. One bad camera entry is reported and
-// skipped; the others keep working. Every message names the key and says how to fix it.
+// The plugin's config as the rest of the package uses it: validated against config.schema.json
+// (config-validate.ts: defaults, friendly problems, bad cameras disabled), then the checks the
+// schema cannot make: IP ranges that parse, camera names that do not collide, the proxies to
+// believe. The types come from the schema too (config-types.ts, generated).
 import ipaddr from 'ipaddr.js';
 
 import type { AlertsConfig } from './alerts/config';
-import { normalizeAlerts } from './alerts/config';
-import type { ControlsToolChoice } from './controls/types';
-import { CONTROLS_TOOLS } from './controls/types';
-import { DEFAULT_PORT } from './settings';
+import { alertsOf } from './alerts/config';
+import type { ConfigSchemaDoc } from './config-schema';
+import type { CameraSettings, PluginSettings, WebSettings } from './config-types';
+import { patternMessage, validateConfig } from './config-validate';
 import { isRecord } from './util/is-record';
 
-export interface MotionConfig {
-  enabled: boolean;
-  sensitivity: number;
-  cooldownSeconds: number;
-}
+export type { AudioConfig, HomeKitConfig, MotionConfig } from './config-types';
 
-export interface HomeKitConfig {
-  enabled: boolean;
-  unbridge: boolean;
-  maxStreams: number;
-  encoder: string;
-  /** Keep an idle encoder ready for the next live stream (silent cameras), so it starts sooner. */
-  warmEncoder: boolean;
-  /** HomeKit Secure Video: advertised when enabled; nothing runs until the Home app turns recording on. */
-  recording: { enabled: boolean };
-}
-
-export interface AudioConfig {
-  /** Stream sound to HomeKit (OPUS). */
-  enabled: boolean;
-  /**
-   * An ALSA capture device (`default`, `hw:1,0`, `dsnoop:CARD=C920,DEV=0` to share the microphone
-   * between streams), or `sine`: a test tone, the stand-in like `testsrc` is for video.
-   */
-  source: string;
-}
-
-export interface CameraConfig {
-  /** The display name; its slug is the camera's id in URLs. */
-  name: string;
+export interface CameraConfig extends CameraSettings {
+  /** The slug of the name: the camera's address in URLs (`/cameras/<id>/`), unique. */
   id: string;
-  /** A V4L2 device path, `testsrc`, or a URL ffmpeg can read. */
-  source: string;
-  /** The V4L2 pixel format to ask the device for: `mjpeg` (passed through) or a raw one (encoded). */
-  inputFormat: string;
-  width: number;
-  height: number;
-  fps: number;
-  /** JPEG quality for encoded sources, ffmpeg's -q:v scale: 2 (best) .. 31 (smallest). */
-  quality: number;
-  /** Show a clock over the live image on the pages (flask-cam drew a timestamp into the frame). */
-  timestamp: boolean;
-  /** Camera control values applied whenever the capture starts, by the tool's control names. */
-  controls: Record<string, number | boolean>;
-  /** The device whose controls are tuned, when it is not the source (`video0`, `/dev/video0`). */
-  controlsDevice?: string;
-  /** Which tool tunes the controls: uvcdynctrl, else v4l2-ctl (`auto`), or only one of them. */
-  controlsTool: ControlsToolChoice;
-  /** A Logitech-style XML mapping imported with `uvcdynctrl -i` before the values are applied. */
-  controlsFile?: string;
-  motion: MotionConfig;
-  homekit: HomeKitConfig;
-  audio: AudioConfig;
 }
 
-export interface WebConfig {
-  enabled: boolean;
-  host: string;
-  port: number;
-  socket?: string;
-  usersFile?: string;
-  trustedNetworks: string[];
-  tls?: { cert: string; key: string };
-  /** Failed logins from one address within 10 minutes that lock it out; 0 turns that off. */
-  maxFailedLogins: number;
-  lockoutMinutes: number;
+export interface WebConfig extends Omit<WebSettings, 'trustProxy' | 'tls'> {
   /**
    * Proxies whose X-Forwarded-For is believed (nginx in front): `true` for any, or addresses and
    * CIDR ranges. Default: true when listening on a unix socket (only a local proxy can connect),
    * else none.
    */
   trustProxy: boolean | string[];
-  /** Origins that may show the kiosk page in a frame (e.g. a dashboard); none by default. */
-  kioskFrameAncestors: string[];
-  /**
-   * Host names that a request let in by `trustedNetworks` (no password) may carry, besides IP
-   * addresses, `localhost` and this machine's own name (DNS-rebinding defence).
-   */
-  allowedHosts: string[];
-  /** The browser's H.264 live view (kbit/s; about 1 Mbit/s suits a phone on mobile data at 720p). */
-  h264: { bitrate: number };
+  tls?: { cert: string; key: string };
 }
 
-export interface PluginConfig {
-  name: string;
-  videoProcessor?: string;
+export interface PluginConfig extends Omit<PluginSettings, 'cameras' | 'web' | 'alerts'> {
+  /** The cameras that can run (a disabled one is left out, with a problem). */
   cameras: CameraConfig[];
   web: WebConfig;
   /** Email alerts; undefined when no way to send is configured. */
@@ -105,17 +40,14 @@ export interface ConfigResult {
   config: PluginConfig;
   /** Problems found; each disables only what it names. */
   problems: string[];
+  /**
+   * The id of each entry of `cameras` as given (so `cameraIds[i]` is the address of the i-th
+   * camera of the settings), undefined for an entry that is disabled.
+   */
+  cameraIds: Array<string | undefined>;
 }
 
 export const SOURCE_TESTSRC = 'testsrc';
-
-const CAMERA_DEFAULTS = {
-  inputFormat: 'mjpeg',
-  width: 1280,
-  height: 720,
-  fps: 30,
-  quality: 5,
-} as const;
 
 /** `Front Porch!` -> `front-porch`; empty names fall back to `camera`. */
 export function slugify(name: string): string {
@@ -128,234 +60,75 @@ export function slugify(name: string): string {
   return slug || 'camera';
 }
 
-
-type Problems = string[];
-
-function integer(raw: unknown, key: string, fallback: number, min: number, max: number, problems: Problems): number {
-  if (raw === undefined || raw === null || raw === '') return fallback;
-  const value = typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    problems.push(`"${key}" must be a whole number from ${min} to ${max} (got ${JSON.stringify(raw)}); using ${fallback}.`);
-    return fallback;
-  }
-  return value;
+/** An IP address (four-part IPv4 or IPv6) or a CIDR range of one. */
+export function isIpOrRange(text: string): boolean {
+  const [address, bits, more] = text.split('/');
+  if (more !== undefined || !(ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address))) return false;
+  return bits === undefined || ipaddr.isValidCIDR(text);
 }
 
-function bool(raw: unknown, key: string, fallback: boolean, problems: Problems): boolean {
-  if (raw === undefined || raw === null) return fallback;
-  if (typeof raw !== 'boolean') {
-    problems.push(`"${key}" must be true or false (got ${JSON.stringify(raw)}); using ${fallback}.`);
-    return fallback;
-  }
-  return raw;
-}
-
-function str(raw: unknown, key: string, problems: Problems): string | undefined {
-  if (raw === undefined || raw === null || raw === '') return undefined;
-  if (typeof raw !== 'string') {
-    problems.push(`"${key}" must be a string (got ${JSON.stringify(raw)}); ignoring it.`);
-    return undefined;
-  }
-  return raw.trim();
-}
-
-/** An ffmpeg encoder name (it goes to -c:v), else libx264 with a problem. */
-function encoderName(raw: string | undefined, key: string, problems: Problems): string {
-  if (raw === undefined) return 'libx264';
-  if (/^[a-z0-9_]+$/.test(raw)) return raw;
-  problems.push(`"${key}" "${raw}" is not an ffmpeg encoder name (e.g. libx264, h264_v4l2m2m); using libx264.`);
-  return 'libx264';
-}
-
-/** Validates one camera entry; returns undefined (with a problem) when it cannot run at all. */
-function normalizeCamera(raw: unknown, index: number, usedIds: Set<string>, problems: Problems): CameraConfig | undefined {
-  const where = `cameras[${index}]`;
-  if (!isRecord(raw)) {
-    problems.push(`${where} must be an object with at least "name" and "source"; this camera is disabled.`);
-    return undefined;
-  }
-  const name = str(raw.name, `${where}.name`, problems) ?? `Camera ${index + 1}`;
-  const at = `${where} ("${name}")`;
-  const source = str(raw.source, `${at}.source`, problems);
-  if (!source) {
-    problems.push(`${at} has no "source": set a device such as "/dev/video0", "testsrc", or a stream URL; this camera is disabled.`);
-    return undefined;
-  }
-  if (!(source === SOURCE_TESTSRC || source.startsWith('/dev/') || /^[a-z][a-z0-9+.-]*:\/\//i.test(source))) {
-    problems.push(`${at}.source "${source}" is neither a /dev/ device, "testsrc", nor a URL; this camera is disabled.`);
-    return undefined;
-  }
-  const inputFormat = str(raw.inputFormat, `${at}.inputFormat`, problems) ?? CAMERA_DEFAULTS.inputFormat;
-  if (!/^[a-z0-9_]+$/i.test(inputFormat)) {
-    problems.push(`${at}.inputFormat "${inputFormat}" is not a pixel format name (e.g. mjpeg, yuyv422); this camera is disabled.`);
-    return undefined;
-  }
-
-  let id = slugify(name);
-  for (let n = 2; usedIds.has(id); n++) id = `${slugify(name)}-${n}`;
-  usedIds.add(id);
-
-  const controls: Record<string, number | boolean> = {};
-  if (raw.controls !== undefined) {
-    if (!isRecord(raw.controls)) {
-      problems.push(`${at}.controls must be an object of control name to value; ignoring it.`);
-    } else {
-      for (const [control, value] of Object.entries(raw.controls)) {
-        if (typeof value === 'number' || typeof value === 'boolean') controls[control] = value;
-        else problems.push(`${at}.controls["${control}"] must be a number or true/false; ignoring it.`);
-      }
+/**
+ * The cameras that run, each with its id (the slug of its name). Two cameras whose names give the
+ * same id cannot both have it: the later one is disabled (renaming it to something else fixes that;
+ * an id made up for it would change whenever the cameras before it change).
+ */
+function camerasOf(list: unknown[], disabled: Set<number>, problems: string[]): { cameras: CameraConfig[]; ids: Array<string | undefined> } {
+  const cameras: CameraConfig[] = [];
+  const ids: Array<string | undefined> = [];
+  const owner = new Map<string, string>();
+  list.forEach((entry, index) => {
+    ids.push(undefined);
+    if (disabled.has(index) || !isRecord(entry)) return;
+    const settings = entry as unknown as CameraSettings;
+    const id = slugify(settings.name);
+    const where = `cameras[${index}] (${JSON.stringify(settings.name)})`;
+    const taken = owner.get(id);
+    if (taken) {
+      problems.push(`${where} has the address /cameras/${id}/ of ${taken} already: give it a name of its own; this camera is disabled.`);
+      return;
     }
-  }
+    owner.set(id, where);
+    ids[index] = id;
+    cameras.push({ ...settings, id, inputFormat: settings.inputFormat.toLowerCase() });
+  });
+  return { cameras, ids };
+}
 
-  let controlsDevice = str(raw.controlsDevice, `${at}.controlsDevice`, problems);
-  if (controlsDevice !== undefined && !/^(\/dev\/[A-Za-z0-9_.:/-]+|[A-Za-z0-9_.:-]+)$/.test(controlsDevice)) {
-    problems.push(`${at}.controlsDevice "${controlsDevice}" is not a device name (e.g. "video0" or "/dev/video0"); camera controls are off for this camera.`);
-    controlsDevice = undefined;
-  }
-  let controlsTool = (str(raw.controlsTool, `${at}.controlsTool`, problems) ?? 'auto') as ControlsToolChoice;
-  if (!CONTROLS_TOOLS.includes(controlsTool)) {
-    problems.push(`${at}.controlsTool "${controlsTool}" must be one of ${CONTROLS_TOOLS.join(', ')}; using auto.`);
-    controlsTool = 'auto';
-  }
+/** Entries of a list of addresses that parse (the schema checks only their characters). */
+function addresses(list: string[], key: string, problems: string[]): string[] {
+  return list.filter((entry) => {
+    if (isIpOrRange(entry)) return true;
+    problems.push(`"${key}" entry ${JSON.stringify(entry)} ${patternMessage(key === 'web.trustProxy' ? 'web.trustProxy[]' : `${key}[]`)}; skipping it.`);
+    return false;
+  });
+}
 
-  const motion = isRecord(raw.motion) ? raw.motion : {};
-  const audio = isRecord(raw.audio) ? raw.audio : {};
-  let audioSource = str(audio.source, `${at}.audio.source`, problems) ?? 'default';
-  if (!/^[A-Za-z0-9_:,=.-]+$/.test(audioSource)) {
-    problems.push(`${at}.audio.source "${audioSource}" is not an ALSA device name (e.g. "default", "hw:1,0", "dsnoop:CARD=C920,DEV=0"); using "default".`);
-    audioSource = 'default';
-  }
-  const homekit = isRecord(raw.homekit) ? raw.homekit : {};
+function webOf(web: WebSettings, problems: string[]): WebConfig {
+  const { tls, trustProxy, ...rest } = web;
   return {
-    name,
-    id,
-    source,
-    inputFormat: inputFormat.toLowerCase(),
-    width: integer(raw.width, `${at}.width`, CAMERA_DEFAULTS.width, 16, 7680, problems),
-    height: integer(raw.height, `${at}.height`, CAMERA_DEFAULTS.height, 16, 4320, problems),
-    fps: integer(raw.fps, `${at}.fps`, CAMERA_DEFAULTS.fps, 1, 120, problems),
-    quality: integer(raw.quality, `${at}.quality`, CAMERA_DEFAULTS.quality, 2, 31, problems),
-    timestamp: bool(raw.timestamp, `${at}.timestamp`, false, problems),
-    controls,
-    controlsDevice,
-    controlsTool,
-    controlsFile: str(raw.controlsFile, `${at}.controlsFile`, problems),
-    motion: {
-      enabled: bool(motion.enabled, `${at}.motion.enabled`, true, problems),
-      sensitivity: integer(motion.sensitivity, `${at}.motion.sensitivity`, 50, 0, 100, problems),
-      cooldownSeconds: integer(motion.cooldownSeconds, `${at}.motion.cooldownSeconds`, 30, 0, 86_400, problems),
-    },
-    homekit: {
-      enabled: bool(homekit.enabled, `${at}.homekit.enabled`, true, problems),
-      unbridge: bool(homekit.unbridge, `${at}.homekit.unbridge`, true, problems),
-      maxStreams: integer(homekit.maxStreams, `${at}.homekit.maxStreams`, 2, 1, 8, problems),
-      encoder: encoderName(str(homekit.encoder, `${at}.homekit.encoder`, problems), `${at}.homekit.encoder`, problems),
-      warmEncoder: bool(homekit.warmEncoder, `${at}.homekit.warmEncoder`, true, problems),
-      recording: {
-        enabled: bool(isRecord(homekit.recording) ? homekit.recording.enabled : undefined, `${at}.homekit.recording.enabled`, true, problems),
-      },
-    },
-    audio: {
-      enabled: bool(audio.enabled, `${at}.audio.enabled`, false, problems),
-      source: audioSource,
-    },
-  };
-}
-
-function normalizeWeb(raw: unknown, problems: Problems): WebConfig {
-  const web = isRecord(raw) ? raw : {};
-  if (raw !== undefined && !isRecord(raw)) problems.push('"web" must be an object; using the defaults.');
-  const trusted: string[] = [];
-  if (web.trustedNetworks !== undefined) {
-    if (!Array.isArray(web.trustedNetworks)) problems.push('"web.trustedNetworks" must be a list of CIDR ranges; ignoring it.');
-    else {
-      for (const entry of web.trustedNetworks) {
-        const range = typeof entry === 'string' ? entry.trim() : '';
-        if (range && (ipaddr.isValidCIDR(range) || ipaddr.isValid(range))) trusted.push(range);
-        else problems.push(`"web.trustedNetworks" entry ${JSON.stringify(entry)} is not an IP address or CIDR range (e.g. 192.168.1.0/24); ignoring it.`);
-      }
-    }
-  }
-  let tls: WebConfig['tls'];
-  if (isRecord(web.tls)) {
-    const cert = str(web.tls.cert, 'web.tls.cert', problems);
-    const key = str(web.tls.key, 'web.tls.key', problems);
-    if (cert && key) tls = { cert, key };
-    else if (cert || key) problems.push('"web.tls" needs both "cert" and "key" (PEM file paths); serving plain HTTP.');
-  }
-  let trustProxy: boolean | string[] = Boolean(str(web.socket, 'web.socket', []));
-  if (typeof web.trustProxy === 'boolean') trustProxy = web.trustProxy;
-  else if (Array.isArray(web.trustProxy)) {
-    trustProxy = web.trustProxy.filter((entry): entry is string => {
-      const ok = typeof entry === 'string' && (ipaddr.isValidCIDR(entry.trim()) || ipaddr.isValid(entry.trim()));
-      if (!ok) problems.push(`"web.trustProxy" entry ${JSON.stringify(entry)} is not an IP address or CIDR range; ignoring it.`);
-      return ok;
-    }).map((entry) => entry.trim());
-  } else if (web.trustProxy !== undefined) {
-    problems.push('"web.trustProxy" must be true/false or a list of proxy addresses; ignoring it.');
-  }
-  const ancestors: string[] = [];
-  if (web.kioskFrameAncestors !== undefined) {
-    const list: unknown[] = Array.isArray(web.kioskFrameAncestors) ? web.kioskFrameAncestors : [web.kioskFrameAncestors];
-    for (const entry of list) {
-      if (typeof entry === 'string' && (/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(entry.trim()) || entry.trim() === "'self'")) ancestors.push(entry.trim());
-      else problems.push(`"web.kioskFrameAncestors" entry ${JSON.stringify(entry)} must be an origin such as "https://dashboard.example.com"; ignoring it.`);
-    }
-  }
-  const allowedHosts: string[] = [];
-  if (web.allowedHosts !== undefined) {
-    const list: unknown[] = Array.isArray(web.allowedHosts) ? web.allowedHosts : [web.allowedHosts];
-    for (const entry of list) {
-      const name = typeof entry === 'string' ? entry.trim().toLowerCase() : '';
-      if (/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/.test(name) && name.length <= 253) allowedHosts.push(name);
-      else problems.push(`"web.allowedHosts" entry ${JSON.stringify(entry)} is not a host name such as "camera.example.org" (no scheme, port or path); ignoring it.`);
-    }
-  }
-  return {
-    enabled: bool(web.enabled, 'web.enabled', true, problems),
-    host: str(web.host, 'web.host', problems) ?? '0.0.0.0',
-    port: integer(web.port, 'web.port', DEFAULT_PORT, 0, 65_535, problems),
-    socket: str(web.socket, 'web.socket', problems),
-    usersFile: str(web.usersFile, 'web.usersFile', problems),
-    trustedNetworks: trusted,
-    tls,
-    maxFailedLogins: integer(web.maxFailedLogins, 'web.maxFailedLogins', 10, 0, 10_000, problems),
-    lockoutMinutes: integer(web.lockoutMinutes, 'web.lockoutMinutes', 15, 1, 10_080, problems),
-    trustProxy,
-    kioskFrameAncestors: ancestors,
-    allowedHosts,
-    h264: {
-      bitrate: integer(isRecord(web.h264) ? web.h264.bitrate : undefined, 'web.h264.bitrate', 1_000, 100, 20_000, problems),
-    },
+    ...rest,
+    trustedNetworks: addresses(web.trustedNetworks, 'web.trustedNetworks', problems),
+    allowedHosts: web.allowedHosts.map((name) => name.toLowerCase()),
+    tls: tls?.cert && tls.key ? { cert: tls.cert, key: tls.key } : undefined,
+    // Only a proxy on this machine can reach a unix socket.
+    trustProxy: Array.isArray(trustProxy) ? addresses(trustProxy, 'web.trustProxy', problems) : (trustProxy ?? Boolean(web.socket)),
   };
 }
 
 /** Validates a raw platform block (from Homebridge's config.json or `serve --config`). */
-export function normalizeConfig(raw: unknown): ConfigResult {
-  const problems: Problems = [];
-  const block = isRecord(raw) ? raw : {};
+export function normalizeConfig(raw: unknown, doc?: ConfigSchemaDoc): ConfigResult {
+  const problems: string[] = [];
   if (!isRecord(raw)) problems.push('The plugin config must be an object; using the defaults.');
-  const cameras: CameraConfig[] = [];
-  const usedIds = new Set<string>();
-  if (block.cameras !== undefined && !Array.isArray(block.cameras)) {
-    problems.push('"cameras" must be a list of camera objects; no camera is configured.');
-  } else if (Array.isArray(block.cameras)) {
-    block.cameras.forEach((entry, index) => {
-      const camera = normalizeCamera(entry, index, usedIds, problems);
-      if (camera) cameras.push(camera);
-    });
-  }
-  const alerts = normalizeAlerts(block.alerts);
-  problems.push(...alerts.problems);
+  const validated = validateConfig(isRecord(raw) ? raw : {}, doc);
+  problems.push(...validated.problems);
+  const settings = validated.data as unknown as PluginSettings;
+  const { cameras, ids } = camerasOf(settings.cameras, validated.disabled, problems);
+  const web = webOf(settings.web, problems);
+  const alerts = alertsOf(settings.alerts, problems, doc);
   return {
-    config: {
-      name: str(block.name, 'name', problems) ?? 'Webcam Server',
-      videoProcessor: str(block.videoProcessor, 'videoProcessor', problems),
-      cameras,
-      web: normalizeWeb(block.web, problems),
-      alerts: alerts.alerts,
-    },
+    config: { name: settings.name, videoProcessor: settings.videoProcessor, cameras, web, alerts },
     problems,
+    cameraIds: ids,
   };
 }
 

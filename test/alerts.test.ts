@@ -37,15 +37,20 @@ describe('alerts config', () => {
   });
 
   it('names each problem and its fix', () => {
-    assert.match(normalizeAlerts({ ses: { region: 'us-west-2' } }).problems[0], /"alerts.ses" needs "from" \(a sender verified in SES\), "to"/);
-    assert.match(normalizeAlerts({ ses: { region: 'x', from: 'nope', to: 'a@b.c' } }).problems[0], /"alerts.ses.from" "nope" is not an email address/);
-    assert.match(normalizeAlerts({ ses: { region: 'x', from: 'a@b.c', to: ['a@b.c', 'bad'] } }).problems[0], /"alerts.ses.to" entry "bad" is not an email address/);
+    assert.match(normalizeAlerts({ ses: { region: 'us-west-2' } }).problems[0], /"alerts.ses" has no "from" \(set the sender, an address verified in SES such as camera@example.com\) and no "to" \(add one or more recipients .*\); SES is off\./);
+    assert.match(normalizeAlerts({ ses: { region: 'Oregon', from: 'a@b.c', to: 'a@b.c' } }).problems[0], /"alerts.ses.region" "Oregon" must be an AWS region such as us-west-2; SES is off\./);
+    assert.match(normalizeAlerts({ ses: { region: 'us-west-2', from: 'nope', to: 'a@b.c' } }).problems[0], /"alerts.ses.from" "nope" must be an email address such as camera@example.com/);
+    assert.match(normalizeAlerts({ ses: { region: 'us-west-2', from: 'Cam <a@b.c', to: 'a@b.c' } }).problems[0], /"alerts.ses.from" "Cam <a@b.c" must be an email address .*; SES is off\./);
+    assert.match(normalizeAlerts({ ses: { region: 'us-west-2', from: 'a@b.c', to: ['a@b.c', 'bad'] } }).problems[0], /"alerts.ses.to" entry "bad" must be an email address such as me@example.com; skipping it\./);
     assert.deepEqual(normalizeAlerts({ on: { motion: true } }), { problems: [] }, 'no sender: alerts are off, quietly');
-    const partial = normalizeAlerts({ ses: { region: 'x', from: 'a@b.c', to: 'a@b.c', accessKeyId: 'AKIA' }, cooldownSeconds: -1 });
-    assert.match(partial.problems.join('\n'), /needs both "accessKeyId" and "secretAccessKey"/);
-    assert.match(partial.problems.join('\n'), /"alerts.cooldownSeconds" must be a whole number from 0/);
+    const partial = normalizeAlerts({ ses: { region: 'us-west-2', from: 'a@b.c', to: 'a@b.c', accessKeyId: 'AKIA' }, cooldownSeconds: -1 });
+    assert.match(partial.problems.join('\n'), /"alerts.ses" needs both "accessKeyId" and "secretAccessKey", or neither; using neither/);
+    assert.match(partial.problems.join('\n'), /"alerts.cooldownSeconds" must be a whole number from 0 to 604800 \(got -1\); using 300\./);
     assert.equal(partial.alerts?.ses?.accessKeyId, undefined);
     assert.equal(normalizeAlerts(undefined).alerts, undefined);
+    // flask-cam-era switches: failed-login alerts as true (the default count) or false (off).
+    assert.equal(normalizeAlerts({ ses: { region: 'us-west-2', from: 'a@b.c', to: 'a@b.c' }, on: { failedLogins: false } }).alerts?.on.failedLogins, 0);
+    assert.equal(normalizeAlerts({ ses: { region: 'us-west-2', from: 'a@b.c', to: 'a@b.c' }, on: { failedLogins: true } }).alerts?.on.failedLogins, 5);
   });
 });
 
@@ -265,7 +270,7 @@ describe('webcam-server alert-test', () => {
       (error: { code: number; stderr: string }) => error,
     );
     assert.equal(failed.code, 1);
-    assert.match(failed.stderr, /No usable "alerts" block .*"alerts.ses" needs "from"/);
+    assert.match(failed.stderr, /No usable "alerts" block .*"alerts.ses" has no "from": set the sender, an address verified in SES/);
   });
 
   it('sendTestAlert rejects with the explained reason when SES cannot be reached; the command says so and promises no retry', async (t) => {

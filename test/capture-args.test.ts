@@ -125,10 +125,10 @@ describe('resolveFfmpegPath', () => {
 });
 
 describe('normalizeConfig', () => {
-  it('fills defaults and gives each camera a unique slug id', () => {
-    const { config, problems } = normalizeConfig({ cameras: [{ name: 'Front Porch!', source: 'testsrc' }, { name: 'front porch', source: '/dev/video1' }] });
+  it('fills defaults and gives each camera its slug id', () => {
+    const { config, problems } = normalizeConfig({ cameras: [{ name: 'Front Porch!', source: 'testsrc' }, { name: 'Back door', source: '/dev/video1' }] });
     assert.deepEqual(problems, []);
-    assert.deepEqual(config.cameras.map((c) => c.id), ['front-porch', 'front-porch-2']);
+    assert.deepEqual(config.cameras.map((c) => c.id), ['front-porch', 'back-door']);
     assert.equal(config.cameras[0].width, 1280);
     assert.equal(config.web.port, 8181);
     assert.equal(controlsDeviceOf(config.cameras[1]), 'video1');
@@ -142,16 +142,17 @@ describe('normalizeConfig', () => {
     assert.deepEqual(config.cameras.map((c) => c.name), ['Good']);
     assert.equal(config.cameras[0].fps, 30);
     assert.ok(problems.some((p) => /"No source"\) has no "source"/.test(p)));
-    assert.ok(problems.some((p) => /fps" must be a whole number/.test(p)));
+    assert.ok(problems.some((p) => /fps must be a whole number/.test(p)));
     assert.ok(problems.some((p) => /cameras\[2\] must be an object/.test(p)));
-    assert.ok(problems.some((p) => /neither a \/dev\/ device/.test(p)));
+    assert.ok(problems.some((p) => /source "C:\\\\cam" must be a device such as \/dev\/video0/.test(p)));
   });
 
   it('keeps valid trusted networks and names the bad ones', () => {
     const { config, problems } = normalizeConfig({ web: { trustedNetworks: ['192.168.1.0/24', 'fd00::/8', '10.0.0.7', 'lan', 42] } });
     assert.deepEqual(config.web.trustedNetworks, ['192.168.1.0/24', 'fd00::/8', '10.0.0.7']);
     assert.equal(problems.length, 2);
-    assert.match(problems[0], /"lan" is not an IP address or CIDR range/);
+    assert.match(problems[0], /"lan" must be an IP address or a CIDR range/);
+    assert.match(problems[1], /"42" must be an IP address or a CIDR range/);
   });
 
   it('turns sound off by default and checks the ALSA device name', () => {
@@ -163,7 +164,7 @@ describe('normalizeConfig', () => {
       ],
     });
     assert.deepEqual(config.cameras.map((c) => [c.audio.enabled, c.audio.source]), [[false, 'default'], [true, 'hw:1,0'], [true, 'default']]);
-    assert.match(problems[0], /"hw:1; rm -rf \/" is not an ALSA device name/);
+    assert.match(problems[0], /"hw:1; rm -rf \/" must be an ALSA device name/);
   });
 
   it('slugifies names for URLs', () => {

@@ -107,9 +107,9 @@ describe('config faults', () => {
       web: { host: '127.0.0.1', port: 0 },
     });
     assert.equal(config.cameras.length, 2);
-    assert.match(problems.join('\n'), /cameras\[1\] \("No source"\) has no "source": set a device such as "\/dev\/video0"/);
-    assert.match(problems.join('\n'), /cameras\[2\] \("Bad source"\)\.source "ftp:\/nope" is neither/);
-    assert.match(problems.join('\n'), /cameras\[3\] must be an object/);
+    assert.match(problems.join('\n'), /cameras\[1\] \("No source"\) has no "source": set a device such as \/dev\/video0, the word testsrc, or a stream URL .*; this camera is disabled\./);
+    assert.match(problems.join('\n'), /cameras\[2\] \("Bad source"\)\.source "ftp:\/nope" must be a device such as \/dev\/video0.*; this camera is disabled\./);
+    assert.match(problems.join('\n'), /cameras\[3\] must be an object with at least "name" and "source" \(got "not an object"\); this camera is disabled\./);
     const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: 1000 });
     t.after(() => runtime.stop());
     await runtime.start();

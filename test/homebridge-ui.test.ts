@@ -126,11 +126,25 @@ describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
     const schema = JSON.parse(readFileSync(join(ROOT, 'config.schema.json'), 'utf8')) as { schema: { properties: { cameras: { items: { properties: { source: { pattern: string } } } } } } };
     const source = modal.locator('input[name="source"]').first();
     assert.equal(await source.getAttribute('pattern'), schema.schema.properties.cameras.items.properties.source.pattern, 'the schema\'s checks reach the form');
+    // A value that fails the check gets the schema's words (validationMessages), not the regex.
+    await source.fill('video0');
+    await source.blur();
+    const sourceError = modal.getByText('Must be a device such as /dev/video0, the word testsrc, or a stream URL', { exact: false }).first();
+    await sourceError.waitFor({ timeout: 10_000 });
+    assert.doesNotMatch(await modal.innerText(), /Must match pattern/, 'no raw pattern shown');
+    await source.fill('testsrc');
+    await source.blur();
+    await sourceError.waitFor({ state: 'detached', timeout: 10_000 });
     for (const title of ['Motion detection', 'HomeKit', 'Sound', 'Web server', 'Email alerts', 'Advanced']) {
       assert.ok(await modal.getByText(title, { exact: true }).first().isVisible(), `the "${title}" panel`);
     }
     await expand(page, 'HomeKit');
     await modal.getByText('Live streams at once', { exact: true }).first().waitFor();
+    // Lists of choices offer the choices only: no empty "None" (the fields are required, with a default).
+    const choices = (name: string) => modal.locator(`select[name="${name}"]`).first().locator('option').allInnerTexts();
+    assert.deepEqual(await choices('encoder'), ['libx264 (software, any machine)', 'h264_v4l2m2m (Raspberry Pi 4 hardware)']);
+    await expand(page, 'Camera controls (brightness, focus, exposure …)');
+    assert.deepEqual(await choices('controlsTool'), ['Automatic (uvcdynctrl, else v4l2-ctl)', 'uvcdynctrl', 'v4l2-ctl (v4l-utils)']);
     await shot(page, 'homebridge-ui-settings.png');
 
     // Webcams: none here (the empty state says what to do), then a C920 stand-in after "Look again".

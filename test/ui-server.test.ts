@@ -10,6 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'node:test';
 
+import sharp from 'sharp';
+
 import { readUsersFile } from '../src/users/users-file';
 import { parseFfmpegFormats, parseV4l2Formats, scanDevices } from '../src/ui/devices';
 import type { UiHandler } from '../src/ui/handlers';
@@ -26,6 +28,11 @@ const C920_ID = 'usb-046d_HD_Pro_Webcam_C920_8A2B3C4D-video-index0';
 /** Calls a handler and answers what the page would get: the data, or the error's code and message. */
 async function call(handlers: Record<string, UiHandler>, path: string, body: unknown): Promise<unknown> {
   return handlers[path](body);
+}
+
+/** The width of a JPEG. */
+async function probeWidth(jpeg: Buffer): Promise<number | undefined> {
+  return (await sharp(jpeg).metadata()).width;
 }
 
 async function failure(promise: Promise<unknown>): Promise<UiError> {
@@ -154,16 +161,39 @@ describe('preview', () => {
     const server = await startTestServer(t, { stateDir: join(storagePath, 'webcam-server') });
     const handlers = createUiHandlers({ storagePath });
     const camera = { name: 'Test Cam', source: '/dev/video0', width: 320, height: 240, fps: 15 };
-    const config = { web: { host: '127.0.0.1', port: server.port } };
-    const frame = (await call(handlers, '/preview', { camera, config })) as { jpeg: string; from: string };
+    const config = { web: { host: '127.0.0.1', port: server.port }, cameras: [camera] };
+    const frame = (await call(handlers, '/preview', { camera, index: 0, config })) as { jpeg: string; from: string };
     assert.equal(frame.from, 'plugin', 'the picture came from the plugin, not from /dev/video0');
     assert.ok(isCompleteJpeg(Buffer.from(frame.jpeg, 'base64')));
+    const unindexed = (await call(handlers, '/preview', { camera, config })) as { from: string };
+    assert.equal(unindexed.from, 'plugin', 'without its index, the camera is found in the config');
     // Another camera name, or no plugin listening: the preview reads the source itself.
     const other = await call(handlers, '/preview', { camera: { name: 'Other', source: 'testsrc', width: 160, height: 120, fps: 5 }, config }).then(
       (answer) => (answer as { from: string }).from,
       (error: Error) => error.message,
     );
     assert.equal(other, 'source');
+  });
+
+  it("shows a renamed duplicate's own picture, not the plugin's camera of that name", async (t) => {
+    const storagePath = tempDir(t);
+    // The plugin runs "Test Cam" at 320x240 (its id: test-cam).
+    const server = await startTestServer(t, { stateDir: join(storagePath, 'webcam-server') });
+    const handlers = createUiHandlers({ storagePath });
+    const running = { name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 15 };
+    // In the form, a second camera (160x120) was renamed to "Test Cam" too: the plugin would disable it.
+    const duplicate = { name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 5 };
+    const config = { web: { host: '127.0.0.1', port: server.port }, cameras: [running, duplicate] };
+    const status = (await call(handlers, '/status', { config })) as { cameraIds: Array<string | null>; problems: string[]; web: unknown };
+    assert.deepEqual(status.cameraIds, ['test-cam', null], 'the ids the plugin gives them');
+    assert.deepEqual(status.web, { port: server.port, tls: false });
+    assert.match(status.problems.join('\n'), /cameras\[1\] \("Test Cam"\) has the address \/cameras\/test-cam\/ of cameras\[0\] \("Test Cam"\) already/);
+    const own = (await call(handlers, '/preview', { camera: duplicate, index: 1, config })) as { jpeg: string; from: string };
+    assert.equal(own.from, 'source', 'not the running camera of the same name');
+    assert.equal(await probeWidth(Buffer.from(own.jpeg, 'base64')), 160, "the duplicate's own picture");
+    const first = (await call(handlers, '/preview', { camera: running, index: 0, config })) as { jpeg: string; from: string };
+    assert.equal(first.from, 'plugin');
+    assert.equal(await probeWidth(Buffer.from(first.jpeg, 'base64')), 320);
   });
 
   it('grabs a frame of the test pattern with real ffmpeg; a missing device and a missing ffmpeg are explained', async (t) => {
@@ -187,7 +217,7 @@ describe('preview', () => {
 
     const bad = await failure(call(handlers, '/preview', { camera: { name: 'Odd', source: 'video0' } }));
     assert.equal(bad.code, 'CAMERA_INVALID');
-    assert.match(bad.message, /neither a \/dev\/ device, "testsrc", nor a URL/);
+    assert.match(bad.message, /source "video0" must be a device such as \/dev\/video0, the word testsrc, or a stream URL/);
 
     const noFfmpeg = createUiHandlers({ storagePath, env: { PATH: tempDir(t) } });
     const none = await failure(call(noFfmpeg, '/preview', { camera }));
@@ -339,6 +369,6 @@ describe('test email from the UI', () => {
     assert.equal(none.code, 'ALERTS_NOT_SET_UP');
     assert.match(none.message, /fill in AWS SES .* or SMTP under Settings › Email alerts/);
     const half = await failure(call(handlers, '/alerts/test', { config: { alerts: { ses: { region: 'us-west-2' } } } }));
-    assert.match(half.message, /not set up correctly: "alerts.ses" needs "from"/);
+    assert.match(half.message, /not set up correctly: "alerts.ses" has no "from" \(set the sender, an address verified in SES/);
   });
 });

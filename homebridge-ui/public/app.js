@@ -13,6 +13,8 @@
 
   /** The plugin's config block as it is in the form now (null until there is one). */
   let config = null;
+  /** The last answer of /status: the config's problems, the id of each camera, the web port. */
+  let pluginStatus = null;
   let activeTab = 'settings';
 
   // ---- small DOM helpers (text only: nothing from the server is parsed as HTML) ----
@@ -50,7 +52,7 @@
 
   // ---- the plugin config ----
   function currentConfig() {
-    return config || { platform: PLATFORM, name: 'Webcam Server' };
+    return config || { platform: PLATFORM };
   }
   function cameras() {
     const list = currentConfig().cameras;
@@ -82,19 +84,27 @@
   /** Paths of the fields the form shows (`cameras[].motion.enabled`, `web.port` …). */
   let owned = new Set();
 
-  async function showForm() {
-    if (form) return;
+  /** config.schema.json, as the Homebridge UI hands it out (loaded once). */
+  async function loadSchema() {
     if (!schemaDoc) {
       schemaDoc = await homebridge.getPluginConfigSchema();
       owned = layoutKeys(schemaDoc.layout);
     }
+    return schemaDoc;
+  }
+
+  async function showForm() {
+    if (form) return;
+    await loadSchema();
     if (activeTab !== 'settings' || form) return;
     const { schema, layout } = schemaDoc;
-    const mine = homebridge.createForm({ schema, layout }, clone(currentConfig()));
+    // A new setup starts with the schema's name, as the plugin would take it.
+    const start = config || { platform: PLATFORM, name: schema.properties.name.default };
+    const mine = homebridge.createForm({ schema, layout }, clone(start));
     form = mine;
     mine.onChange(async (model) => {
       if (form !== mine || !isObject(model)) return;
-      const next = mergeFormModel(owned, currentConfig(), model);
+      const next = mergeFormModel(owned, currentConfig(), model, schemaDoc.schema);
       config = next;
       await homebridge.updatePluginConfig([next]);
       configChanged();
@@ -133,6 +143,8 @@
     statusTimer = setTimeout(async () => {
       try {
         const status = await request('/status');
+        pluginStatus = status;
+        showLiveLink();
         const parts = [];
         if (!status.ffmpeg.ok) parts.push(alertBox('danger', `ffmpeg is missing, so no camera can run: ${status.ffmpeg.message}`));
         if (status.problems.length > 0) {
@@ -152,19 +164,22 @@
   }
 
   // ---- webcams on this machine ----
+  /** The sizes a webcam offers; a format of any size gets the schema's default size (capped at its largest). */
   function formatOptions(device) {
+    const camera = schemaDoc.schema.properties.cameras.items.properties;
+    const [defaultWidth, defaultHeight, defaultFps] = [camera.width.default, camera.height.default, camera.fps.default];
     const options = [];
     for (const format of device.formats) {
       const name = format.inputFormat === 'mjpeg' ? 'MJPEG' : format.inputFormat;
       for (const size of format.sizes) {
-        const fps = size.fps.length > 0 ? Math.round(size.fps[0]) : 30;
+        const fps = size.fps.length > 0 ? Math.round(size.fps[0]) : defaultFps;
         options.push({ inputFormat: format.inputFormat, width: size.width, height: size.height, fps, label: `${name} ${size.width}×${size.height}${size.fps.length > 0 ? ` · ${fps} fps` : ''}` });
       }
       if (format.range) {
         const { maxWidth, maxHeight } = format.range;
-        const width = Math.min(1280, maxWidth);
-        const height = Math.min(720, maxHeight);
-        options.push({ inputFormat: format.inputFormat, width, height, fps: 30, label: `${name} ${width}×${height} (any size up to ${maxWidth}×${maxHeight})` });
+        const width = Math.min(defaultWidth, maxWidth);
+        const height = Math.min(defaultHeight, maxHeight);
+        options.push({ inputFormat: format.inputFormat, width, height, fps: defaultFps, label: `${name} ${width}×${height} (any size up to ${maxWidth}×${maxHeight})` });
       }
     }
     return options;
@@ -226,6 +241,7 @@
     scanning = true;
     const box = $('devices');
     try {
+      await loadSchema();
       const scan = await request('/devices');
       if (scan.devices.length === 0) {
         show(
@@ -279,28 +295,21 @@
     loadControls();
   }
 
-  /** A camera's id in URLs, as the plugin makes it (src/config.ts slugify). */
-  function slugify(name) {
-    const slug = String(name || '')
-      .normalize('NFKD')
-      .replace(/[\u0300-\u036f]/g, '')
-      .toLowerCase()
-      .replace(/[^a-z0-9]+/g, '-')
-      .replace(/^-+|-+$/g, '');
-    return slug || 'camera';
-  }
-
-  /** The camera's page on the plugin's web server, as this browser reaches this machine; undefined when there is none. */
-  function liveUrl(camera) {
-    const web = currentConfig().web || {};
-    if (web.enabled === false || web.socket) return undefined;
-    const tls = web.tls && web.tls.cert && web.tls.key;
+  /**
+   * The selected camera's page on the plugin's web server, as this browser reaches this machine:
+   * at the id and port the plugin takes from the config (/status says them); undefined when there
+   * is none (no web server, a unix socket, a camera the plugin disables).
+   */
+  function liveUrl() {
+    const status = pluginStatus;
+    const id = status && status.cameraIds[Number($('camera-select').value)];
+    if (!id || !status.web) return undefined;
     const host = window.location.hostname.includes(':') ? `[${window.location.hostname}]` : window.location.hostname;
-    return `${tls ? 'https' : 'http'}://${host}:${Number(web.port) || 8181}/cameras/${slugify(camera.name)}/`;
+    return `${status.web.tls ? 'https' : 'http'}://${host}:${status.web.port}/cameras/${encodeURIComponent(id)}/`;
   }
 
-  function showLiveLink(camera) {
-    const url = camera ? liveUrl(camera) : undefined;
+  function showLiveLink() {
+    const url = selectedCamera() ? liveUrl() : undefined;
     $('live-link-line').hidden = !url;
     if (url) {
       $('live-link').href = url;
@@ -321,7 +330,7 @@
     const camera = selectedCamera();
     const image = $('preview');
     const status = $('preview-status');
-    showLiveLink(camera);
+    showLiveLink();
     if (!camera) {
       image.removeAttribute('src');
       return;
@@ -332,7 +341,7 @@
       if (run !== previewRun) return;
       let wait = PREVIEW_EVERY_MS;
       try {
-        const frame = await request('/preview', { camera: selectedCamera() });
+        const frame = await request('/preview', { camera: selectedCamera(), index: Number($('camera-select').value) });
         if (run !== previewRun) return;
         image.src = `data:image/jpeg;base64,${frame.jpeg}`;
         const origin = frame.from === 'plugin' ? ' (from the running plugin, with its saved settings)' : '';
@@ -545,7 +554,7 @@
     const list = (to) => (Array.isArray(to) ? to.join(', ') : to || '(no recipient yet)');
     let text;
     if (ses.region || ses.from) text = `Alerts go through AWS SES (${ses.region || 'no region yet'}) from ${ses.from || '(no sender yet)'} to ${list(ses.to)}.`;
-    else if (smtp.host) text = `Alerts go through the SMTP server ${smtp.host}:${smtp.port || 587} from ${smtp.from || '(no sender yet)'} to ${list(smtp.to)}.`;
+    else if (smtp.host) text = `Alerts go through the SMTP server ${smtp.host}${smtp.port ? `:${smtp.port}` : ''} from ${smtp.from || '(no sender yet)'} to ${list(smtp.to)}.`;
     else text = 'Email alerts are not set up: fill in AWS SES or SMTP in the Settings tab, under Email alerts.';
     $('email-summary').textContent = text;
   }

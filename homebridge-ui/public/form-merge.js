@@ -3,7 +3,8 @@
 // (a camera's `controls`, `web.trustProxy`, anything the schema does not know) would be dropped
 // the moment the form changes anything. So every change of the form is merged into the page's own
 // copy of the config: the form decides the keys it shows, every other key is kept as it was.
-// Loaded by index.html before app.js (as `WebcamFormMerge`), and by the tests through require().
+// Loaded by index.html before app.js (as `WebcamFormMerge`); the plugin (src/config-validate.ts) and the
+// tests load it through require().
 'use strict';
 
 (function (root) {
@@ -29,9 +30,13 @@
     return false;
   }
 
-  /** An object with at least one value that is not empty. */
-  function hasValues(value) {
-    return isObject(value) && Object.values(value).some((v) => v !== undefined && v !== '' && !(Array.isArray(v) && v.length === 0));
+  /** An object with at least one value that is neither empty nor the default the form fills in (`node`: its schema). */
+  function hasValues(value, node) {
+    const defaults = (node && node.properties) || {};
+    return (
+      isObject(value) &&
+      Object.entries(value).some(([key, v]) => v !== undefined && v !== '' && !(Array.isArray(v) && v.length === 0) && !(defaults[key] && defaults[key].default === v))
+    );
   }
 
   function mergeObject(owned, old, model, path) {
@@ -60,14 +65,20 @@
    * The config after a change of the form: `model` (what the form holds) with every key of `old`
    * that the form has no field for. Without SES or SMTP, the alert switches the form fills in with
    * their defaults mean nothing (and the plugin would warn about them at every start): dropped.
+   * `schema` (config.schema.json's) tells the defaults the form fills in from the user's values.
    */
-  function mergeFormModel(owned, old, model) {
+  function mergeFormModel(owned, old, model, schema) {
     const next = mergeObject(owned, old, model, '');
-    if (isObject(next.alerts) && !hasValues(next.alerts.ses) && !hasValues(next.alerts.smtp)) delete next.alerts;
+    const ways = (schema && schema.properties && schema.properties.alerts && schema.properties.alerts.properties) || {};
+    if (isObject(next.alerts) && !hasValues(next.alerts.ses, ways.ses) && !hasValues(next.alerts.smtp, ways.smtp)) delete next.alerts;
     return next;
   }
 
-  /** Turns the other spellings the plugin accepts into the ones the form has fields for. */
+  /**
+   * Turns the other spellings the plugin accepts into the ones the form has fields for. The plugin
+   * reads every config through this same function (src/config-validate.ts), so what it accepts and
+   * what the form shows cannot drift apart.
+   */
   function normalizeForForm(block) {
     const next = clone(block);
     const list = (value) => (typeof value === 'string' ? value.split(/[,;]/).map((s) => s.trim()).filter(Boolean) : value);
@@ -84,6 +95,11 @@
       }
       if (smtp.to !== undefined) smtp.to = list(smtp.to);
       if (typeof smtp.port === 'string' && /^\s*\d+\s*$/.test(smtp.port)) smtp.port = Number(smtp.port);
+    }
+    // `failedLogins: false` is off (0); `true` is the default count.
+    if (alerts && isObject(alerts.on) && typeof alerts.on.failedLogins === 'boolean') {
+      if (alerts.on.failedLogins) delete alerts.on.failedLogins;
+      else alerts.on.failedLogins = 0;
     }
     if (isObject(next.web) && typeof next.web.kioskFrameAncestors === 'string') next.web.kioskFrameAncestors = [next.web.kioskFrameAncestors];
     for (const camera of Array.isArray(next.cameras) ? next.cameras : []) {

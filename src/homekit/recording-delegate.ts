@@ -2,11 +2,12 @@
 // shared H.264 stage. While the Home app has recording on (and the camera on), the stage runs
 // and its ring buffer holds the prebuffer; when the home hub opens a recording stream (on motion),
 // it gets the init segment, then the prebuffer from a key frame, then live fragments, packed so
-// each packet starts with a key frame, until the hub closes the stream. Nothing here spawns:
-// the stage owns the encoder.
+// each packet is one moof + mdat starting with a key frame (the stage's 250 ms fragments of a GOP
+// merged), until the hub closes the stream. Nothing here spawns: the stage owns the encoder.
 import type { CameraRecordingConfiguration, CameraRecordingDelegate, CameraRecordingOptions, HAP, RecordingPacket } from 'homebridge';
 
 import type { Log } from '../log';
+import { mergeFragments, trackDefaults } from '../media/fmp4-merge';
 import type { H264Stage } from '../media/h264-stage';
 import type { SelectedRecording } from './recording-policy';
 import { FRAGMENT_MS, FragmentPacker, PREBUFFER_MS, RECORDING_SAMPLE_RATES, recordingResolutions, stageSettingsFor } from './recording-policy';
@@ -128,7 +129,7 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
     // Recording may be on in HAP without us having heard of it (after an unpair and re-pair HAP
     // does not call updateRecordingActive again): the stage then starts now, with this selection.
     if (!this.release) stage.configure(stageSettingsFor(selectedRecording(configuration, this.audioFor()), this.options.capture, this.options.encoder));
-    const packer = new FragmentPacker(fragmentLength);
+    let packer: FragmentPacker | undefined;
     let inits = 0;
     let packets = 0;
     log.info(`Recording stream ${streamId} opened by the home hub.`);
@@ -138,9 +139,13 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
           // A new encoder mid-stream (it died and came back): its fragments cannot follow the
           // old init segment in one recording. End this one; the hub opens the next.
           if (++inits > 1) break;
+          // A packet is one moof + mdat: the stage's small fragments of a GOP are merged into one.
+          const defaults = trackDefaults(item.init.data);
+          packer = new FragmentPacker(fragmentLength, (parts) => mergeFragments(parts, defaults));
           yield { data: item.init.data, isLast: false };
           continue;
         }
+        if (!packer) continue;
         // HomeKit wants moof + mdat alone: the prft the stage writes for live viewers stays out.
         const fragment = item.fragment;
         for (const packet of packer.push({ ...fragment, data: fragment.data.subarray(fragment.moofOffset) })) {

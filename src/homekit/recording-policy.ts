@@ -78,14 +78,19 @@ export interface PackedFragment {
 /**
  * Packs the stage's fragments into HomeKit's: a packet starts at a key frame and closes when the
  * next key frame comes or when one more fragment would pass `maxMs`. Fragments before the first
- * key frame are dropped (a decoder cannot start there).
+ * key frame are dropped (a decoder cannot start there). `join` makes one packet of the fragments
+ * it holds: HomeKit wants a single moof + mdat (the delegate passes `mergeFragments`); the default
+ * only concatenates them.
  */
 export class FragmentPacker {
   private parts: Buffer[] = [];
   private durationMs = 0;
   private started = false;
 
-  constructor(private readonly maxMs: number) {}
+  constructor(
+    private readonly maxMs: number,
+    private readonly join: (parts: Buffer[]) => Buffer = (parts) => Buffer.concat(parts),
+  ) {}
 
   /** Takes a fragment; answers the packets it completes (zero or one, two when one fragment alone is too long). */
   push(fragment: { data: Buffer; key: boolean; durationMs: number }): PackedFragment[] {
@@ -111,7 +116,7 @@ export class FragmentPacker {
   /** What is held, as a last packet (when the stream ends). */
   flush(): PackedFragment | undefined {
     if (this.parts.length === 0) return undefined;
-    const packet = { data: Buffer.concat(this.parts), durationMs: this.durationMs };
+    const packet = { data: this.join(this.parts), durationMs: this.durationMs };
     this.parts = [];
     this.durationMs = 0;
     return packet;

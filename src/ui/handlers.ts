@@ -43,6 +43,10 @@ export interface StatusAnswer {
   usersFile: string;
   /** What the plugin will complain about when it starts with this config. */
   problems: string[];
+  /** The id the plugin gives each camera of the config (its address, /cameras/<id>/); null for one it disables. */
+  cameraIds: Array<string | null>;
+  /** Where the plugin's web server listens on TCP (null: off, or on a unix socket), for links to the live page. */
+  web: { port: number; tls: boolean } | null;
 }
 
 export interface PreviewAnswer {
@@ -68,6 +72,20 @@ function text(body: unknown, key: string): string {
   const value = isRecord(body) ? body[key] : undefined;
   if (typeof value !== 'string') throw new UiError('BAD_REQUEST', `"${key}" is missing.`);
   return value;
+}
+
+/**
+ * The id the plugin gives the camera of the request: the `index`-th of the config's cameras (the
+ * one the page shows), else the config's camera equal to it. Undefined when the plugin disables it
+ * (no name, a name another camera has) or the config does not have it.
+ */
+function cameraIdOf(body: unknown, cameraIds: Array<string | undefined>): string | undefined {
+  const index = isRecord(body) ? body.index : undefined;
+  if (typeof index === 'number') return cameraIds[index];
+  const cameras = configOf(body).cameras;
+  const camera = isRecord(body) ? JSON.stringify(body.camera) : undefined;
+  const found = Array.isArray(cameras) ? cameras.findIndex((entry) => JSON.stringify(entry) === camera) : -1;
+  return found >= 0 ? cameraIds[found] : undefined;
 }
 
 /** One camera of the request, checked as the plugin checks it (`{ camera: {...} }`). */
@@ -133,7 +151,7 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
   return {
     '/status': async (body): Promise<StatusAnswer> => {
       const config = configOf(body);
-      const { problems } = normalizeConfig(config);
+      const { config: settings, problems, cameraIds } = normalizeConfig(config);
       let ffmpeg: StatusAnswer['ffmpeg'];
       try {
         const path = ffmpegPath(config);
@@ -148,6 +166,8 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
         storagePath: options.storagePath,
         usersFile: usersFile(body),
         problems,
+        cameraIds: cameraIds.map((id) => id ?? null),
+        web: settings.web.enabled && !settings.web.socket ? { port: settings.web.port, tls: Boolean(settings.web.tls) } : null,
       };
     },
 
@@ -169,8 +189,11 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
 
     '/preview': async (body): Promise<PreviewAnswer> => {
       const camera = cameraOf(body);
-      // The running plugin has the webcam open: ask it for its picture first.
-      const fromPlugin = await pluginSnapshot(options.storagePath, configOf(body), camera.name);
+      // The running plugin has the webcam open: ask it for its picture first, by the id the plugin
+      // gives this camera (not the slug of its name: a second camera of the same name has none).
+      const { config: settings, cameraIds } = normalizeConfig(configOf(body));
+      const id = cameraIdOf(body, cameraIds);
+      const fromPlugin = id === undefined ? undefined : await pluginSnapshot(options.storagePath, settings.web, id);
       if (fromPlugin) return { jpeg: fromPlugin.toString('base64'), at: new Date().toISOString(), from: 'plugin' };
       const ffmpeg = ffmpegPath(configOf(body));
       const key = JSON.stringify([ffmpeg, camera.source, camera.inputFormat, camera.width, camera.height, camera.fps]);
@@ -208,6 +231,7 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
     '/alerts/test': async (body) => {
       const config = configOf(body);
       const { alerts, problems } = normalizeAlerts(config.alerts);
+      const { name } = normalizeConfig(config).config;
       if (!alerts) {
         throw new UiError(
           'ALERTS_NOT_SET_UP',
@@ -216,7 +240,6 @@ export function createUiHandlers(options: UiHandlerOptions): Record<string, UiHa
             : `Email alerts are not set up correctly: ${problems.join(' ')}`,
         );
       }
-      const name = typeof config.name === 'string' && config.name.trim() ? config.name.trim() : 'Webcam Server';
       try {
         const sent = await sendTestAlert(alerts, name);
         log.info(`Test email sent through ${sent.via} to ${sent.to.join(', ')} (message id ${sent.messageId}).`);

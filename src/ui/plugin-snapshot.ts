@@ -5,32 +5,28 @@
 import http from 'node:http';
 import { join } from 'node:path';
 
-import { slugify } from '../config';
+import type { WebConfig } from '../config';
 import { readPreviewToken } from '../web/preview-token';
-import { DEFAULT_PORT } from '../settings';
-import { isRecord } from '../util/is-record';
 
 
-/** Where the plugin's web server listens, from the config (the saved one is what it runs with). */
-export function pluginAddress(config: Record<string, unknown>): { socketPath: string } | { host: string; port: number } | undefined {
-  const web = isRecord(config.web) ? config.web : {};
-  if (web.enabled === false) return undefined;
-  if (typeof web.socket === 'string' && web.socket.trim()) return { socketPath: web.socket.trim() };
-  const port = typeof web.port === 'number' && Number.isInteger(web.port) && web.port > 0 ? web.port : DEFAULT_PORT;
-  const configured = typeof web.host === 'string' ? web.host.trim() : '';
-  const host = !configured || configured === '0.0.0.0' ? '127.0.0.1' : configured === '::' ? '::1' : configured;
-  return { host, port };
+/** Where the plugin's web server listens, as this machine reaches it, from its (validated) web settings. */
+export function pluginAddress(web: WebConfig): { socketPath: string } | { host: string; port: number } | undefined {
+  if (!web.enabled) return undefined;
+  if (web.socket) return { socketPath: web.socket };
+  const host = web.host === '0.0.0.0' ? '127.0.0.1' : web.host === '::' ? '::1' : web.host;
+  return { host, port: web.port };
 }
 
 /**
- * The running plugin's snapshot of the camera named `cameraName`, or undefined when the plugin is
- * not running, has no web server, or has no such camera (the caller then grabs a frame itself).
+ * The running plugin's snapshot of the camera with id `cameraId` (ConfigResult.cameraIds, the id
+ * the plugin gives it), or undefined when the plugin is not running, has no web server, or has no
+ * such camera (the caller then grabs a frame itself).
  */
-export async function pluginSnapshot(storagePath: string, config: Record<string, unknown>, cameraName: string, timeoutMs = 3_000): Promise<Buffer | undefined> {
-  const address = pluginAddress(config);
+export async function pluginSnapshot(storagePath: string, web: WebConfig, cameraId: string, timeoutMs = 3_000): Promise<Buffer | undefined> {
+  const address = pluginAddress(web);
   const token = await readPreviewToken(join(storagePath, 'webcam-server'));
   if (!address || !token) return undefined;
-  const path = `/cameras/${encodeURIComponent(slugify(cameraName))}/snapshot.jpg`;
+  const path = `/cameras/${encodeURIComponent(cameraId)}/snapshot.jpg`;
   return new Promise((resolve) => {
     const request = http.get({ ...address, path, headers: { authorization: `Bearer ${token}` }, timeout: timeoutMs }, (response) => {
       const chunks: Buffer[] = [];
