@@ -8,7 +8,8 @@
 // burst configuration): then it reads the same users file as ours once at start and checks every
 // request's password with bcrypt, as a naive server that stores hashes would: no remembered
 // logins, no sharing of identical checks, no queue, no lockout. It also serves /snapshot.jpg from
-// its latest frame, for comparison. Listens on 127.0.0.1 only. Started by bench/fanout.ts.
+// its latest frame, for comparison. Listens on 127.0.0.1 (BENCH_HOST to change). Started by
+// bench/fanout.ts and bench/links.ts.
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +18,7 @@ import bcrypt from 'bcrypt';
 
 import { readUsersFile } from '../src/users/users-file';
 import { ReplaySource, ReplayStats } from './replay-source';
-import { runServerChild } from './server-child';
+import { listenHost, runServerChild } from './server-child';
 
 const BOUNDARY = 'naiveframe';
 const stats = new ReplayStats();
@@ -90,7 +91,7 @@ runServerChild('naive-server', stats, async ({ frames, authorization, usersFile 
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    server.listen(0, listenHost(), resolve);
   });
   source.start();
   return {

@@ -1,5 +1,6 @@
-// Plumbing shared by the two benchmarked servers, each run as a child process of bench/fanout.ts:
-// load the corpus, start the server on 127.0.0.1 (an ephemeral port), report the port over IPC,
+// Plumbing shared by the two benchmarked servers, each run as a child process of bench/fanout.ts
+// (or bench/links.ts): load the corpus, start the server on 127.0.0.1 (an ephemeral port; see
+// listenHost), report the port over IPC,
 // answer stats requests (replay timing, event-loop delay, GC pauses, memory), and exit when told
 // to or when the orchestrator goes away.
 import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -26,6 +27,14 @@ function required(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set (this file is started by bench/fanout.ts)`);
   return value;
+}
+
+/**
+ * The address a server child listens on: 127.0.0.1, or BENCH_HOST (bench/links.ts runs the
+ * servers inside a network namespace, where viewers come through a shaped link: 0.0.0.0).
+ */
+export function listenHost(): string {
+  return process.env.BENCH_HOST || '127.0.0.1';
 }
 
 function send(message: ServerMessage): void {
