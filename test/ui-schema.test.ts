@@ -104,7 +104,7 @@ const EVERYTHING = {
   },
 };
 
-/** What the Homebridge UI's form saves for a new setup: every default written out (seen in the UI test). */
+/** What the Homebridge UI's form saves for a new setup (the camera's name and source typed in): every default written out. */
 const FORM_DEFAULTS = {
   platform: 'WebcamServer',
   name: 'Webcam Server',
