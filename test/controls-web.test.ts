@@ -171,30 +171,35 @@ describe('controls with a C920 stand-in on PATH', () => {
     const row = (name: string) => page.locator(`#controls-table tr[data-control="${name}"]`);
     await row('Brightness').waitFor();
     assert.equal(await page.locator('#controls-table tbody tr').count(), 21);
-    // The page's stream started the capture, so the config's values arrive; the page shows them
-    // (it polls every 10 s: its first read may come before the config was applied).
-    await waitFor('the config values', () => (setCalls(dir).length >= 2 ? true : undefined));
-    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Brightness"] .current')?.textContent === '140', undefined, { timeout: 15_000 });
+    // The page's stream started the capture, so the config's values arrive; once they have, a
+    // fresh page shows them (its first read may have come before they were applied).
+    await waitFor('the config values', () => (setCalls(dir).length >= 2 ? true : undefined), 30_000);
+    await page.reload();
+    await row('Brightness').waitFor();
+    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Brightness"] .current')?.textContent === '140', undefined, { timeout: 30_000 });
 
     const mark = setCalls(dir).length;
     await row('Brightness').locator('input[type="range"]').fill('200');
     await row('Focus, Auto').locator('input[type="checkbox"]').check();
     await row('Power Line Frequency').locator('select').selectOption({ label: '50 Hz' });
     await row('Pan (Absolute)').locator('input[type="range"]').fill('-3600');
-    await waitFor('the page changes', () => (setCalls(dir).length >= mark + 4 ? true : undefined));
+    // Each change runs the tool once (a process each): bounded generously for a busy machine.
+    await waitFor('the page changes', () => (setCalls(dir).length >= mark + 4 ? true : undefined), 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}; the tool ran ${JSON.stringify(setCalls(dir).slice(mark))}; page errors ${JSON.stringify(errors)}`);
+    });
     assert.deepEqual(setCalls(dir).slice(mark).map((c) => c.args), [
       ['--device=video0', '--set=Brightness', '--', '200'],
       ['--device=video0', '--set=Focus, Auto', '--', '1'],
       ['--device=video0', '--set=Power Line Frequency', '--', '1'],
       ['--device=video0', '--set=Pan (Absolute)', '--', '-3600'],
     ]);
-    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Pan (Absolute)"] .current')?.textContent === '-3600');
+    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Pan (Absolute)"] .current')?.textContent === '-3600', undefined, { timeout: 30_000 });
     assert.equal(await row('Brightness').locator('.current').textContent(), '200');
     assert.equal(await row('Power Line Frequency').locator('.current').textContent(), '50 Hz');
 
     // The Default button sends the default value.
     await row('Brightness').locator('button').click();
-    await waitFor('the default', () => (setCalls(dir).length >= mark + 5 ? true : undefined));
+    await waitFor('the default', () => (setCalls(dir).length >= mark + 5 ? true : undefined), 30_000);
     assert.deepEqual(setCalls(dir).at(-1)?.args, ['--device=video0', '--set=Brightness', '--', '128']);
 
     // The stream rate cap changes the MJPEG stream the page reads, and is remembered.
