@@ -21,8 +21,9 @@
 //   BENCH_WINDOW_SECONDS=N     measurement window per cell (default 15; quick 5)
 //   BENCH_RATES=1,2            only these link rates (Mbit/s)
 //   BENCH_VARIANTS=after,h264  only these variants (after, before, h264, naive)
-//   BENCH_SMALL=0              skip the small-frame check (ours after with ~24 KiB frames at each rate)
+//   BENCH_SMALL=0              skip the small-frame check (ours after with -q:v 24 frames, ~26 KiB, at each rate)
 //   BENCH_CPU=0                skip the 1-vs-10 H.264 viewers CPU phase
+//   BENCH_H264_BITRATE=K       the H.264 stage's bitrate in kbit/s (default 1000, web.h264.bitrate's)
 //   node --import tsx bench/links.ts --report bench/results/links-X.json   re-renders a saved run
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
