@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 
-import { connectionKey, mayQueueFrame, parseProcAddress, parseProcNetTcp, SendQueueProbe } from '../src/web/send-queue';
+import { connectionKey, mayQueueFrame, parseProcAddress, parseProcNetTcp, queueLimit, SendQueueProbe } from '../src/web/send-queue';
 
 describe('send queue probe', () => {
   it('reads addresses as the kernel prints them (IPv4, IPv6, IPv4-mapped)', () => {
@@ -46,6 +46,52 @@ describe('send queue probe', () => {
     assert.equal(mayQueueFrame(undefined, 1000), true);
     assert.equal(mayQueueFrame(999, 1000), true);
     assert.equal(mayQueueFrame(1000, 1000), false);
+  });
+
+  it("measures each connection's delivery rate and keeps its limit to what it delivers in a moment; reads /proc only when a viewer may be over it", () => {
+    let unacked = 0;
+    let now = 0;
+    let reads = 0;
+    const row = () => `   1: 0100007F:1FF5 0100007F:D431 01 ${unacked.toString(16).padStart(8, '0')}:00000000 01:00000014 00000000     0        0 2 1`;
+    const probe = new SendQueueProbe({
+      now: () => now,
+      read: (path) => {
+        if (path.endsWith('tcp')) reads++;
+        return path.endsWith('tcp') ? `header\n${row()}` : '';
+      },
+    });
+    const viewer = { localAddress: '127.0.0.1', localPort: 8181, remoteAddress: '127.0.0.1', remotePort: 54321 };
+    const policy = { defaultBytes: 32_768, minBytes: 8_192, maxBytes: 65_536, seconds: 0.06 };
+    assert.equal(queueLimit(undefined, policy), 32_768, 'until measured');
+    assert.equal(queueLimit(125, policy), 8_192, '1 Mbit/s: the floor');
+    assert.equal(queueLimit(500, policy), 30_000, '4 Mbit/s: 60 ms of it');
+    assert.equal(queueLimit(10_000, policy), 65_536, 'a fast link: the ceiling');
+
+    assert.equal(probe.mayQueue(viewer, policy), true, 'nothing on its way');
+    assert.equal(reads, 1);
+    // A 100 KB frame goes out; 12.5 KB of it are acknowledged every 100 ms (1 Mbit/s).
+    probe.noteWritten(viewer, 100_000);
+    unacked = 100_000;
+    now = 20;
+    assert.equal(probe.mayQueue(viewer, policy), false);
+    for (let step = 1; step <= 6; step++) {
+      now = 20 + step * 100;
+      unacked = 100_000 - step * 12_500;
+      probe.mayQueue(viewer, policy);
+    }
+    assert.ok(Math.abs((probe.rate(viewer) ?? 0) - 125_000) < 1, `measured ${probe.rate(viewer)} bytes/s`);
+    // 25 KB left: over the 8 KiB this link gets, though under the default 32 KiB.
+    assert.equal(probe.mayQueue(viewer, policy), false);
+    now += 200;
+    unacked = 0;
+    const before = reads;
+    assert.equal(probe.mayQueue(viewer, policy), true);
+    assert.equal(reads, before + 1);
+    // Known to be under its limit: no reading needed (acknowledgements only shrink the queue).
+    probe.noteWritten(viewer, 1_000);
+    now += 100;
+    assert.equal(probe.mayQueue(viewer, policy), true);
+    assert.equal(reads, before + 1, 'no new reading');
   });
 
   it('finds a real connection of this process', async (t) => {

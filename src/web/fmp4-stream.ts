@@ -7,18 +7,22 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 
 import type { H264Stage } from '../media/h264-stage';
-import type { SendQueueProbe } from './send-queue';
-import { mayQueueFrame } from './send-queue';
+import type { QueuePolicy, SendQueueProbe } from './send-queue';
 
 export interface Fmp4StreamOptions {
   headers?: Record<string, string | string[] | number | undefined>;
-  /** Skips to the next key frame while the connection has `limitBytes` or more unacknowledged. */
-  sendQueue?: { probe: SendQueueProbe; limitBytes: number };
+  /** Skips to the next key frame while the connection has more unacknowledged than its policy allows. */
+  sendQueue?: { probe: SendQueueProbe; policy: QueuePolicy };
 }
 
-/** Pure policy: how much may be on its way to an H.264 viewer: half a second of the stream, at least 64 KiB. */
-export function h264QueueLimit(bitrateKbps: number): number {
-  return Math.max(64 * 1024, Math.round((bitrateKbps * 1000) / 8 / 2));
+/**
+ * Pure policy: how much may be on its way to an H.264 viewer before it skips ahead: 0.6 s of its
+ * measured delivery rate (a key-frame fragment of 100 KB must not cost a whole GOP), at least
+ * 96 KiB; a second of the stream until a rate is measured.
+ */
+export function h264QueuePolicy(bitrateKbps: number): QueuePolicy {
+  const second = Math.round((bitrateKbps * 1000) / 8);
+  return { defaultBytes: Math.max(128 * 1024, second), minBytes: 96 * 1024, maxBytes: Math.max(1024 * 1024, 2 * second), seconds: 0.6 };
 }
 
 /** Streams until the viewer goes away, the stage closes, or its encoder is replaced (the page reconnects). */
@@ -46,7 +50,7 @@ export async function streamFmp4(res: ServerResponse, stage: H264Stage, options:
       }
       const fragment = item.fragment;
       const gate = options.sendQueue;
-      if (gate && res.socket && !mayQueueFrame(gate.probe.unacked(res.socket), gate.limitBytes)) skipping = true;
+      if (gate && res.socket && !gate.probe.mayQueue(res.socket, gate.policy)) skipping = true;
       else if (skipping && fragment.key) skipping = false;
       if (skipping) continue;
       if (gate && res.socket) gate.probe.noteWritten(res.socket, fragment.data.length);

@@ -10,8 +10,15 @@
 import type { ServerResponse } from 'node:http';
 
 import type { Frame, FrameHub } from '../media/frame-hub';
-import type { SendQueueProbe } from './send-queue';
-import { mayQueueFrame } from './send-queue';
+import type { QueuePolicy, SendQueueProbe } from './send-queue';
+
+/**
+ * How much an MJPEG viewer may have on its way before its next frame: 60 ms of its measured
+ * delivery rate (the link stays busy until the next frame arrives from the camera), 8 to 64 KiB;
+ * 32 KiB until a rate is measured. What it sees is then at most that much, plus one frame,
+ * behind live.
+ */
+export const MJPEG_QUEUE: QueuePolicy = { defaultBytes: 32 * 1024, minBytes: 8 * 1024, maxBytes: 64 * 1024, seconds: 0.06 };
 
 export const BOUNDARY = 'webcamframe';
 const OPENING = Buffer.from(`--${BOUNDARY}\r\n`);
@@ -46,8 +53,8 @@ export function streamMjpeg(
   options: {
     maxFps?: number;
     headers?: Record<string, string | string[] | number | undefined>;
-    /** Holds frames back while the connection has `limitBytes` or more unacknowledged. */
-    sendQueue?: { probe: SendQueueProbe; limitBytes: number };
+    /** Holds frames back while the connection has more unacknowledged than its policy allows. */
+    sendQueue?: { probe: SendQueueProbe; policy: QueuePolicy };
   } = {},
 ): void {
   res.useChunkedEncodingByDefault = false;
@@ -69,7 +76,7 @@ export function streamMjpeg(
     // The kernel still holds much of what went before (a slow link): this frame would only wait
     // there and arrive late. Skip it; a newer one is offered as soon as it comes.
     const gate = options.sendQueue;
-    if (gate && res.socket && !mayQueueFrame(gate.probe.unacked(res.socket), gate.limitBytes)) {
+    if (gate && res.socket && !gate.probe.mayQueue(res.socket, gate.policy)) {
       done();
       return;
     }

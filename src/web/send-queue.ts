@@ -71,23 +71,61 @@ export interface SendQueueProbeOptions {
   maxAgeMs?: number;
   /** Reads a /proc file (tests give their own text). */
   read?: (path: string) => string;
+  /** The clock, in milliseconds (tests give their own). */
+  now?: () => number;
 }
 
-/** Unacknowledged bytes per connection, from one reading of /proc shared by every viewer. */
+/** How much a stream may have on its way: `seconds` of the connection's measured rate, within bounds. */
+export interface QueuePolicy {
+  /** Until a rate is measured. */
+  defaultBytes: number;
+  minBytes: number;
+  maxBytes: number;
+  /** Of the measured delivery rate: enough to keep the link busy while the next frame comes. */
+  seconds: number;
+}
+
+/** What the probe knows of one connection it was asked about. */
+interface Tracked {
+  /** Bytes noted as written since tracking began. */
+  written: number;
+  /** At the last reading: bytes acknowledged (written - unacked), unacknowledged, and when. */
+  acked?: number;
+  unacked?: number;
+  at?: number;
+  /** Delivery rate in bytes per millisecond, measured while the connection had data on its way. */
+  rate?: number;
+}
+
+/** Pure policy: the limit for a connection delivering `rate` bytes/ms (undefined: not measured yet). */
+export function queueLimit(rate: number | undefined, policy: QueuePolicy): number {
+  if (rate === undefined || !Number.isFinite(rate)) return policy.defaultBytes;
+  return Math.round(Math.min(policy.maxBytes, Math.max(policy.minBytes, rate * 1000 * policy.seconds)));
+}
+
+/**
+ * Unacknowledged bytes per connection, from one reading of /proc shared by every viewer, and
+ * each connection's delivery rate measured from successive readings. /proc is read only when a
+ * connection might be over its limit: acknowledgements only ever shrink the queue, so an estimate
+ * under the limit needs no new reading.
+ */
 export class SendQueueProbe {
   private table = new Map<string, number>();
   /** Bytes written per connection since the last reading. */
   private readonly written = new Map<string, number>();
+  private readonly tracked = new Map<string, Tracked>();
   private readAt = -Infinity;
   private readonly maxAgeMs: number;
   /** maxAgeMs, or longer when reading takes long. */
   private wait = 0;
   private readonly read: (path: string) => string;
+  private readonly now: () => number;
   private available = true;
 
   constructor(options: SendQueueProbeOptions = {}) {
     this.maxAgeMs = options.maxAgeMs ?? 10;
     this.read = options.read ?? ((path) => readFileSync(path, 'latin1'));
+    this.now = options.now ?? (() => performance.now());
   }
 
   /** False once /proc could not be read (not Linux): then nothing is gated. */
@@ -103,9 +141,28 @@ export class SendQueueProbe {
   unacked(socket: ProbedSocket): number | undefined {
     const key = keyOf(socket);
     if (!this.available || !key) return undefined;
+    this.track(key);
     this.refresh();
-    const read = this.table.get(key);
-    return read === undefined ? undefined : read + (this.written.get(key) ?? 0);
+    return this.estimate(key);
+  }
+
+  /** Whether the next frame (or fragment) may go to `socket` now under `policy`; true when unknown. */
+  mayQueue(socket: ProbedSocket, policy: QueuePolicy): boolean {
+    const key = keyOf(socket);
+    if (!this.available || !key) return true;
+    this.track(key);
+    const limit = () => queueLimit(this.tracked.get(key)?.rate, policy);
+    const known = this.estimate(key);
+    if (known !== undefined && known < limit()) return true;
+    this.refresh();
+    return mayQueueFrame(this.estimate(key), limit());
+  }
+
+  /** The delivery rate measured for `socket`, bytes per second (undefined until measured). */
+  rate(socket: ProbedSocket): number | undefined {
+    const key = keyOf(socket);
+    const rate = key ? this.tracked.get(key)?.rate : undefined;
+    return rate === undefined ? undefined : rate * 1000;
   }
 
   /** Counts `bytes` just written to `socket` until the next reading sees them. */
@@ -113,10 +170,25 @@ export class SendQueueProbe {
     const key = keyOf(socket);
     if (!this.available || !key) return;
     this.written.set(key, (this.written.get(key) ?? 0) + bytes);
+    this.track(key).written += bytes;
+  }
+
+  private track(key: string): Tracked {
+    let tracked = this.tracked.get(key);
+    if (!tracked) {
+      tracked = { written: 0 };
+      this.tracked.set(key, tracked);
+    }
+    return tracked;
+  }
+
+  private estimate(key: string): number | undefined {
+    const read = this.table.get(key);
+    return read === undefined ? undefined : read + (this.written.get(key) ?? 0);
   }
 
   private refresh(): void {
-    const now = performance.now();
+    const now = this.now();
     if (now - this.readAt < this.wait) return;
     this.readAt = now;
     const table = new Map<string, number>();
@@ -132,9 +204,25 @@ export class SendQueueProbe {
     if (!readAny) this.available = false;
     this.table = table;
     this.written.clear();
-    // A table of thousands of connections (a flood) takes a while to read: read it less often,
-    // so that reading costs at most about a tenth of a core whatever the table holds.
-    this.wait = Math.max(this.maxAgeMs, (performance.now() - now) * 10);
+    for (const [key, tracked] of this.tracked) {
+      const unacked = table.get(key);
+      if (unacked === undefined) {
+        this.tracked.delete(key); // the connection is gone
+        continue;
+      }
+      const acked = tracked.written - unacked;
+      // A sample counts only while data was waiting all along: an idle link says nothing of its speed.
+      if (tracked.acked !== undefined && tracked.at !== undefined && (tracked.unacked ?? 0) > 0 && unacked > 0 && now > tracked.at) {
+        const sample = Math.max(0, acked - tracked.acked) / (now - tracked.at);
+        tracked.rate = tracked.rate === undefined ? sample : tracked.rate * 0.7 + sample * 0.3;
+      }
+      tracked.acked = acked;
+      tracked.unacked = unacked;
+      tracked.at = now;
+    }
+    // The kernel walks its whole connection table for each reading (about 2 ms here): read at most
+    // often enough that it costs about a fifth of a core while viewers are held back.
+    this.wait = Math.max(this.maxAgeMs, (this.now() - now) * 4);
   }
 }
 

@@ -46,8 +46,9 @@ export interface WebServerOptions {
   /** Host names a trusted-network request may carry without credentials (DNS-rebinding defence). */
   allowedHosts?: string[];
   /**
-   * A live viewer gets the next frame only while its connection has fewer bytes than this still
-   * unacknowledged (default 32 KiB; 0: no limit, frames go out as fast as the socket takes them).
+   * A live viewer gets the next frame only while its connection has little still unacknowledged:
+   * by default as much as its measured rate delivers in 60 ms (MJPEG_QUEUE); a number fixes the
+   * limit; 0 turns it off (frames go out as fast as the socket takes them, as before).
    */
   maxUnackedBytes?: number;
 }
@@ -106,12 +107,6 @@ export function proxyPeers(trustProxy: WebServerOptions['trustProxy']): (address
   }
   return (address) => !address || inNetworks(address, ranges);
 }
-
-/**
- * About one small frame: a slow link stays busy while each viewer is at most this much (plus
- * the frame being sent) behind live. 2 Mbit/s carries 32 KiB in ~130 ms.
- */
-export const DEFAULT_MAX_UNACKED_BYTES = 32 * 1024;
 
 /** Builds the app (not listening yet: use `listen` or `app.inject`). */
 export async function buildWebServer(options: WebServerOptions): Promise<FastifyInstance> {
@@ -242,8 +237,12 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
   await app.register(healthRoutes);
   await app.register(apiRoutes, { cameras: options.cameras });
   await app.register(controlsRoutes, { cameras: options.cameras });
-  const limitBytes = options.maxUnackedBytes ?? DEFAULT_MAX_UNACKED_BYTES;
-  await app.register(mediaRoutes, { cameras: options.cameras, sendQueue: limitBytes > 0 ? { probe: new SendQueueProbe(), limitBytes } : undefined });
+  const fixed = options.maxUnackedBytes;
+  await app.register(mediaRoutes, {
+    cameras: options.cameras,
+    sendQueue: fixed === 0 ? undefined : new SendQueueProbe(),
+    mjpegQueue: fixed ? { defaultBytes: fixed, minBytes: fixed, maxBytes: fixed, seconds: 0 } : undefined,
+  });
   await app.register(pageRoutes, { cameras: options.cameras, siteName, kioskFrameAncestors: options.kioskFrameAncestors ?? [] });
   return app;
 }

@@ -4,14 +4,16 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 
 import type { WebCamera } from '../cameras';
 import { cameraParams, findCamera } from '../cameras';
-import { h264QueueLimit, streamFmp4 } from '../fmp4-stream';
-import { BOUNDARY, streamMjpeg } from '../mjpeg';
-import type { SendQueueProbe } from '../send-queue';
+import { h264QueuePolicy, streamFmp4 } from '../fmp4-stream';
+import { BOUNDARY, MJPEG_QUEUE, streamMjpeg } from '../mjpeg';
+import type { QueuePolicy, SendQueueProbe } from '../send-queue';
 
 interface MediaOptions {
   cameras: WebCamera[];
   /** Bounds each viewer's delay on a slow link (none: frames go out as fast as the socket takes them). */
-  sendQueue?: { probe: SendQueueProbe; limitBytes: number };
+  sendQueue?: SendQueueProbe;
+  /** The MJPEG viewers' queue policy (default MJPEG_QUEUE). */
+  mjpegQueue?: QueuePolicy;
 }
 
 interface StreamRequest {
@@ -29,7 +31,7 @@ const streamSchema = {
   },
 } as const;
 
-export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras, sendQueue }) => {
+export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras, sendQueue, mjpegQueue = MJPEG_QUEUE }) => {
   const stream = (paths: string[]) => {
     for (const url of paths) {
       app.get<StreamRequest>(url, { schema: streamSchema }, (request, reply) => {
@@ -39,7 +41,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
           return reply.type(`multipart/x-mixed-replace; boundary=${BOUNDARY}`).header('Cache-Control', 'no-store').send();
         }
         reply.hijack();
-        streamMjpeg(reply.raw, camera.hub, { maxFps: request.query.fps, headers: reply.getHeaders(), sendQueue });
+        streamMjpeg(reply.raw, camera.hub, { maxFps: request.query.fps, headers: reply.getHeaders(), sendQueue: sendQueue && { probe: sendQueue, policy: mjpegQueue } });
       });
     }
   };
@@ -55,7 +57,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
       }
       if (request.method === 'HEAD') return reply.type('video/mp4').header('Cache-Control', 'no-store').send();
       reply.hijack();
-      const gate = sendQueue && { probe: sendQueue.probe, limitBytes: h264QueueLimit(stage.currentSettings.bitrateKbps) };
+      const gate = sendQueue && { probe: sendQueue, policy: h264QueuePolicy(stage.currentSettings.bitrateKbps) };
       void streamFmp4(reply.raw, stage, { headers: reply.getHeaders(), sendQueue: gate });
     });
   }
