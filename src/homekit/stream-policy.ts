@@ -4,6 +4,8 @@
 // FrameHub on stdin -> H.264 over SRTP), and the warm encoder's decisions: whether a camera keeps
 // one, the START it prepares for, whether the real START is a hit, where it sends, and how long to
 // wait before replacing one that exited. Nothing here spawns or opens anything.
+import type { H264Level, H264Profile } from '../media/h264-args';
+import { audioSourceArgs, h264VideoArgs, hubInputArgs } from '../media/h264-args';
 
 /** HomeKit's usual resolutions, largest first: [width, height, fps]. */
 export const HOMEKIT_RESOLUTIONS: ReadonlyArray<readonly [number, number, number]> = [
@@ -163,8 +165,8 @@ export function isRtcpPacket(packet: Buffer): boolean {
   return packet.length >= 8 && packet[0] >> 6 === 2 && packet[1] >= 192 && packet[1] <= 223;
 }
 
-export type H264ProfileName = 'baseline' | 'main' | 'high';
-export type H264LevelName = '3.1' | '3.2' | '4.0';
+export type H264ProfileName = H264Profile;
+export type H264LevelName = H264Level;
 
 /** HAP's profile and level numbers (H264Profile, H264Level: 0, 1, 2) as ffmpeg names. */
 export function h264Names(profile: number, level: number): { profile: H264ProfileName; level: H264LevelName } {
@@ -175,7 +177,6 @@ export function h264Names(profile: number, level: number): { profile: H264Profil
 }
 
 /** H.264 profile_idc numbers, which hardware encoders such as h264_v4l2m2m take instead of names. */
-const PROFILE_IDC: Record<H264ProfileName, string> = { baseline: '66', main: '77', high: '100' };
 
 /** An encoder name that can safely go to -c:v. */
 export function isEncoderName(name: string): boolean {
@@ -340,11 +341,6 @@ export function opusFrameDuration(packetTime: number): number {
   return [10, 20, 40, 60].includes(packetTime) ? packetTime : 20;
 }
 
-/** ffmpeg input arguments for an audio source. */
-export function audioInputArgs(source: string): string[] {
-  if (source === 'sine') return ['-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
-  return ['-f', 'alsa', '-thread_queue_size', '512', '-i', source];
-}
 
 export interface EncoderConfig {
   /** `libx264` (default) or a hardware encoder such as `h264_v4l2m2m` (Raspberry Pi 4). */
@@ -366,37 +362,17 @@ export function srtpUrl(request: Pick<EncoderRequest, 'targetAddress' | 'targetP
 /** The encoder command line after the binary: video, and sound when `audio` is given. */
 export function buildEncoderArgs(request: EncoderRequest, config: EncoderConfig, audio?: AudioRequest): string[] {
   const keyframes = Math.max(1, Math.round(request.fps * (config.keyframeSeconds ?? 2)));
-  const hardware = config.encoder !== 'libx264';
+  const video = { ...request, bitrateKbps: request.bitrate, encoder: config.encoder };
   return [
     '-hide_banner',
     '-loglevel', 'error',
-    // Input: the hub's JPEG frames as multipart parts with Content-Length, so each frame is
-    // complete the moment it arrives (a bare JPEG stream is only cut when the next one starts),
-    // stamped with the time it arrives.
-    '-fflags', '+genpts',
-    '-probesize', '32',
-    '-analyzeduration', '0',
-    '-use_wallclock_as_timestamps', '1',
-    '-f', 'mpjpeg',
-    '-i', 'pipe:0',
-    ...(audio ? audioInputArgs(audio.source) : []),
+    ...hubInputArgs(),
+    ...(audio ? audioSourceArgs(audio.source) : []),
     '-map', '0:v:0',
     '-an', '-sn', '-dn',
-    // Fill the requested frame and crop the rest, as snapshots do: a 4:3 camera is not stretched.
-    '-vf',
-    `scale=${request.width}:${request.height}:force_original_aspect_ratio=increase:flags=bilinear,crop=${request.width}:${request.height},format=yuv420p`,
-    '-c:v', config.encoder,
-    ...(hardware ? [] : ['-preset', 'ultrafast', '-tune', 'zerolatency']),
-    '-profile:v', hardware ? PROFILE_IDC[request.profile] : request.profile,
-    ...(hardware ? [] : ['-level:v', request.level]),
-    '-r', String(request.fps),
-    '-fps_mode', 'cfr',
-    '-g', String(keyframes),
-    '-keyint_min', String(keyframes),
-    ...(hardware ? [] : ['-sc_threshold', '0']),
-    '-b:v', `${request.bitrate}k`,
-    '-maxrate', `${request.bitrate}k`,
-    '-bufsize', `${request.bitrate * 2}k`,
+    // ultrafast whatever the profile: a live stream's first picture must not wait (the Home app
+    // plays the Constrained Baseline it makes under any profile it asks for).
+    ...h264VideoArgs(video, keyframes, { preset: 'ultrafast', exportPrft: false }),
     '-payload_type', String(request.payloadType),
     '-ssrc', String(request.ssrc | 0),
     '-f', 'rtp',

@@ -63,19 +63,33 @@ export function x264Preset(profile: H264Profile): string {
   return profile === 'baseline' ? 'ultrafast' : 'superfast';
 }
 
-/** The video encode: fill the frame (crop, never stretch), 4:2:0, the profile asked, fixed GOP. */
-export function h264VideoArgs(settings: Pick<H264Settings, 'width' | 'height' | 'fps' | 'bitrateKbps' | 'profile' | 'level' | 'encoder'>, keyframeFrames: number): string[] {
+/** How an encoder's libx264 runs: a preset, and whether frames carry their encode time for prft. */
+export interface X264Options {
+  preset?: string;
+  exportPrft?: boolean;
+}
+
+/**
+ * The video encode: fill the frame (crop, never stretch), 4:2:0, the profile asked, fixed GOP.
+ * Shared by the H.264 stage (fragmented MP4) and HomeKit's live streams (RTP).
+ */
+export function h264VideoArgs(
+  settings: Pick<H264Settings, 'width' | 'height' | 'fps' | 'bitrateKbps' | 'profile' | 'level' | 'encoder'>,
+  keyframeFrames: number,
+  x264: X264Options = {},
+): string[] {
   const hardware = settings.encoder !== 'libx264';
+  const { preset = x264Preset(settings.profile), exportPrft = true } = x264;
   const { width, height } = settings;
   return [
     '-vf',
     // yuv420p: libx264 on a 4:4:4 source would otherwise make High 4:4:4, which Apple devices do not play.
     `scale=${width}:${height}:force_original_aspect_ratio=increase:flags=bilinear,crop=${width}:${height},format=yuv420p`,
     '-c:v', settings.encoder,
-    ...(hardware ? [] : ['-preset', x264Preset(settings.profile), '-tune', 'zerolatency']),
+    ...(hardware ? [] : ['-preset', preset, '-tune', 'zerolatency']),
     // libx264 stamps each frame with the wall-clock time it was encoded, which the muxer's prft
     // then carries (without it, prft is the time the fragment was written: up to a fragment later).
-    ...(hardware ? [] : ['-export_side_data', 'prft']),
+    ...(hardware || !exportPrft ? [] : ['-export_side_data', 'prft']),
     '-profile:v', hardware ? PROFILE_IDC[settings.profile] : settings.profile,
     ...(hardware ? [] : ['-level:v', settings.level]),
     '-r', String(settings.fps),
