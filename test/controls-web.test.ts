@@ -202,7 +202,9 @@ describe('controls with a C920 stand-in on PATH', () => {
     await waitFor('the default', () => (setCalls(dir).length >= mark + 5 ? true : undefined), 30_000);
     assert.deepEqual(setCalls(dir).at(-1)?.args, ['--device=video0', '--set=Brightness', '--', '128']);
 
-    // The stream rate cap changes the MJPEG stream the page reads, and is remembered.
+    // The stream rate cap changes the MJPEG stream the page reads, and is remembered. (MJPEG
+    // chosen: on a busy machine Auto may find the frames too few and turn to H.264.)
+    await page.locator('input[name="mode"][value="mjpeg"]').check();
     const capped = page.waitForRequest((request) => /\/stream\.mjpg\?fps=5$/.test(request.url()), { timeout: 10_000 });
     await page.locator('#rate').selectOption('5');
     await capped;
