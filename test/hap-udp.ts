@@ -21,20 +21,23 @@ export function bindUdp(port: number): Promise<Socket> {
   });
 }
 
-/** An even UDP port whose neighbour is free too (ffmpeg's RTP receiver takes port and port + 1). */
+/**
+ * An even UDP port whose neighbour is free too (ffmpeg's RTP receiver takes port and port + 1),
+ * chosen at random below the kernel's ephemeral range (32768 and up): a port the kernel hands
+ * out for `bind(0)` (the accessory's own sockets, in another process) could be taken between this
+ * check and the receiver's bind.
+ */
 export async function freeUdpPair(): Promise<number> {
   for (;;) {
-    const a = await bindUdp(0);
-    const port = a.address().port;
-    if (port % 2 === 0 && port < 65_000) {
-      const b = await bindUdp(port + 1).catch(() => undefined);
-      if (b) {
-        b.close();
-        a.close();
-        return port;
-      }
-    }
+    const port = 20_000 + 2 * Math.floor(Math.random() * 6_000);
+    const a = await bindUdp(port).catch(() => undefined);
+    if (!a) continue;
+    const b = await bindUdp(port + 1).catch(() => undefined);
     a.close();
+    if (b) {
+      b.close();
+      return port;
+    }
   }
 }
 

@@ -317,8 +317,17 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     const runningAt = Date.now();
     // The moving test pattern is motion; the sensor may already say so.
     await h.waitForMotion(true, 30_000);
-    // The ring then holds more than the 4 s prebuffer.
-    await sleep(Math.max(0, Math.max(activeAt + 5_000, runningAt + 6_000) - Date.now()));
+    // The ring then holds more than the 4 s prebuffer. Meanwhile: the viewer's share of the
+    // capture's frames before the recording, the baseline of this machine's load right now.
+    const capturePid = processes().capture[0];
+    const baselineFrom = viewer.parts.length;
+    viewer.keepBodies = Infinity;
+    const baseline: Array<{ at: number; bytes: number }> = [];
+    do {
+      baseline.push({ at: Date.now(), bytes: writtenBytes(capturePid) });
+      await sleep(200);
+    } while (Date.now() < Math.max(activeAt + 5_000, runningAt + 6_000) || baseline.length < 20);
+    const baselineParts = viewer.parts.slice(baselineFrom);
     const before = processes();
     assert.equal(before.capture.length, 1, 'one capture ffmpeg');
     assert.equal(before.stage.length, 1, 'one H.264 stage encoder');
@@ -354,21 +363,30 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     assert.deepEqual(during.capture, before.capture, 'the same one capture throughout');
     assert.deepEqual(during.stage, before.stage, 'the same stage encoder: the recording reads the running one');
     assert.deepEqual(during.all.sort(), [...during.capture, ...during.stage].sort(), 'no other ffmpeg during the recording');
-    // The viewer's share in its best 3 s of the recording: on a machine loaded by others a viewer
-    // misses frames now and then, recording or not (the web sends the newest frame once the socket
-    // drains); a recording that held the web back would keep it low throughout.
+    // The viewer's share in its best 3 s of the recording, against its best 3 s just before it: on
+    // a machine loaded by others a viewer misses frames now and then, recording or not (the web
+    // sends the newest frame once the socket drains); a recording that held the web back would
+    // keep it low throughout.
     const [start, end] = [captured[0], captured[captured.length - 1]];
-    const share = (from: { at: number; bytes: number }, to: { at: number; bytes: number }) =>
-      watched.filter((part) => part.at > from.at && part.at <= to.at).reduce((sum, part) => sum + part.body.length, 0) / Math.max(1, to.bytes - from.bytes);
-    let best = 0;
-    for (const [i, from] of captured.entries()) {
-      const to = captured.slice(i).find((c) => c.at - from.at >= 3_000);
-      if (to) best = Math.max(best, share(from, to));
-    }
+    const share = (parts: typeof watched, from: { at: number; bytes: number }, to: { at: number; bytes: number }) =>
+      parts.filter((part) => part.at > from.at && part.at <= to.at).reduce((sum, part) => sum + part.body.length, 0) / Math.max(1, to.bytes - from.bytes);
+    const bestShare = (parts: typeof watched, samples: Array<{ at: number; bytes: number }>) => {
+      let best = 0;
+      for (const [i, from] of samples.entries()) {
+        const to = samples.slice(i).find((c) => c.at - from.at >= 3_000);
+        if (to) best = Math.max(best, share(parts, from, to));
+      }
+      return best;
+    };
+    const best = bestShare(watched, captured);
+    const beforeBest = bestShare(baselineParts, baseline);
     t.diagnostic(
-      `web viewer during the recording: ${((watched.length * 1000) / (end.at - start.at)).toFixed(1)} fps, ${(share(start, end) * 100).toFixed(0)} % of the capture's frames (best 3 s: ${(best * 100).toFixed(0)} %; camera ${FPS} fps)`,
+      `web viewer during the recording: ${((watched.length * 1000) / (end.at - start.at)).toFixed(1)} fps, ${(share(watched, start, end) * 100).toFixed(0)} % of the capture's frames (best 3 s: ${(best * 100).toFixed(0)} %, before the recording ${(beforeBest * 100).toFixed(0)} %; camera ${FPS} fps)`,
     );
-    assert.ok(best >= 0.8, `the web viewer got the capture's frames at (near) full rate during the recording: at best ${(best * 100).toFixed(0)} % over 3 s`);
+    assert.ok(
+      best >= Math.min(0.8, beforeBest * 0.8),
+      `the web viewer got the capture's frames at (near) full rate during the recording: at best ${(best * 100).toFixed(0)} % over 3 s, against ${(beforeBest * 100).toFixed(0)} % just before`,
+    );
 
     // What HomeKit requires of the packets, and what they hold.
     const inspection = inspectRecording(stream.packets, { fragmentLengthMs });
