@@ -14,7 +14,8 @@ import { normalizeAlerts } from '../src/alerts/config';
 import { AlertMailer } from '../src/alerts/mailer';
 import { silentLog } from '../src/log';
 import { duration, motionAlert } from '../src/alerts/messages';
-import { admit, FailureWindow, retryDelay } from '../src/alerts/policy';
+import { admit, FailureWindow } from '../src/alerts/policy';
+import { backoffDelay } from '../src/util/backoff';
 import { parseResolver } from '../src/alerts/public-ip';
 import { buildMime, explainSesError } from '../src/alerts/transport';
 import { SesEmulator, TinyDns } from './alert-helpers';
@@ -66,7 +67,7 @@ describe('alert rules', () => {
   });
 
   it('doubles retry delays up to the maximum', () => {
-    assert.deepEqual([1, 2, 3, 4, 8].map((n) => retryDelay(n, 5_000, 60_000)), [5_000, 10_000, 20_000, 40_000, 60_000]);
+    assert.deepEqual([1, 2, 3, 4, 8].map((n) => backoffDelay(n, 5_000, 60_000)), [5_000, 10_000, 20_000, 40_000, 60_000]);
   });
 
   it('reports one burst when an address reaches the threshold within the window', () => {

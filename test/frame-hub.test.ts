@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { silentLog } from '../src/log';
 import type { CaptureExit, FrameSource } from '../src/media/capture';
 import type { Frame } from '../src/media/frame-hub';
-import { backoffDelay, FrameHub } from '../src/media/frame-hub';
+import { FrameHub } from '../src/media/frame-hub';
+import { backoffDelay } from '../src/util/backoff';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -318,8 +319,10 @@ describe('FrameHub', () => {
   });
 });
 
-describe('backoffDelay', () => {
-  it('doubles from the first delay up to the cap', () => {
-    assert.deepEqual([0, 1, 2, 3, 10, 100].map((n) => backoffDelay(n, 500, 30_000)), [500, 1000, 2000, 4000, 30_000, 30_000]);
+describe('backoffDelay (util/backoff.ts)', () => {
+  it('doubles from the first delay up to the cap, counting the failure just seen', () => {
+    assert.deepEqual([1, 2, 3, 4, 11, 101].map((n) => backoffDelay(n, 500, 30_000)), [500, 1000, 2000, 4000, 30_000, 30_000], "the hub's numbers");
+    assert.equal(backoffDelay(0, 500, 30_000), 500, 'no failure yet reads as the first');
+    assert.equal(backoffDelay(10_000, 500, 30_000), 30_000, 'no overflow after a very long run of failures');
   });
 });

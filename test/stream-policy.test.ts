@@ -30,9 +30,11 @@ import {
   WARM_STABLE_MS,
   wantsWarmEncoder,
   warmFailuresAfterExit,
-  warmRetryDelayMs,
+  WARM_RETRY_BASE_MS,
+  WARM_RETRY_MAX_MS,
   warmVerdict,
 } from '../src/homekit/stream-policy';
+import { backoffDelay } from '../src/util/backoff';
 
 const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
 
@@ -330,6 +332,7 @@ describe('the warm encoder', () => {
   });
 
   it('is replaced after 1, 2, 4 ... 60 s when it keeps exiting, with a warning after three in a row', () => {
+    const warmRetryDelayMs = (failures: number, baseMs = WARM_RETRY_BASE_MS) => backoffDelay(failures, baseMs, WARM_RETRY_MAX_MS);
     assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => warmRetryDelayMs(n)), [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
     assert.equal(warmRetryDelayMs(1, 50), 50);
     assert.equal(warmRetryDelayMs(3, 50), 200);

@@ -3,9 +3,10 @@
 // (throttling, network) until a retry window closes. Submitting never blocks and never throws:
 // streaming goes on whatever the mail service does.
 import type { Log } from '../log';
+import { backoffDelay } from '../util/backoff';
 import type { Alert } from './messages';
 import type { SendHistory } from './policy';
-import { admit, retryDelay } from './policy';
+import { admit } from './policy';
 import type { Sender } from './transport';
 import { SendError } from './transport';
 
@@ -100,7 +101,7 @@ export class AlertMailer {
       } catch (error) {
         const failure = error instanceof SendError ? error : new SendError((error as Error)?.message ?? String(error), false, { cause: error });
         const waited = Date.now() - pending.firstTriedAt;
-        const delay = retryDelay(pending.attempts, this.options.retryInitialMs ?? 5_000, this.options.retryMaxMs ?? 120_000);
+        const delay = backoffDelay(pending.attempts, this.options.retryInitialMs ?? 5_000, this.options.retryMaxMs ?? 120_000);
         if (failure.retryable && waited + delay <= (this.options.retryWindowMs ?? 30 * 60_000)) {
           log.warn(`Alert "${pending.alert.subject}" not sent yet: ${failure.message} Next try in ${Math.round(delay / 1000)} s.`);
           this.sending = false;

@@ -1,5 +1,5 @@
-// Pure rules that keep alerts useful: a cooldown per alert key, a cap per hour, the retry delays,
-// and counting failed logins per address within a window.
+// Pure rules that keep alerts useful: a cooldown per alert key, a cap per hour, and counting
+// failed logins per address within a window. (Retry delays: util/backoff.ts.)
 
 export interface SendHistory {
   /** When each key was last admitted. */
@@ -21,11 +21,6 @@ export function admit(history: SendHistory, key: string, now: number, cooldownMs
   // Forget keys whose cooldown is long over, so the map stays small.
   for (const [k, at] of history.lastByKey) if (now - at >= Math.max(cooldownMs, 3_600_000)) history.lastByKey.delete(k);
   return 'ok';
-}
-
-/** Doubling delays between attempts: initial, 2×, 4× … up to max. */
-export function retryDelay(attempt: number, initialMs: number, maxMs: number): number {
-  return Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
 }
 
 export interface FailureBurst {

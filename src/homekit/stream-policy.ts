@@ -303,10 +303,9 @@ export function warmFailuresAfterExit(failuresBefore: number, livedMs: number): 
   return livedMs >= WARM_STABLE_MS ? 1 : failuresBefore + 1;
 }
 
-/** How long to wait before replacing a warm encoder after `failures` in a row: 1, 2, 4 ... 60 s. */
-export function warmRetryDelayMs(failures: number, baseMs = 1_000, maxMs = 60_000): number {
-  return Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1));
-}
+/** The wait before replacing a warm encoder after failures in a row: 1, 2, 4 ... 60 s (util/backoff.ts). */
+export const WARM_RETRY_BASE_MS = 1_000;
+export const WARM_RETRY_MAX_MS = 60_000;
 
 export interface EncoderRequest extends VideoChoice {
   ssrc: number;

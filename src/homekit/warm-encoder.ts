@@ -26,10 +26,11 @@ import type { Socket } from 'node:dgram';
 import type { Log } from '../log';
 import { LineRing } from '../media/capture';
 import { stopProcess, track } from '../media/processes';
+import { backoffDelay } from '../util/backoff';
 import { SrtpRelay } from './srtp-relay';
 import type { AdoptedEncoder } from './stream-session';
 import type { EncoderRequest, VideoChoice } from './stream-policy';
-import { relayTarget, sameVideoChoice, WARM_FAILURES_BEFORE_WARNING, warmFailuresAfterExit, warmRetryDelayMs, warmVerdict } from './stream-policy';
+import { relayTarget, sameVideoChoice, WARM_FAILURES_BEFORE_WARNING, WARM_RETRY_BASE_MS, WARM_RETRY_MAX_MS, warmFailuresAfterExit, warmVerdict } from './stream-policy';
 
 /** Where an encoder sends, and with which SRTP key and SSRC. */
 export type EncoderTarget = Pick<EncoderRequest, 'ssrc' | 'srtpKeyAndSalt' | 'targetAddress' | 'targetPort'>;
@@ -232,7 +233,7 @@ export class WarmEncoderKeeper {
   private failed(detail: string, livedMs: number): void {
     if (this.stopped) return;
     this.failures = warmFailuresAfterExit(this.failures, livedMs);
-    const delay = warmRetryDelayMs(this.failures, this.options.retryBaseMs);
+    const delay = backoffDelay(this.failures, this.options.retryBaseMs ?? WARM_RETRY_BASE_MS, WARM_RETRY_MAX_MS);
     const message = `Warm encoder exited (${detail}); the next one starts in ${(delay / 1000).toFixed(1)} s.`;
     if (this.failures === WARM_FAILURES_BEFORE_WARNING) {
       this.options.log.warn(

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 
 import type { Log } from '../log';
+import { backoffDelay } from '../util/backoff';
 import type { CaptureExit, FrameSource } from './capture';
 
 export interface Frame {
@@ -47,11 +48,6 @@ export interface FrameHubOptions {
    * end up waiting longer and longer for each restart.
    */
   healthyRunMs?: number;
-}
-
-/** Pure policy: the delay before restart number `failures` (0-based). */
-export function backoffDelay(failures: number, initialMs: number, maxMs: number): number {
-  return Math.min(maxMs, initialMs * 2 ** Math.min(failures, 30));
 }
 
 export interface SubscribeOptions {
@@ -380,7 +376,7 @@ export class FrameHub extends EventEmitter {
       : exit.stderr || `ffmpeg exited with ${exit.signal ?? `code ${exit.code}`}`;
     if (!this.stalled) this._lastError = detail;
     if (this.firstFrameAt > 0 && this.lastFrameAt - this.firstFrameAt >= this.opts.healthyRunMs) this.failures = 0;
-    const delay = backoffDelay(this.failures++, this.opts.backoffInitialMs, this.opts.backoffMaxMs);
+    const delay = backoffDelay(++this.failures, this.opts.backoffInitialMs, this.opts.backoffMaxMs);
     this.emit('restart', { delayMs: delay, failures: this.failures });
     const wasUp = this._state !== 'offline';
     this.setState('offline');

@@ -10,10 +10,10 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
 import type { Log } from '../log';
+import { backoffDelay } from '../util/backoff';
 import { LineRing } from './capture';
 import type { Fmp4Fragment, Fmp4Init } from './fmp4';
 import { BoxSplitter, Fmp4Assembler } from './fmp4';
-import { backoffDelay } from './frame-hub';
 import type { FrameHub, Subscription } from './frame-hub';
 import { writeFramePart } from './frame-pipe';
 import type { H264Settings } from './h264-args';
@@ -303,7 +303,7 @@ export class H264Stage extends EventEmitter {
       if (this.closed || this.holds === 0) return;
       const ranFor = Date.now() - this.startedAt;
       if (ranFor > 10_000) this.failures = 0;
-      const delay = backoffDelay(this.failures++, this.options.backoffInitialMs ?? 1_000, this.options.backoffMaxMs ?? 30_000);
+      const delay = backoffDelay(++this.failures, this.options.backoffInitialMs ?? 1_000, this.options.backoffMaxMs ?? 30_000);
       const why = stderr.toString().split('\n').slice(-2).join(' | ');
       log.error(`H.264 stage: the encoder ended (${signal ?? `code ${code}`})${why ? `: ${why}` : ''}. Restarting in ${(delay / 1000).toFixed(1)} s.`);
       this.restartTimer = setTimeout(() => {
