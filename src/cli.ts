@@ -3,7 +3,6 @@
 // with flask-cam's password.py flags (`passwd`), the webcam's controls (`controls`), a test
 // email (`alert-test`) and an nginx site for serving it on the internet (`nginx-config`).
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +17,7 @@ import { runControlsCommand } from './controls/print';
 import { consoleLog } from './log';
 import { redactSecrets } from './media/capture-args';
 import { WebcamRuntime } from './runtime';
+import { writeFileAtomic } from './util/atomic-write';
 import { DEFAULT_PORT, PLATFORM_NAME } from './settings';
 import type { PasswdAction } from './users/passwd';
 import { EXIT_FAILED, EXIT_USAGE, runPasswd } from './users/passwd';
@@ -82,7 +82,7 @@ async function ensureFirstUser(file: string, log: ReturnType<typeof consoleLog>)
     process.stdout.write(`\n  First user created.  user: admin   password: ${password}\n  This password is shown once. ${change}\n\n`);
   } else {
     const note = `${file}.first-password`;
-    await writeFile(note, `admin\t${password}\n`, { mode: 0o600 });
+    await writeFileAtomic(note, `admin\t${password}\n`, { mode: 0o600 });
     log.info(`No users yet: created user "admin"; its password is in ${note} (readable by this user only). ${change}, then delete that file.`);
   }
 }

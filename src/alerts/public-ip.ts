@@ -3,10 +3,11 @@
 // The last address is kept in a file, so a restart with the same address sends nothing.
 import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 import type { Log } from '../log';
+import { writeFileAtomic } from '../util/atomic-write';
 
 export interface PublicIpOptions {
   /** `host` or `host:port` of the DNS server to ask. */
@@ -82,9 +83,7 @@ export class PublicIpWatcher {
     if (previous === current) return;
     try {
       await mkdir(dirname(stateFile), { recursive: true });
-      const temp = `${stateFile}.${process.pid}.tmp`;
-      await writeFile(temp, `${current}\n`, { mode: 0o600 });
-      await rename(temp, stateFile);
+      await writeFileAtomic(stateFile, `${current}\n`, { mode: 0o600 });
     } catch (error) {
       log.warn(`Cannot keep the public IP in ${stateFile} (${(error as Error).message}): a restart may send the alert again.`);
     }

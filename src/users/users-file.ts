@@ -1,14 +1,16 @@
 // The users file, in flask-cam's format: one `name<TAB>base64(bcrypt hash)` line per user.
 // A flask-cam `users` file works unchanged and the other way round. Writes are atomic
-// (a temp file in the same folder, then rename) and leave the file readable by its owner only.
+// (util/atomic-write.ts: a temp file in the same folder, fsync, rename) and leave the file
+// readable by its owner only; temp files a killed writer left are removed at the next change.
 // Every change is a read-modify-write under an advisory lock (`.users.lock` beside the file), so
 // changes made at the same time by the CLI, the Homebridge UI and the server all land.
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 import bcrypt from 'bcrypt';
 import { lock } from 'proper-lockfile';
+
+import { writeFileAtomic } from '../util/atomic-write';
 
 /** flask-cam's password.py uses bcrypt's default cost, 12. */
 export const BCRYPT_COST = 12;
@@ -112,59 +114,12 @@ export async function readUsersFile(path: string): Promise<ParsedUsers> {
   return parseUsers(text, path);
 }
 
-/** The temp file of one write: `.users.<pid>.<random>.tmp` in the same folder. */
-function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-}
-
-/** Temp files of writes that never finished (a process killed mid-write) are removed after this long. */
-export const STALE_TEMP_MS = 60_000;
-
-/** Removes `.users.*.tmp` files older than STALE_TEMP_MS left by writers that died (kill -9, power loss). */
-export async function removeStaleTempFiles(path: string, now = Date.now()): Promise<string[]> {
-  const dir = dirname(path);
-  const prefix = `.${basename(path)}.`;
-  const removed: string[] = [];
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return removed;
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
-    const temp = join(dir, name);
-    try {
-      const stat = await fs.lstat(temp);
-      if (stat.isFile() && now - stat.mtimeMs > STALE_TEMP_MS) {
-        await fs.rm(temp, { force: true });
-        removed.push(temp);
-      }
-    } catch {
-      // Gone already (another writer cleaned it): nothing to do.
-    }
-  }
-  return removed;
-}
-
-/** Writes atomically: temp file (mode 0600) in the same folder, fsync, rename over the old one. */
-export async function writeUsersFile(path: string, users: Users): Promise<void> {
-  const temp = tempPathFor(path);
-  const handle = await fs.open(temp, 'wx', 0o600);
-  try {
-    try {
-      await handle.writeFile(serializeUsers(users));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.chmod(temp, 0o600);
-    await fs.rename(temp, path);
-  } catch (error) {
-    // A full disk or a read-only folder: the old file is untouched; leave no temp file either.
-    await fs.rm(temp, { force: true });
-    throw error;
-  }
+/**
+ * Writes atomically (util/atomic-write.ts): temp file (mode 0600) in the same folder, fsync,
+ * rename over the old one; temp files a killed writer left are removed first.
+ */
+export function writeUsersFile(path: string, users: Users): Promise<void> {
+  return writeFileAtomic(path, serializeUsers(users), { mode: 0o600 });
 }
 
 /** The advisory lock beside the users file (a folder, made and removed by proper-lockfile). */
@@ -229,7 +184,6 @@ export async function updateUsersFile<T>(path: string, change: (users: Users) =>
     throw new UsersFileError(`Cannot lock the users file ${path}: ${(error as Error).message}`, 'WRITE_FAILED', { cause: error });
   }
   try {
-    await removeStaleTempFiles(path);
     const { users, problems } = await readUsersFile(path);
     if (problems.length > 0) {
       throw new UsersFileError(

@@ -6,16 +6,15 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 
+import { writeFileAtomic } from '../util/atomic-write';
+
 export const PREVIEW_TOKEN_FILE = 'preview-token';
 
 /** Writes a new token (mode 0600, atomically) and returns it. */
 export async function writePreviewToken(dir: string): Promise<string> {
   const token = randomBytes(32).toString('base64url');
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, PREVIEW_TOKEN_FILE);
-  const temp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(temp, `${token}\n`, { mode: 0o600 });
-  await fs.rename(temp, file);
+  await writeFileAtomic(join(dir, PREVIEW_TOKEN_FILE), `${token}\n`, { mode: 0o600 });
   return token;
 }
 
