@@ -1,5 +1,6 @@
 // The words of each alert: subject, plain text and a simple HTML body, plus the frame to attach.
 // Pure functions of what happened; the mailer decides whether and when they are sent.
+import { escapeHtml } from '../util/escape-html';
 
 export type AlertKind = 'motion' | 'offline' | 'online' | 'public-ip' | 'failed-logins' | 'test';
 
@@ -17,14 +18,9 @@ export interface Alert {
 export interface AlertContext {
   /** Shown in subjects, e.g. "Webcam Server". */
   siteName: string;
-  /** The live page's address when known, for a link in the email. */
-  pageUrl?: string;
   /** When it happened. */
   at: Date;
 }
-
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
 
 function stamp(at: Date): string {
   return at.toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'medium' });
@@ -48,15 +44,13 @@ function compose(
   lines: string[],
   image?: Alert['image'],
 ): Alert {
-  const link = context.pageUrl ? [`Live page: ${context.pageUrl}`] : [];
   const footer = `${context.siteName}, ${stamp(context.at)}`;
-  const text = [...lines, ...link, '', `-- ${footer}`].join('\n');
+  const text = [...lines, '', `-- ${footer}`].join('\n');
   const html = [
     '<!doctype html><html><body style="font-family: system-ui, sans-serif">',
-    ...lines.map((line) => `<p>${escape(line)}</p>`),
+    ...lines.map((line) => `<p>${escapeHtml(line)}</p>`),
     ...(image ? [`<p><img src="cid:frame" alt="The frame" style="max-width: 100%"></p>`] : []),
-    ...(context.pageUrl ? [`<p><a href="${escape(context.pageUrl)}">Open the live page</a></p>`] : []),
-    `<p style="color: #777">${escape(footer)}</p>`,
+    `<p style="color: #777">${escapeHtml(footer)}</p>`,
     '</body></html>',
   ].join('\n');
   return { kind, key, subject: `[${context.siteName}] ${subject}`, text, html, image };

@@ -8,17 +8,12 @@ import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 
+import { escapeHtml } from '../../util/escape-html';
 import type { WebCamera } from '../cameras';
 import { cameraParams, findCamera } from '../cameras';
 
 /** public/ at the package root, from both src/web/routes (tsx) and dist/web/routes (built). */
 export const PUBLIC_DIR = join(__dirname, '..', '..', '..', 'public');
-
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
-}
 
 const cameraBase = (camera: WebCamera): string => `/cameras/${encodeURIComponent(camera.id)}`;
 
