@@ -1,5 +1,6 @@
 // Pure rules that keep alerts useful: a cooldown per alert key, a cap per hour, and counting
 // failed logins per address within a window. (Retry delays: util/backoff.ts.)
+import { PerAddressFailures } from '../util/failure-window';
 
 export interface SendHistory {
   /** When each key was last admitted. */
@@ -31,40 +32,28 @@ export interface FailureBurst {
 }
 
 /**
- * Failed logins per address within a sliding window. `record` answers a burst once the address
- * reaches the threshold; its count starts over then, so a long attack gives one alert per
- * threshold reached (and the mailer's cooldown spaces those out).
+ * Failed logins per address within a sliding window (util/failure-window.ts). `record` answers a
+ * burst once the address reaches the threshold; its count starts over then, so a long attack
+ * gives one alert per threshold reached (and the mailer's cooldown spaces those out).
  */
 export class FailureWindow {
-  private readonly byAddress = new Map<string, Array<{ at: number; user?: string }>>();
+  private readonly window: PerAddressFailures;
 
   constructor(
     private readonly threshold: number,
-    private readonly windowMs: number,
+    windowMs: number,
     /** Addresses tracked at most (an attack from many addresses cannot grow memory). */
-    private readonly maxAddresses = 10_000,
-  ) {}
+    maxAddresses = 10_000,
+  ) {
+    this.window = new PerAddressFailures({ windowMs, maxAddresses, initial: () => undefined });
+  }
 
   record(address: string, user: string | undefined, now: number): FailureBurst | undefined {
     if (this.threshold <= 0) return undefined;
-    if (!this.byAddress.has(address)) {
-      if (this.byAddress.size >= this.maxAddresses) this.prune(now);
-      if (this.byAddress.size >= this.maxAddresses) this.byAddress.delete(this.byAddress.keys().next().value as string);
-    }
-    const attempts = (this.byAddress.get(address) ?? []).filter((a) => now - a.at < this.windowMs);
-    attempts.push({ at: now, user: user?.slice(0, 64) });
-    if (attempts.length < this.threshold) {
-      this.byAddress.set(address, attempts);
-      return undefined;
-    }
-    this.byAddress.delete(address);
-    const users = [...new Set(attempts.map((a) => a.user).filter((u): u is string => Boolean(u)))].slice(0, 5);
-    return { address, count: attempts.length, users };
-  }
-
-  private prune(now: number): void {
-    for (const [address, attempts] of this.byAddress) {
-      if (attempts.every((a) => now - a.at >= this.windowMs)) this.byAddress.delete(address);
-    }
+    const { failures } = this.window.add(address, now, user?.slice(0, 64));
+    if (failures.length < this.threshold) return undefined;
+    this.window.forget(address);
+    const users = [...new Set(failures.map((f) => f.user).filter((u): u is string => Boolean(u)))].slice(0, 5);
+    return { address, count: failures.length, users };
   }
 }

@@ -3,8 +3,11 @@
 // are held against the budget, so a burst of parallel guesses cannot all be checked before the
 // first failure is counted. (Correct logins never get here twice: the verifier remembers them and
 // runs identical checks once, see auth.ts.) IPv6 clients are counted
-// by their /64 (one household, one attacker's block). Pure bookkeeping with an injectable clock.
+// by their /64 (one household, one attacker's block). The counting is util/failure-window.ts's;
+// pure bookkeeping with an injectable clock.
 import ipaddr from 'ipaddr.js';
+
+import { PerAddressFailures } from '../util/failure-window';
 
 export interface LockoutOptions {
   /** Failed logins within `windowMs` that lock an address out; 0 turns the lockout off. */
@@ -16,8 +19,7 @@ export interface LockoutOptions {
   maxAddresses?: number;
 }
 
-interface Entry {
-  failures: number[];
+interface LockState {
   lockedUntil: number;
   /** Password checks started and not finished yet. */
   inFlight: number;
@@ -33,18 +35,32 @@ export function lockoutKey(address: string): string {
 }
 
 export class LoginLockout {
-  private readonly entries = new Map<string, Entry>();
+  private readonly window: PerAddressFailures<LockState>;
 
-  constructor(private readonly options: LockoutOptions) {}
+  constructor(private readonly options: LockoutOptions) {
+    this.window = new PerAddressFailures<LockState>({
+      windowMs: options.windowMs,
+      maxAddresses: options.maxAddresses,
+      keyOf: lockoutKey,
+      initial: () => ({ lockedUntil: 0, inFlight: 0 }),
+      // A locked-out address is forgotten only past a hard limit; one with checks in flight never.
+      pinned: (state, now) => state.lockedUntil > now || state.inFlight > 0,
+    });
+  }
 
   get enabled(): boolean {
     return this.options.maxFailures > 0;
   }
 
+  /** How many addresses (IPv6: /64s) are tracked now. */
+  get trackedAddresses(): number {
+    return this.window.size;
+  }
+
   /** Milliseconds the address stays locked out; 0 when it may try. */
   lockedFor(address: string, now = Date.now()): number {
-    const entry = this.entries.get(lockoutKey(address));
-    return entry && entry.lockedUntil > now ? entry.lockedUntil - now : 0;
+    const state = this.window.peek(address)?.state;
+    return state && state.lockedUntil > now ? state.lockedUntil - now : 0;
   }
 
   /**
@@ -54,10 +70,9 @@ export class LoginLockout {
    */
   begin(address: string, now = Date.now()): boolean {
     if (!this.enabled) return true;
-    const entry = this.entry(address, now);
-    entry.failures = entry.failures.filter((at) => now - at < this.options.windowMs);
-    if (entry.lockedUntil > now || entry.failures.length + entry.inFlight >= this.options.maxFailures) return false;
-    entry.inFlight++;
+    const { failures, state } = this.window.entry(address, now);
+    if (state.lockedUntil > now || failures.length + state.inFlight >= this.options.maxFailures) return false;
+    state.inFlight++;
     return true;
   }
 
@@ -68,8 +83,8 @@ export class LoginLockout {
    */
   finish(address: string, outcome: 'ok' | 'failed' | 'aborted', now = Date.now()): number {
     if (!this.enabled) return 0;
-    const entry = this.entries.get(lockoutKey(address));
-    if (entry && entry.inFlight > 0) entry.inFlight--;
+    const state = this.window.peek(address)?.state;
+    if (state && state.inFlight > 0) state.inFlight--;
     if (outcome === 'ok') {
       this.succeed(address, now);
       return 0;
@@ -80,50 +95,16 @@ export class LoginLockout {
   /** Records a failed login; returns the lockout length when this failure started one, else 0. */
   fail(address: string, now = Date.now()): number {
     if (!this.enabled) return 0;
-    const entry = this.entry(address, now);
-    entry.failures = entry.failures.filter((at) => now - at < this.options.windowMs);
-    entry.failures.push(now);
-    if (entry.failures.length < this.options.maxFailures || entry.lockedUntil > now) return 0;
+    const entry = this.window.add(address, now);
+    if (entry.failures.length < this.options.maxFailures || entry.state.lockedUntil > now) return 0;
     entry.failures = [];
-    entry.lockedUntil = now + this.options.lockMs;
+    entry.state.lockedUntil = now + this.options.lockMs;
     return this.options.lockMs;
   }
 
   /** A successful login forgets the address's failures. */
   succeed(address: string, now = Date.now()): void {
-    const key = lockoutKey(address);
-    const entry = this.entries.get(key);
-    if (entry && entry.lockedUntil <= now && entry.inFlight === 0) this.entries.delete(key);
-  }
-
-  private entry(address: string, now: number): Entry {
-    const key = lockoutKey(address);
-    let entry = this.entries.get(key);
-    if (!entry) {
-      this.makeRoom(now);
-      entry = { failures: [], lockedUntil: 0, inFlight: 0 };
-      this.entries.set(key, entry);
-    }
-    return entry;
-  }
-
-  /** Forgets what no longer matters; a locked-out address is forgotten only past a hard limit. */
-  private makeRoom(now: number): void {
-    const max = this.options.maxAddresses ?? 10_000;
-    if (this.entries.size < max) return;
-    for (const [key, entry] of this.entries) {
-      const stale = entry.lockedUntil <= now && entry.inFlight === 0 && entry.failures.every((at) => now - at >= this.options.windowMs);
-      if (stale) this.entries.delete(key);
-    }
-    if (this.entries.size < max) return;
-    // Still full: forget the oldest address that is not locked out, rather than grow.
-    for (const [key, entry] of this.entries) {
-      if (entry.lockedUntil <= now && entry.inFlight === 0) {
-        this.entries.delete(key);
-        return;
-      }
-    }
-    // Everything is locked out: a hard limit of ten times the size, oldest first.
-    if (this.entries.size >= max * 10) this.entries.delete(this.entries.keys().next().value as string);
+    const state = this.window.peek(address)?.state;
+    if (state && state.lockedUntil <= now && state.inFlight === 0) this.window.forget(address);
   }
 }
