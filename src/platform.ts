@@ -2,8 +2,6 @@
 // web server once Homebridge has launched, publishes one HomeKit camera per configured camera
 // (unbridged by default, as Apple recommends for cameras), and stops everything (every ffmpeg
 // included) on shutdown. The pieces live elsewhere; this file only wires them together.
-import { join, resolve } from 'node:path';
-
 import type { API, DynamicPlatformPlugin, Logging, PlatformAccessory, PlatformConfig } from 'homebridge';
 
 import type { CameraConfig, PluginConfig } from './config';
@@ -11,7 +9,7 @@ import { normalizeConfig } from './config';
 import { CameraAccessory, cameraUuid } from './homekit/camera-accessory';
 import { prefixed } from './log';
 import { WebcamRuntime } from './runtime';
-import { PLATFORM_NAME, PLUGIN_NAME } from './settings';
+import { PLATFORM_NAME, PLUGIN_NAME, pluginStorageDir, usersFilePath } from './settings';
 
 export class WebcamServerPlatform implements DynamicPlatformPlugin {
   /** Bridged accessories Homebridge restored from its cache, by UUID. */
@@ -35,8 +33,8 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
       this.log.warn('No usable camera configured: add one under "cameras" in the plugin settings.');
     }
     // Relative paths are taken inside the Homebridge storage folder, the only place we write.
-    const usersFile = resolve(this.api.user.storagePath(), config.web.usersFile ?? join('webcam-server', 'users'));
-    const stateDir = join(this.api.user.storagePath(), 'webcam-server');
+    const usersFile = usersFilePath(this.api.user.storagePath(), config.web.usersFile);
+    const stateDir = pluginStorageDir(this.api.user.storagePath());
     const runtime = new WebcamRuntime({ config, log: this.log, usersFile, motion: true, stateDir });
     this.runtime = runtime;
 

@@ -3,9 +3,9 @@
 // time, and the plugin usually has it open (motion detection keeps the capture running), so
 // this is the only way to show a real webcam's picture while the plugin runs.
 import http from 'node:http';
-import { join } from 'node:path';
 
 import type { WebConfig } from '../config';
+import { pluginStorageDir } from '../settings';
 import { readPreviewToken } from '../web/preview-token';
 
 
@@ -24,7 +24,7 @@ export function pluginAddress(web: WebConfig): { socketPath: string } | { host: 
  */
 export async function pluginSnapshot(storagePath: string, web: WebConfig, cameraId: string, timeoutMs = 3_000): Promise<Buffer | undefined> {
   const address = pluginAddress(web);
-  const token = await readPreviewToken(join(storagePath, 'webcam-server'));
+  const token = await readPreviewToken(pluginStorageDir(storagePath));
   if (!address || !token) return undefined;
   const path = `/cameras/${encodeURIComponent(cameraId)}/snapshot.jpg`;
   return new Promise((resolve) => {

@@ -4,17 +4,15 @@
 // password hashes never do.
 import { constants, promises as fs } from 'node:fs';
 import { userInfo } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname } from 'node:path';
 
 import type { UserChange } from '../users/user-changes';
 import { applyUserChange, checkUserChange, UserChangeError } from '../users/user-changes';
 import { BCRYPT_COST, readUsersFile, UsersFileError } from '../users/users-file';
 import { UiError } from './ui-error';
 
-/** The users file of a config, as the plugin resolves it under Homebridge (platform.ts). */
-export function usersFilePath(storagePath: string, usersFile?: string): string {
-  return resolve(storagePath, usersFile?.trim() || join('webcam-server', 'users'));
-}
+/** The users file of a config, as the plugin resolves it under Homebridge. */
+export { usersFilePath } from '../settings';
 
 export interface UsersList {
   file: string;
