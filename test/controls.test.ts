@@ -11,7 +11,7 @@ import { CameraControls, deviceNames } from '../src/controls/camera-controls';
 import { canonicalName, checkRequest, checkValue, findControl } from '../src/controls/policy';
 import type { ControlInfo } from '../src/controls/types';
 import { ControlsError } from '../src/controls/types';
-import { parseUvcControls, parseUvcDevices, UvcDynCtrl } from '../src/controls/uvcdynctrl';
+import { parseUvcControls, UvcDynCtrl } from '../src/controls/uvcdynctrl';
 import { parseV4l2Controls, V4l2Ctl } from '../src/controls/v4l2-ctl';
 import { execFileAsync, recordingLog, tempDir } from './helpers';
 
@@ -76,13 +76,6 @@ describe('uvcdynctrl output', () => {
     const controls = parseUvcControls(text);
     assert.deepEqual(controls.map((c) => [c.name, c.readOnly]), [['Firmware Version', true]]);
     assert.deepEqual(parseUvcControls('Listing available controls for device video0:\nNo controls found.\n'), []);
-  });
-
-  it('parses the device list', () => {
-    assert.deepEqual(parseUvcDevices(fixture('uvcdynctrl-c920-list.txt')), [
-      { name: 'video0', title: 'HD Pro Webcam C920', driver: 'uvcvideo', location: 'usb-3f980000.usb-1.3' },
-    ]);
-    assert.deepEqual(parseUvcDevices('Listing available devices:\nNo devices found.\n'), []);
   });
 });
 
@@ -173,7 +166,6 @@ describe('drivers', () => {
     assert.ok(error instanceof ControlsError);
     assert.equal(error.problem, 'no-device');
     assert.match(error.message, /uvcdynctrl cannot open video0: is the webcam plugged in\?.*controlsDevice/);
-    assert.deepEqual(await new UvcDynCtrl('video0').devices(), []);
   });
 
   it('real v4l2-ctl with no camera: a no-device error naming the fix', { skip: !existsSync('/usr/bin/v4l2-ctl') && !process.env.CI && 'v4l2-ctl not installed' }, async () => {

@@ -39,25 +39,21 @@ export class AlertMailer {
   private retryTimer?: NodeJS.Timeout;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
-  /** Sent alerts (tests and `alert-test` read it). */
-  sent = 0;
 
   constructor(private readonly options: MailerOptions) {}
 
   /** Queues an alert unless its cooldown or the hourly cap holds it back. */
-  submit(alert: Alert, options: { force?: boolean } = {}): SubmitResult {
+  submit(alert: Alert): SubmitResult {
     if (this.closed) return 'cap';
     const { log } = this.options;
-    if (!options.force) {
-      const admission = admit(this.history, alert.key, Date.now(), this.options.cooldownMs, this.options.maxPerHour);
-      if (admission === 'cooldown') {
-        log.debug(`Alert "${alert.subject}" held back: within its cooldown.`);
-        return admission;
-      }
-      if (admission === 'cap') {
-        log.warn(`Alert "${alert.subject}" not sent: ${this.options.maxPerHour} alerts went out in the last hour ("alerts.maxPerHour").`);
-        return admission;
-      }
+    const admission = admit(this.history, alert.key, Date.now(), this.options.cooldownMs, this.options.maxPerHour);
+    if (admission === 'cooldown') {
+      log.debug(`Alert "${alert.subject}" held back: within its cooldown.`);
+      return admission;
+    }
+    if (admission === 'cap') {
+      log.warn(`Alert "${alert.subject}" not sent: ${this.options.maxPerHour} alerts went out in the last hour ("alerts.maxPerHour").`);
+      return admission;
     }
     const max = this.options.maxQueue ?? 20;
     if (this.queue.length >= max) {
@@ -96,7 +92,6 @@ export class AlertMailer {
       try {
         const id = await sender.send(pending.alert);
         this.remove(pending);
-        this.sent++;
         log.info(`Alert sent through ${sender.name}: "${pending.alert.subject}" (message id ${id}).`);
       } catch (error) {
         const failure = error instanceof SendError ? error : new SendError((error as Error)?.message ?? String(error), false, { cause: error });

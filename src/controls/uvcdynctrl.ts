@@ -1,30 +1,10 @@
 // The uvcdynctrl driver (Debian package `uvcdynctrl`, flask-cam's tool): parses what it prints for
-// `-l -v` (devices) and `-c -v` (controls), reads values with `-g` and writes them with `-s`.
+// `-c -v` (controls), reads values with `-g` and writes them with `-s`.
 // Every argument is its own array element; names come from the device's own list.
 import type { ControlChoice, ControlInfo, ControlState, ControlsDriver } from './types';
 import { ControlsError } from './types';
 import type { ToolResult } from './run-tool';
 import { runControlsTool, toolMessage } from './run-tool';
-
-export interface UvcDevice {
-  /** `video0` */
-  name: string;
-  /** The card name, e.g. `HD Pro Webcam C920`. */
-  title: string;
-  driver?: string;
-  location?: string;
-}
-
-/** Devices from `uvcdynctrl -l -v`: lines like `  video0   HD Pro Webcam C920 [uvcvideo, usb-...]`. */
-export function parseUvcDevices(stdout: string): UvcDevice[] {
-  const devices: UvcDevice[] = [];
-  for (const line of stdout.split('\n')) {
-    const match = /^ {2}(\S+) {3}(.*?)(?: \[([^,\]]*), ([^\]]*)\])?\s*$/.exec(line);
-    if (!match) continue;
-    devices.push({ name: match[1], title: match[2], driver: match[3], location: match[4] });
-  }
-  return devices;
-}
 
 const UVC_TYPES: Record<string, ControlInfo['type'] | undefined> = {
   Boolean: 'boolean',
@@ -167,12 +147,5 @@ export class UvcDynCtrl implements ControlsDriver {
     const message = toolMessage(result);
     if (result.code !== 0) throw new ControlsError('tool-failed', `uvcdynctrl could not import ${file}: ${message}`);
     return message;
-  }
-
-  /** The devices uvcdynctrl sees. */
-  async devices(): Promise<UvcDevice[]> {
-    const result = await this.run(['--list', '--verbose']);
-    if (result.code !== 0) throw failure('any device', 'list devices', result);
-    return parseUvcDevices(result.stdout);
   }
 }

@@ -176,13 +176,6 @@ export function h264Names(profile: number, level: number): { profile: H264Profil
   };
 }
 
-/** H.264 profile_idc numbers, which hardware encoders such as h264_v4l2m2m take instead of names. */
-
-/** An encoder name that can safely go to -c:v. */
-export function isEncoderName(name: string): boolean {
-  return /^[a-z0-9_]+$/.test(name);
-}
-
 /** What a START asks of the video, as the encoder takes it: everything but where it goes. */
 export interface VideoChoice {
   width: number;

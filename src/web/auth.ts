@@ -44,11 +44,6 @@ export class UsersStore {
     return this.users.get(name);
   }
 
-  async count(): Promise<number> {
-    await this.refresh();
-    return this.users.size;
-  }
-
   /** The most common cost factor in the file, so the dummy check costs what a real one does. */
   get typicalCost(): number {
     return this._typicalCost;
