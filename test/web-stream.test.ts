@@ -15,7 +15,7 @@ import { silentLog } from '../src/log';
 import { FrameHub } from '../src/media/frame-hub';
 import { JpegSplitter } from '../src/media/jpeg-splitter';
 import { streamMjpeg } from '../src/web/mjpeg';
-import { basic, childProcessesNamed, get, isCompleteJpeg, MjpegClient, probeSize, sleep, startTestServer, tempDir } from './helpers';
+import { basic, childProcessesNamed, get, isCompleteJpeg, MjpegClient, probeSize, recordingLog, sleep, startTestServer, tempDir } from './helpers';
 
 const AUTH = basic('alice', 'wonderland');
 
@@ -140,12 +140,15 @@ describe('MJPEG stream', () => {
     fast.close();
   });
 
-  it('explains a missing webcam on the API and snapshots, never with a 500', async (t) => {
-    const server = await startTestServer(t, { cameras: [{ name: 'Gone', source: '/dev/video9', inputFormat: 'mjpeg', width: 640, height: 480, fps: 15 }] });
+  it('explains a missing webcam on the API and snapshots, never with a 500, and logs the failed snapshot', async (t) => {
+    const log = recordingLog();
+    const server = await startTestServer(t, { log, cameras: [{ name: 'Gone', source: '/dev/video9', inputFormat: 'mjpeg', width: 640, height: 480, fps: 15 }] });
     const auth = { authorization: AUTH };
     const first = await get(`${server.url}/snapshot.jpg`, auth);
     assert.equal(first.status, 503);
     assert.match(first.body.toString(), /\/dev\/video9 does not exist: is the webcam plugged in\?/);
+    // In the server's log (Fastify's own logger is off), at debug level: the capture said why at error level already.
+    assert.ok(log.lines.some((line) => /^debug \[web\] Snapshot of Gone for 127\.0\.0\.1 failed: Gone: camera offline: .*\/dev\/video9 does not exist/.test(line)), log.lines.join('\n'));
     const cameras = JSON.parse((await get(`${server.url}/api/cameras`, auth)).body.toString()) as Array<{ online: boolean; state: string }>;
     assert.deepEqual([cameras[0].online, cameras[0].state], [false, 'offline']);
     const page = await get(`${server.url}/`, auth);

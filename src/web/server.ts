@@ -240,6 +240,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
   const fixed = options.maxUnackedBytes;
   await app.register(mediaRoutes, {
     cameras: options.cameras,
+    log: options.log,
     sendQueue: fixed === 0 ? undefined : new SendQueueProbe(),
     mjpegQueue: fixed ? { defaultBytes: fixed, minBytes: fixed, maxBytes: fixed, seconds: 0 } : undefined,
   });

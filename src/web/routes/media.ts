@@ -2,6 +2,7 @@
 // for any camera under /cameras/:id/.
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 
+import type { Log } from '../../log';
 import type { WebCamera } from '../cameras';
 import { cameraParams, findCamera } from '../cameras';
 import { h264QueuePolicy, streamFmp4 } from '../fmp4-stream';
@@ -10,6 +11,8 @@ import type { QueuePolicy, SendQueueProbe } from '../send-queue';
 
 interface MediaOptions {
   cameras: WebCamera[];
+  /** The server's log (Fastify's own logger is off). */
+  log: Log;
   /** Bounds each viewer's delay on a slow link (none: frames go out as fast as the socket takes them). */
   sendQueue?: SendQueueProbe;
   /** The MJPEG viewers' queue policy (default MJPEG_QUEUE). */
@@ -31,7 +34,7 @@ const streamSchema = {
   },
 } as const;
 
-export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras, sendQueue, mjpegQueue = MJPEG_QUEUE }) => {
+export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras, log, sendQueue, mjpegQueue = MJPEG_QUEUE }) => {
   const stream = (paths: string[]) => {
     for (const url of paths) {
       app.get<StreamRequest>(url, { schema: streamSchema }, (request, reply) => {
@@ -73,7 +76,10 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
           .header('Last-Modified', new Date(frame.time).toUTCString())
           .send(frame.data);
       } catch (error) {
-        request.log.warn(error);
+        // A camera known to be offline has said why already (the capture's error line).
+        const message = `Snapshot of ${camera.name} for ${request.ip} failed: ${(error as Error).message}`;
+        if (camera.hub.online) log.warn(message);
+        else log.debug(message);
         return reply
           .code(503)
           .header('Retry-After', '5')
