@@ -6,7 +6,7 @@
 
 const path = require('node:path');
 
-/** Loads the compiled handlers; a missing build is answered on every request with what to do. */
+/** Loads the compiled handlers; a missing build is answered (on /status) with what to do. */
 function loadHandlers(storagePath) {
   try {
     const { createUiHandlers, UiError } = require(path.join(__dirname, '..', 'dist', 'ui', 'handlers.js'));
@@ -18,41 +18,42 @@ function loadHandlers(storagePath) {
   }
 }
 
+/** What the page is told when a handler fails: UiError's words and code, else a generic line (the details go to the log). */
+function requestError(route, error, UiError, RequestError) {
+  if (error instanceof RequestError) return error;
+  if (UiError && error instanceof UiError) return new RequestError(error.message, { code: error.code });
+  console.error(`Webcam Server UI: ${route} failed:`, error);
+  return new RequestError(`Something went wrong (${error && error.message}); the Homebridge log has the details.`, { code: 'INTERNAL' });
+}
+
 async function main() {
   // plugin-ui-utils 2 is an ES module: import() loads it from CommonJS on every Node version.
   const { HomebridgePluginUiServer, RequestError } = await import('@homebridge/plugin-ui-utils');
-
-  class WebcamServerUiServer extends HomebridgePluginUiServer {
-    constructor() {
-      super();
-      const storagePath = this.homebridgeStoragePath || path.join(require('node:os').homedir(), '.homebridge');
-      const { handlers, UiError, loadError } = loadHandlers(storagePath);
-      this.routes = handlers || {};
-      this.UiError = UiError;
-      this.loadError = loadError;
-      this.ready();
-    }
-
-    // Replaces the base class's dispatcher, which logs every request: the preview asks once a
-    // second, and the Homebridge log should not fill with that.
-    async processRequest(request) {
-      const handler = this.routes[request.path];
-      if (this.loadError) return this.sendResponse(request, { message: this.loadError, error: { code: 'NOT_BUILT' } }, false);
-      if (!handler) return this.sendResponse(request, { message: `Unknown request ${request.path}.`, error: { code: 'NOT_FOUND' } }, false);
-      try {
-        return this.sendResponse(request, await handler(request.body || {}), true);
-      } catch (error) {
-        if (this.UiError && error instanceof this.UiError) {
-          return this.sendResponse(request, { message: error.message, error: { code: error.code } }, false);
+  // Only the library's public API (onRequest, ready). Its dispatcher prints "Incoming Request: <path>"
+  // for every request, which the Homebridge UI copies into its log (once a second while the preview
+  // runs); that line cannot be turned off without reaching into the library's private methods.
+  const server = new HomebridgePluginUiServer();
+  const storagePath = server.homebridgeStoragePath || path.join(require('node:os').homedir(), '.homebridge');
+  const { handlers, UiError, loadError } = loadHandlers(storagePath);
+  if (loadError) {
+    // The page asks for /status first and shows its answer at the top: that is where the fix is said.
+    console.error(`Webcam Server UI: ${loadError}`);
+    server.onRequest('/status', () => {
+      throw new RequestError(loadError, { code: 'NOT_BUILT' });
+    });
+  } else {
+    for (const [route, handler] of Object.entries(handlers)) {
+      server.onRequest(route, async (body) => {
+        try {
+          return await handler(body);
+        } catch (error) {
+          throw requestError(route, error, UiError, RequestError);
         }
-        if (error instanceof RequestError) return this.sendResponse(request, { message: error.message, error: error.requestError }, false);
-        console.error(`Webcam Server UI: ${request.path} failed:`, error);
-        return this.sendResponse(request, { message: `Something went wrong (${error && error.message}); the Homebridge log has the details.`, error: { code: 'INTERNAL' } }, false);
-      }
+      });
     }
   }
-
-  return new WebcamServerUiServer();
+  server.ready();
+  return server;
 }
 
 // The UI ends this process with SIGTERM when the settings close: exit through Node's 'exit' hooks,
