@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
+import { whenAborted } from '../util/lifetime';
 import { explainCaptureError, redactSecrets } from './capture-args';
 import { JpegSplitter } from './jpeg-splitter';
 import { stopProcess, track } from './processes';
@@ -63,12 +64,21 @@ export interface FfmpegCaptureOptions {
   maxFps?: number;
 }
 
+/** The reason a capture's lifetime ends when stop() asked for it (else: the process ended). */
+const STOP_REQUESTED = 'stop requested';
+
+type ProcessEnd = Pick<CaptureExit, 'code' | 'signal' | 'spawnError'>;
+
 export class FfmpegCapture extends EventEmitter implements FrameSource {
   private child?: ChildProcess;
+  /** Settles when the process has ended (closed, or could not start). */
+  private processEnded?: Promise<ProcessEnd>;
   private readonly stderr = new LineRing();
-  private stopping = false;
-  private exited = false;
   private readonly cap?: FrameRateCap;
+  /** Aborted once: by stop() (STOP_REQUESTED) or by the process ending by itself, whichever comes first. */
+  private readonly lifetime = new AbortController();
+  /** The one teardown: the process stopped (if it still runs), then exactly one 'exit'. */
+  private readonly torndown: Promise<void>;
 
   constructor(
     private readonly ffmpegPath: string,
@@ -79,6 +89,7 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
   ) {
     super();
     if (options.maxFps) this.cap = new FrameRateCap(options.maxFps);
+    this.torndown = whenAborted(this.lifetime.signal, (reason) => this.teardown(reason));
   }
 
   /** The process id while it runs (tests kill it to prove the hub recovers). */
@@ -87,6 +98,7 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
   }
 
   start(): void {
+    if (this.lifetime.signal.aborted || this.child) return;
     const child = spawn(this.ffmpegPath, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     track(child);
@@ -96,22 +108,27 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
     child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => this.stderr.push(text));
-    child.once('error', (error) => this.finish({ code: null, signal: null, spawnError: error }));
-    child.once('close', (code, signal) => this.finish({ code, signal }));
+    this.processEnded = new Promise<ProcessEnd>((resolve) => {
+      child.once('error', (error) => resolve({ code: null, signal: null, spawnError: error }));
+      child.once('close', (code, signal) => resolve({ code, signal }));
+    });
+    void this.processEnded.then((end) => this.lifetime.abort(end));
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.child && !this.exited) await stopProcess(this.child);
+  /** Stops the process (if it still runs); resolves once the 'exit' has been emitted. */
+  stop(): Promise<void> {
+    this.lifetime.abort(STOP_REQUESTED);
+    return this.torndown;
   }
 
-  private finish(result: { code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }): void {
-    if (this.exited) return;
-    this.exited = true;
+  private async teardown(reason: unknown): Promise<void> {
+    const child = this.child;
+    if (child && child.pid !== undefined) await stopProcess(child);
+    const end: ProcessEnd = (await this.processEnded) ?? { code: null, signal: null };
     const stderr = this.stderr.toString();
     const hint = explainCaptureError(stderr, this.source);
     const text = redactSecrets(hint ? `${stderr}\n${hint}` : stderr);
-    const exit: CaptureExit = { ...result, stderr: text, requested: this.stopping };
+    const exit: CaptureExit = { ...end, stderr: text, requested: reason === STOP_REQUESTED };
     this.emit('exit', exit);
   }
 }

@@ -14,6 +14,7 @@ import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, RequestOption
 import https from 'node:https';
 
 import type { Log } from '../log';
+import { whenAborted } from '../util/lifetime';
 import type { CaptureExit, FrameSource } from './capture';
 import { LineRing } from './capture';
 import { redactSecrets } from './capture-args';
@@ -102,19 +103,22 @@ export function explainRequestError(error: NodeJS.ErrnoException): string {
   }
 }
 
+/** Why a source's lifetime ended: stop() asked, it failed (the reason, for the log), or its fallback ended. */
+type EndReason = { kind: 'stopped' } | { kind: 'failed'; why: string } | { kind: 'fallback-ended' };
+
 export class HttpMjpegSource extends EventEmitter implements FrameSource {
   private request?: ClientRequest;
   private responseTimer?: NodeJS.Timeout;
   private encoder?: ChildProcess;
   private readonly encoderStderr = new LineRing(10);
   private fallbackSource?: FrameSource;
+  /** The fallback's one 'exit' (or why it could not start). */
+  private fallbackExit?: Promise<CaptureExit>;
   private readonly cap: FrameRateCap;
-  private stopping = false;
-  /** Set once the source is shutting down (stopped or failed): nothing new starts. */
-  private ending = false;
-  private exited = false;
-  private readonly exitPromise: Promise<void>;
-  private resolveExit!: () => void;
+  /** Aborted once, with an EndReason: from then on nothing new starts and nothing more is emitted but the exit. */
+  private readonly lifetime = new AbortController();
+  /** The one teardown: the request, the scaling ffmpeg and the fallback stopped, then exactly one 'exit'. */
+  private readonly torndown: Promise<void>;
   private mode = '';
   /** JPEGs read from the server (before the rate cap). */
   framesRead = 0;
@@ -125,7 +129,12 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     super();
     this.cap = new FrameRateCap(options.maxFps);
     this.where = redactSecrets(options.url);
-    this.exitPromise = new Promise((resolve) => (this.resolveExit = resolve));
+    this.torndown = whenAborted(this.lifetime.signal, (reason) => this.teardown(reason as EndReason));
+  }
+
+  /** Set once the source is shutting down (stopped or failed). */
+  private get ending(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   /** The scaling ffmpeg's process id while it runs (undefined while frames pass through). */
@@ -138,12 +147,12 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     try {
       url = new URL(this.options.url);
     } catch {
-      setImmediate(() => void this.end('this is not a valid URL'));
+      setImmediate(() => this.fail('this is not a valid URL'));
       return;
     }
     const secure = url.protocol === 'https:';
     if (!secure && url.protocol !== 'http:') {
-      setImmediate(() => void this.end('this is not an http or https URL'));
+      setImmediate(() => this.fail('this is not an http or https URL'));
       return;
     }
     const authorization = basicAuthorization(url);
@@ -164,18 +173,17 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     };
     const request = (secure ? https : http).request(options, (res) => this.onResponse(res, authorization !== undefined));
     this.request = request;
-    request.on('error', (error: NodeJS.ErrnoException) => void this.end(explainRequestError(error)));
+    request.on('error', (error: NodeJS.ErrnoException) => this.fail(explainRequestError(error)));
     const timeoutMs = this.options.responseTimeoutMs ?? 10_000;
-    this.responseTimer = setTimeout(() => void this.end(`no answer within ${Math.round(timeoutMs / 1000)} s`), timeoutMs);
+    this.responseTimer = setTimeout(() => this.fail(`no answer within ${Math.round(timeoutMs / 1000)} s`), timeoutMs);
     this.responseTimer.unref();
     request.end();
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.fallbackSource) await this.fallbackSource.stop();
-    else await this.end('');
-    await this.exitPromise;
+  /** Stops everything; resolves once the 'exit' has been emitted. */
+  stop(): Promise<void> {
+    this.end({ kind: 'stopped' });
+    return this.torndown;
   }
 
   private onResponse(res: IncomingMessage, sentCredentials: boolean): void {
@@ -200,7 +208,7 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     }
     if (status !== 200) {
       res.resume();
-      void this.end(explainHttpStatus(status, res.statusMessage ?? '', res.headers, sentCredentials));
+      this.fail(explainHttpStatus(status, res.statusMessage ?? '', res.headers, sentCredentials));
       return;
     }
     const type = String(res.headers['content-type'] ?? '');
@@ -210,7 +218,7 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     }
     if (/^text\//i.test(type) || !this.options.fallback) {
       res.resume();
-      void this.end(
+      this.fail(
         `the answer is ${type ? `"${type.split(';')[0]}"` : 'of no declared type'}, not an MJPEG stream (multipart/x-mixed-replace): use the camera's stream address, not its page`,
       );
       return;
@@ -228,13 +236,13 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
       try {
         reader.push(chunk);
       } catch (error) {
-        void this.end((error as Error).message);
+        this.fail((error as Error).message);
       }
     });
     const ended = (why: string): void => {
-      if (this.framesRead > 0) void this.end(why);
-      else if (reader.skipped > 0) void this.end(`the stream's parts are "${reader.lastSkippedType}", not JPEG`);
-      else void this.end(`${why} before the first frame`);
+      if (this.framesRead > 0) this.fail(why);
+      else if (reader.skipped > 0) this.fail(`the stream's parts are "${reader.lastSkippedType}", not JPEG`);
+      else this.fail(`${why} before the first frame`);
     };
     res.on('end', () => ended('the server ended the stream'));
     res.on('error', (error) => ended(`the stream broke off (${error.message})`));
@@ -287,10 +295,10 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     child.stdin?.on('error', () => {
       // EPIPE when ffmpeg exits first; its exit is reported below.
     });
-    child.once('error', (error) => void this.end(`ffmpeg (${this.options.ffmpegPath}) could not be started to scale the frames: ${error.message}`));
+    child.once('error', (error) => this.fail(`ffmpeg (${this.options.ffmpegPath}) could not be started to scale the frames: ${error.message}`));
     child.once('close', (code, signal) => {
       const said = this.encoderStderr.toString().split('\n').slice(-2).join(' | ');
-      void this.end(`ffmpeg scaling the frames exited (${signal ?? `code ${code}`})${said ? `: ${said}` : ''}`);
+      this.fail(`ffmpeg scaling the frames exited (${signal ?? `code ${code}`})${said ? `: ${said}` : ''}`);
     });
     return child;
   }
@@ -299,22 +307,32 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     const source = create();
     this.fallbackSource = source;
     source.on('frame', (frame: Buffer) => this.emit('frame', frame));
-    source.once('exit', (exit: CaptureExit) => {
-      this.ending = true;
-      this.emitExit({ ...exit, requested: exit.requested || this.stopping });
+    this.fallbackExit = new Promise<CaptureExit>((resolve) => {
+      source.once('exit', resolve);
+      try {
+        source.start();
+      } catch (error) {
+        resolve({ code: null, signal: null, stderr: '', requested: false, spawnError: error as Error });
+      }
     });
-    try {
-      source.start();
-    } catch (error) {
-      this.ending = true;
-      this.emitExit({ code: null, signal: null, stderr: '', requested: this.stopping, spawnError: error as Error });
-    }
+    void this.fallbackExit.then(() => this.end({ kind: 'fallback-ended' }));
   }
 
-  /** Shuts everything down once, then reports `reason` (the first one given) in the exit. */
-  private async end(reason: string): Promise<void> {
-    if (this.ending) return;
-    this.ending = true;
+  /**
+   * Fails with `reason` (the first reason given wins; it goes into the exit). Once the fallback
+   * runs, it owns the source: the abandoned request has nothing more to say.
+   */
+  private fail(reason: string): void {
+    if (this.fallbackSource) return;
+    this.end({ kind: 'failed', why: reason });
+  }
+
+  private end(reason: EndReason): void {
+    this.lifetime.abort(reason);
+  }
+
+  /** Shuts everything down once, then emits the one 'exit': the fallback's when it ran, else the reason. */
+  private async teardown(reason: EndReason): Promise<void> {
     clearTimeout(this.responseTimer);
     this.request?.destroy();
     const encoder = this.encoder;
@@ -322,14 +340,14 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
       encoder.stdin?.end();
       await stopProcess(encoder, 1_000);
     }
-    const stderr = reason ? redactSecrets(`${this.where}: ${reason}`) : '';
-    this.emitExit({ code: null, signal: null, stderr, requested: this.stopping });
-  }
-
-  private emitExit(exit: CaptureExit): void {
-    if (this.exited) return;
-    this.exited = true;
-    this.emit('exit', exit);
-    this.resolveExit();
+    const requested = reason.kind === 'stopped';
+    const fallback = this.fallbackSource;
+    if (fallback && this.fallbackExit) {
+      if (reason.kind !== 'fallback-ended') await fallback.stop();
+      this.emit('exit', { ...(await this.fallbackExit), requested } satisfies CaptureExit);
+      return;
+    }
+    const stderr = reason.kind === 'failed' && reason.why ? redactSecrets(`${this.where}: ${reason.why}`) : '';
+    this.emit('exit', { code: null, signal: null, stderr, requested } satisfies CaptureExit);
   }
 }
