@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 
 import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
+import { whenAborted } from '../util/lifetime';
 import { LineRing } from './capture';
 import type { Fmp4Fragment, Fmp4Init } from './fmp4';
 import { BoxSplitter, Fmp4Assembler } from './fmp4';
@@ -76,12 +77,21 @@ class Reader {
   private queuedBytes = 0;
   private wake?: () => void;
   private skipping = false;
-  closed = false;
+  /** Aborted when the reader stops reading (it returned, or broke off). */
+  private readonly own = new AbortController();
+  /** The reader's lifetime: its own, the reader's signal and the stage's, whichever ends first. */
+  private readonly signal: AbortSignal;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    signals: Array<AbortSignal | undefined>,
+  ) {
+    this.signal = AbortSignal.any([this.own.signal, ...signals.filter((signal): signal is AbortSignal => signal !== undefined)]);
+    this.signal.addEventListener('abort', () => this.wake?.(), { once: true });
+  }
 
   push(item: StageItem): void {
-    if (this.closed) return;
+    if (this.signal.aborted) return;
     if (item.type === 'fragment') {
       if (this.skipping && !item.fragment.key) return;
       this.skipping = false;
@@ -103,14 +113,7 @@ class Reader {
     this.wake?.();
   }
 
-  close(): void {
-    this.closed = true;
-    this.wake?.();
-  }
-
-  async *items(signal?: AbortSignal): AsyncGenerator<StageItem> {
-    const onAbort = () => this.close();
-    signal?.addEventListener('abort', onAbort, { once: true });
+  async *items(): AsyncGenerator<StageItem> {
     try {
       for (;;) {
         const item = this.queue.shift();
@@ -119,15 +122,30 @@ class Reader {
           yield item;
           continue;
         }
-        if (this.closed) return;
+        if (this.signal.aborted) return;
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
       }
     } finally {
-      signal?.removeEventListener('abort', onAbort);
-      this.closed = true;
+      this.own.abort();
     }
   }
+}
+
+/** The reason an encoder's lifetime ends when the stage stops it (any other: its process ended by itself). */
+const ENCODER_STOPPED = 'stopped';
+
+/** One encoder process of the stage, from spawn to its one teardown. */
+interface EncoderRun {
+  child: ChildProcess;
+  /** Aborted once: ENCODER_STOPPED by the stage, or { code, signal } when the process closed by itself. */
+  lifetime: AbortController;
+  /** Its frames from the hub. */
+  subscription?: Subscription;
+  stderr: LineRing;
+  startedAt: number;
+  /** Settles when its teardown is done. */
+  torndown: Promise<void>;
 }
 
 /**
@@ -139,16 +157,17 @@ export class H264Stage extends EventEmitter {
   private readonly bufferMs: number;
   private readonly idleGraceMs: number;
   private holds = 0;
-  private child?: ChildProcess;
-  private subscription?: Subscription;
+  /** The encoder running now. */
+  private run?: EncoderRun;
   private ring: Fmp4Fragment[] = [];
   private _init?: Fmp4Init;
   private readonly readers = new Set<Reader>();
   private idleTimer?: NodeJS.Timeout;
   private restartTimer?: NodeJS.Timeout;
   private failures = 0;
-  private startedAt = 0;
-  private closed = false;
+  /** Aborted by close(): the stage's one teardown stops the encoder for good and ends every reader. */
+  private readonly lifetime = new AbortController();
+  private readonly torndown: Promise<void>;
   /** How many encoders this stage has started (tests check there is one for many consumers). */
   starts = 0;
 
@@ -157,6 +176,16 @@ export class H264Stage extends EventEmitter {
     this.settings = options.settings;
     this.bufferMs = options.bufferMs ?? 8_000;
     this.idleGraceMs = options.idleGraceMs ?? 3_000;
+    this.torndown = whenAborted(this.lifetime.signal, () => {
+      clearTimeout(this.idleTimer);
+      clearTimeout(this.restartTimer);
+      this.readers.clear(); // each one ends through the stage's signal
+      return this.stopEncoder();
+    });
+  }
+
+  private get closed(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   /** The init segment of the running encoder (undefined until its first output). */
@@ -166,7 +195,7 @@ export class H264Stage extends EventEmitter {
 
   /** True while an encoder process runs. */
   get running(): boolean {
-    return this.child !== undefined;
+    return this.run !== undefined;
   }
 
   /** Media the ring buffer holds now, in milliseconds from its first (key) fragment. */
@@ -186,7 +215,7 @@ export class H264Stage extends EventEmitter {
     this.holds++;
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (!this.child && !this.restartTimer) this.startEncoder();
+    if (!this.run && !this.restartTimer) this.startEncoder();
     let released = false;
     return () => {
       if (released) return;
@@ -200,10 +229,10 @@ export class H264Stage extends EventEmitter {
   configure(settings: H264Settings): void {
     if (sameSettings(settings, this.settings)) return;
     this.settings = settings;
-    if (this.child) {
+    if (this.run) {
       this.options.log.info('H.264 stage: new settings, restarting the encoder.');
       void this.stopEncoder().then(() => {
-        if (this.holds > 0 && !this.closed) this.startEncoder();
+        if (this.holds > 0 && !this.closed && !this.run) this.startEncoder();
       });
     }
   }
@@ -214,8 +243,8 @@ export class H264Stage extends EventEmitter {
    * the encoder while it is read.
    */
   async *read(options: ReadOptions = {}): AsyncGenerator<StageItem> {
-    const reader = new Reader(options.maxQueuedBytes ?? this.options.maxQueuedBytes ?? 16 * 1024 * 1024);
     if (this.closed) return;
+    const reader = new Reader(options.maxQueuedBytes ?? this.options.maxQueuedBytes ?? 16 * 1024 * 1024, [this.lifetime.signal, options.signal]);
     const release = this.hold();
     this.readers.add(reader);
     try {
@@ -224,7 +253,7 @@ export class H264Stage extends EventEmitter {
         const from = startIndex(this.ring, options.backMs ?? 0);
         for (const fragment of this.ring.slice(from)) reader.push({ type: 'fragment', fragment });
       }
-      yield* reader.items(options.signal);
+      yield* reader.items();
     } finally {
       this.readers.delete(reader);
       release();
@@ -232,13 +261,9 @@ export class H264Stage extends EventEmitter {
   }
 
   /** Stops the encoder for good and ends every reader. */
-  async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.idleTimer);
-    clearTimeout(this.restartTimer);
-    for (const reader of this.readers) reader.close();
-    this.readers.clear();
-    await this.stopEncoder();
+  close(): Promise<void> {
+    this.lifetime.abort();
+    return this.torndown;
   }
 
   private scheduleIdleStop(): void {
@@ -261,14 +286,15 @@ export class H264Stage extends EventEmitter {
     log.debug(`H.264 stage command: ${ffmpegPath} ${args.join(' ')}`);
     const child = spawn(ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     track(child);
-    this.child = child;
+    const lifetime = new AbortController();
+    const run: EncoderRun = { child, lifetime, stderr: new LineRing(10), startedAt: Date.now(), torndown: Promise.resolve() };
+    run.torndown = whenAborted(lifetime.signal, (reason) => this.encoderEnded(run, reason));
+    this.run = run;
     this.starts++;
-    this.startedAt = Date.now();
     this.ring = [];
     this._init = undefined;
-    const stderr = new LineRing(10);
     child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => stderr.push(text));
+    child.stderr?.on('data', (text: string) => run.stderr.push(text));
     child.stdin?.on('error', () => {
       // EPIPE when the encoder exits first; its exit is reported below.
     });
@@ -285,7 +311,7 @@ export class H264Stage extends EventEmitter {
       (fragment) => this.onFragment(fragment),
     );
     child.stdout?.on('data', (chunk: Buffer) => {
-      if (child !== this.child) return;
+      if (lifetime.signal.aborted) return;
       try {
         for (const box of splitter.push(chunk)) assembler.push(box);
       } catch (error) {
@@ -294,25 +320,8 @@ export class H264Stage extends EventEmitter {
       }
     });
     child.once('error', (error) => log.error(`H.264 stage: could not start ffmpeg (${error.message}).`));
-    child.once('close', (code, signal) => {
-      if (child !== this.child) return; // stopped on purpose
-      this.child = undefined;
-      this.subscription?.unsubscribe();
-      this.subscription = undefined;
-      this.emit('stopped');
-      if (this.closed || this.holds === 0) return;
-      const ranFor = Date.now() - this.startedAt;
-      if (ranFor > 10_000) this.failures = 0;
-      const delay = backoffDelay(++this.failures, this.options.backoffInitialMs ?? 1_000, this.options.backoffMaxMs ?? 30_000);
-      const why = stderr.toString().split('\n').slice(-2).join(' | ');
-      log.error(`H.264 stage: the encoder ended (${signal ?? `code ${code}`})${why ? `: ${why}` : ''}. Restarting in ${(delay / 1000).toFixed(1)} s.`);
-      this.restartTimer = setTimeout(() => {
-        this.restartTimer = undefined;
-        if (!this.closed && this.holds > 0 && !this.child) this.startEncoder();
-      }, delay);
-      this.restartTimer.unref();
-    });
-    this.subscription = hub.subscribe((frame, done) => {
+    child.once('close', (code, signal) => lifetime.abort({ code, signal }));
+    run.subscription = hub.subscribe((frame, done) => {
       const stdin = child.stdin;
       if (!stdin || stdin.destroyed || !stdin.writable) {
         done();
@@ -323,6 +332,35 @@ export class H264Stage extends EventEmitter {
     this.emit('running');
   }
 
+  /**
+   * An encoder's one teardown: stopped by the stage (its process stopped, the ring emptied), or
+   * ended by itself (restarted after a backoff while someone holds the stage).
+   */
+  private async encoderEnded(run: EncoderRun, reason: unknown): Promise<void> {
+    if (this.run === run) this.run = undefined;
+    run.subscription?.unsubscribe();
+    if (reason === ENCODER_STOPPED) {
+      run.child.stdin?.end();
+      await stopProcess(run.child, 1_000);
+      this.ring = [];
+      this._init = undefined;
+      this.emit('stopped');
+      return;
+    }
+    this.emit('stopped');
+    if (this.closed || this.holds === 0) return;
+    if (Date.now() - run.startedAt > 10_000) this.failures = 0;
+    const delay = backoffDelay(++this.failures, this.options.backoffInitialMs ?? 1_000, this.options.backoffMaxMs ?? 30_000);
+    const { code, signal } = reason as { code: number | null; signal: NodeJS.Signals | null };
+    const why = run.stderr.toString().split('\n').slice(-2).join(' | ');
+    this.options.log.error(`H.264 stage: the encoder ended (${signal ?? `code ${code}`})${why ? `: ${why}` : ''}. Restarting in ${(delay / 1000).toFixed(1)} s.`);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.closed && this.holds > 0 && !this.run) this.startEncoder();
+    }, delay);
+    this.restartTimer.unref();
+  }
+
   private onFragment(fragment: Fmp4Fragment): void {
     this.ring.push(fragment);
     const drop = trimCount(this.ring, this.bufferMs);
@@ -331,16 +369,11 @@ export class H264Stage extends EventEmitter {
     for (const reader of this.readers) reader.push({ type: 'fragment', fragment });
   }
 
-  private async stopEncoder(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    this.subscription?.unsubscribe();
-    this.subscription = undefined;
-    child.stdin?.end();
-    await stopProcess(child, 1_000);
-    this.ring = [];
-    this._init = undefined;
-    this.emit('stopped');
+  /** Stops the running encoder on purpose; resolves once it is gone. */
+  private stopEncoder(): Promise<void> {
+    const run = this.run;
+    if (!run) return Promise.resolve();
+    run.lifetime.abort(ENCODER_STOPPED);
+    return run.torndown;
   }
 }
