@@ -15,6 +15,7 @@ import { LineRing } from '../media/capture';
 import type { FrameHub, Subscription } from '../media/frame-hub';
 import { stopProcess, track } from '../media/processes';
 import { closeQuietly } from '../util/close-quietly';
+import { whenAborted } from '../util/lifetime';
 import { isRtcpPacket } from './stream-policy';
 
 export interface StreamSessionOptions {
@@ -41,6 +42,9 @@ export interface AdoptedEncoder {
   relay?: { close(): void };
 }
 
+/** The reason a session's lifetime ends when its owner stops it (any other reason: it ended by itself). */
+const STOPPED = Symbol('stopped');
+
 export class StreamSession {
   private child?: ChildProcess;
   /** The current encoder's relay, when it sends through one. */
@@ -52,7 +56,12 @@ export class StreamSession {
   private rtcpTimeoutMs: number;
   private reports = 0;
   private stderr = new LineRing(10);
-  private ended = false;
+  /**
+   * Aborted once: by stop() (STOPPED), or with the reason it ended by itself (encoder exit, RTCP
+   * silence, the camera shut down). Everything after that is the one teardown's.
+   */
+  private readonly lifetime = new AbortController();
+  private readonly torndown: Promise<void>;
   /** Start and reconfigures, one after the other. */
   private changes: Promise<void> = Promise.resolve();
   /** The current encoder's command. */
@@ -63,6 +72,17 @@ export class StreamSession {
   constructor(private readonly options: StreamSessionOptions) {
     this.rtcpTimeoutMs = options.rtcpTimeoutMs;
     this.currentArgs = options.args;
+    this.torndown = whenAborted(this.lifetime.signal, (reason) => {
+      const byItself = reason !== STOPPED;
+      if (byItself) options.log.info(`Stream ended: ${String(reason)}.`);
+      const done = this.teardown();
+      if (byItself) options.onEnded(String(reason));
+      return done;
+    });
+  }
+
+  private get ended(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   /** The command of the encoder running (or starting) now. */
@@ -141,10 +161,10 @@ export class StreamSession {
     return run;
   }
 
-  /** Ends the session (HomeKit said stop, or Homebridge is shutting down). */
-  async stop(): Promise<void> {
-    this.ended = true;
-    await this.teardown();
+  /** Ends the session (HomeKit said stop, or Homebridge is shutting down); resolves once its encoder is gone. */
+  stop(): Promise<void> {
+    this.lifetime.abort(STOPPED);
+    return this.torndown;
   }
 
   private spawnEncoder(args: string[]): Promise<void> {
@@ -190,12 +210,9 @@ export class StreamSession {
     this.watchdog.unref();
   }
 
+  /** Ends the session by itself, for `reason` (the first one wins). */
   private finish(reason: string): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.options.log.info(`Stream ended: ${reason}.`);
-    void this.teardown();
-    this.options.onEnded(reason);
+    this.lifetime.abort(reason);
   }
 
   private async teardown(): Promise<void> {

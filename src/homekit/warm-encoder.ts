@@ -27,6 +27,7 @@ import type { Log } from '../log';
 import { LineRing } from '../media/capture';
 import { stopProcess, track } from '../media/processes';
 import { backoffDelay } from '../util/backoff';
+import { whenAborted } from '../util/lifetime';
 import { SrtpRelay } from './srtp-relay';
 import type { AdoptedEncoder } from './stream-session';
 import type { EncoderRequest, VideoChoice } from './stream-policy';
@@ -38,13 +39,18 @@ export type EncoderTarget = Pick<EncoderRequest, 'ssrc' | 'srtpKeyAndSalt' | 'ta
 /** The encoder command (after the binary) for a START's video, sent to `target`. */
 export type EncoderCommand = (choice: VideoChoice, target: EncoderTarget) => string[];
 
+/** How a warm encoder's lifetime ends: handed to a session, stopped, or its process ended by itself. */
+type WarmEnd = { kind: 'claimed' } | { kind: 'stopped' } | { kind: 'exited'; detail: string };
+
 /** One warm encoder: an ffmpeg waiting on its stdin, and the relay it sends to. */
 export class WarmEncoder {
   /** The SRTP master key and salt this encoder encrypts with (30 bytes). */
   readonly keyAndSalt: Buffer;
   /** Called once when the process ends, or cannot start, before it was claimed or stopped. */
   onUnexpectedExit?: (detail: string) => void;
-  private child?: ChildProcess;
+  private readonly child: ChildProcess;
+  /** Aborted once with a WarmEnd: claimed, stopped or exited, whichever came first. */
+  private readonly lifetime = new AbortController();
   private readonly stderr = new LineRing(10);
   private readonly onStderr = (text: string) => this.stderr.push(text);
   private readonly startedAt = performance.now();
@@ -70,18 +76,27 @@ export class WarmEncoder {
     child.stdin?.on('error', () => {
       // EPIPE when it exits first; the exit is handled below.
     });
-    let ended = false;
-    const end = (detail: string) => {
-      if (ended) return;
-      ended = true;
-      if (this.child !== child) return; // claimed or stopped on purpose
-      this.child = undefined;
-      this.relay.close();
-      const said = this.stderr.toString().split('\n').slice(-2).join(' | ');
-      this.onUnexpectedExit?.(`${detail}${said ? `: ${said}` : ''}`);
-    };
-    child.once('exit', (code, signal) => end(signal ?? `code ${code}`));
-    child.once('error', (error) => end(error.message));
+    const exited = (detail: string) => this.lifetime.abort({ kind: 'exited', detail } satisfies WarmEnd);
+    child.once('exit', (code, signal) => exited(signal ?? `code ${code}`));
+    child.once('error', (error) => exited(error.message));
+    void whenAborted(this.lifetime.signal, (reason) => this.teardown(reason as WarmEnd));
+  }
+
+  /** The one teardown. Claimed: the session owns the process and relay now. */
+  private teardown(end: WarmEnd): void {
+    const child = this.child;
+    if (end.kind === 'claimed') {
+      child.stderr?.off('data', this.onStderr);
+      return;
+    }
+    this.relay.close();
+    if (end.kind === 'stopped') {
+      child.stdin?.end();
+      void stopProcess(child, 1_000);
+      return;
+    }
+    const said = this.stderr.toString().split('\n').slice(-2).join(' | ');
+    this.onUnexpectedExit?.(`${end.detail}${said ? `: ${said}` : ''}`);
   }
 
   /** Opens a relay and starts an encoder for `choice` sending to it, with a new key and salt. */
@@ -110,7 +125,7 @@ export class WarmEncoder {
   /** True while its process runs and nobody has claimed or stopped it. */
   get alive(): boolean {
     const child = this.child;
-    return !!child && child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+    return !this.lifetime.signal.aborted && child.pid !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
   /**
@@ -126,22 +141,15 @@ export class WarmEncoder {
       this.stop();
       return undefined;
     }
-    const child = this.child!;
-    this.child = undefined;
-    child.stderr?.off('data', this.onStderr);
+    this.lifetime.abort({ kind: 'claimed' } satisfies WarmEnd);
     this.relay.forwardTo(destination.socket, destination.address, destination.port);
     this.log.debug(`Warm encoder: hit (ready ${Math.round(this.ageMs)} ms before START).`);
-    return { child, relay: this.relay };
+    return { child: this.child, relay: this.relay };
   }
 
-  /** Stops the encoder and closes its relay, unless they were handed over; returns at once. */
+  /** Stops the encoder and closes its relay, unless they were handed over or it ended; returns at once. */
   stop(): void {
-    const child = this.child;
-    this.child = undefined;
-    if (!child) return;
-    this.relay.close();
-    child.stdin?.end();
-    void stopProcess(child, 1_000);
+    this.lifetime.abort({ kind: 'stopped' } satisfies WarmEnd);
   }
 }
 
@@ -161,14 +169,25 @@ export class WarmEncoderKeeper {
   private starting = false;
   private retry?: NodeJS.Timeout;
   private failures = 0;
-  private stopped = false;
+  /** Aborted by stop(): the keeper's one teardown stops its encoder and starts no other. */
+  private readonly lifetime = new AbortController();
 
   constructor(
     private readonly options: WarmEncoderKeeperOptions,
     /** The START to prepare for. */
     private choice: VideoChoice,
   ) {
+    void whenAborted(this.lifetime.signal, () => {
+      clearTimeout(this.retry);
+      this.retry = undefined;
+      this.current?.stop();
+      this.current = undefined;
+    });
     this.refill();
+  }
+
+  private get stopped(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   /** Hands over the ready warm encoder (the caller's from now on), or answers undefined. */
@@ -196,11 +215,7 @@ export class WarmEncoderKeeper {
 
   /** Stops the warm encoder and starts no other (the camera's accessory is going away). */
   stop(): void {
-    this.stopped = true;
-    clearTimeout(this.retry);
-    this.retry = undefined;
-    this.current?.stop();
-    this.current = undefined;
+    this.lifetime.abort();
   }
 
   private async startOne(): Promise<void> {
