@@ -28,6 +28,7 @@ import { readUsersFile } from './users/users-file';
 import type { WebCamera } from './web/cameras';
 import { writePreviewToken } from './web/preview-token';
 import { buildWebServer, listen } from './web/server';
+import { whenAborted } from './util/lifetime';
 
 export interface RuntimeOptions {
   config: PluginConfig;
@@ -90,7 +91,9 @@ export function defaultStageSettings(camera: CameraConfig, encoder: string, bitr
 
 export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   readonly cameras: CameraRuntime[] = [];
-  private stopping = false;
+  /** Aborted by stop(): the one teardown stops what start() has made, and start() makes nothing more. */
+  private readonly lifetime = new AbortController();
+  private readonly torndown: Promise<void>;
   app?: FastifyInstance;
   /** Where the web server listens, once started. */
   address?: string;
@@ -99,6 +102,11 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
 
   constructor(private readonly options: RuntimeOptions) {
     super();
+    this.torndown = whenAborted(this.lifetime.signal, () => this.teardown());
+  }
+
+  private get stopping(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   /** Finds ffmpeg, creates the cameras and starts the web server. Throws with a clear message. */
@@ -193,7 +201,12 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       allowedHosts: config.web.allowedHosts,
       previewToken,
     });
-    if (this.stopping) return;
+    if (this.stopping) {
+      // stop() came while the server was being built: it is not this.app yet, so close it here.
+      await this.app.close();
+      this.app = undefined;
+      return;
+    }
     try {
       this.address = await listen(this.app, config.web);
     } catch (error) {
@@ -230,9 +243,13 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     );
   }
 
-  /** Stops the web server and every capture; safe to call during or after start(). */
-  async stop(): Promise<void> {
-    this.stopping = true;
+  /** Stops the web server and every capture; safe to call during or after start(), and more than once. */
+  stop(): Promise<void> {
+    this.lifetime.abort();
+    return this.torndown;
+  }
+
+  private async teardown(): Promise<void> {
     this.alerts?.stop();
     for (const { motion } of this.cameras) motion?.stop();
     await this.app?.close();
