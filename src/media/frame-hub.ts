@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 
 import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
+import { whenAborted } from '../util/lifetime';
 import type { CaptureExit, FrameSource } from './capture';
 
 export interface Frame {
@@ -55,21 +56,29 @@ export interface SubscribeOptions {
   onClose?: () => void;
 }
 
+/** Why a subscription ends: its consumer let go, or the hub shut down (then `onClose` is called). */
+type SubscriptionEnd = 'unsubscribed' | 'hub closed';
+
 /** One consumer's delivery slot: one frame in flight, at most one waiting. */
 class Subscriber {
   private busy = false;
   private pending?: Frame;
   private token = 0;
-  closed = false;
+  /** Aborted once, with a SubscriptionEnd; nothing is delivered after that. */
+  readonly lifetime = new AbortController();
 
   constructor(
     private readonly deliver: Deliver,
-    readonly onClose: (() => void) | undefined,
     private readonly onError: (error: unknown) => void,
   ) {}
 
+  /** Ends the subscription (the first reason wins). */
+  end(reason: SubscriptionEnd): void {
+    this.lifetime.abort(reason);
+  }
+
   offer(frame: Frame): void {
-    if (this.closed) return;
+    if (this.lifetime.signal.aborted) return;
     if (this.busy) {
       this.pending = frame;
       return;
@@ -119,7 +128,9 @@ export class FrameHub extends EventEmitter {
   private idleTimer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
   private stalled = false;
-  private closed = false;
+  /** Aborted by close(): the hub's one teardown stops the capture and ends every subscription. */
+  private readonly lifetime = new AbortController();
+  private readonly torndown: Promise<void>;
   private _lastError = '';
   /** How many sources this hub has started (tests check there is one capture per camera). */
   starts = 0;
@@ -139,6 +150,11 @@ export class FrameHub extends EventEmitter {
       backoffMaxMs: options.backoffMaxMs ?? 30_000,
       healthyRunMs: options.healthyRunMs ?? 3_000,
     };
+    this.torndown = whenAborted(this.lifetime.signal, () => this.teardown());
+  }
+
+  private get closed(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   get state(): HubState {
@@ -172,16 +188,19 @@ export class FrameHub extends EventEmitter {
       options.onClose?.();
       return { unsubscribe: () => {} };
     }
-    const subscriber: Subscriber = new Subscriber(deliver, options.onClose, (error) => {
+    const subscriber: Subscriber = new Subscriber(deliver, (error) => {
       this.log.error(`A frame consumer failed and was detached: ${(error as Error)?.stack ?? String(error)}`);
       unsubscribe();
     });
-    const unsubscribe = (): void => {
-      if (subscriber.closed) return;
-      subscriber.closed = true;
+    const unsubscribe = (): void => subscriber.end('unsubscribed');
+    void whenAborted(subscriber.lifetime.signal, (reason) => {
+      if (reason === 'hub closed') {
+        options.onClose?.();
+        return;
+      }
       this.subscribers.delete(subscriber);
       this.release();
-    };
+    });
     this.subscribers.add(subscriber);
     this.demand();
     if (this._state === 'streaming' && this._latest) subscriber.offer(this._latest);
@@ -247,18 +266,19 @@ export class FrameHub extends EventEmitter {
   }
 
   /** Stops the capture for good; later demand is ignored. */
-  async close(): Promise<void> {
-    this.closed = true;
+  close(): Promise<void> {
+    this.lifetime.abort();
+    return this.torndown;
+  }
+
+  private async teardown(): Promise<void> {
     clearTimeout(this.restartTimer);
     clearTimeout(this.idleTimer);
     await this.stopSource();
     this.setState('idle');
     const subscribers = [...this.subscribers];
     this.subscribers.clear();
-    for (const subscriber of subscribers) {
-      subscriber.closed = true;
-      subscriber.onClose?.();
-    }
+    for (const subscriber of subscribers) subscriber.end('hub closed');
     this.emit('close');
   }
 
