@@ -162,4 +162,25 @@ describe('H.264 stage with real ffmpeg', () => {
     assert.equal(order[second + 1], 'key', 'and the reader resumes at a key frame');
     assert.equal(stage.starts, 2);
   });
+
+  it('new settings while a new holder arrives: the old encoder stops and exactly one new one runs', async (t) => {
+    const hub = testHub(t);
+    const stage = new H264Stage({ name: 'test', hub, ffmpegPath: 'ffmpeg', settings: SETTINGS, log: silentLog, idleGraceMs: 300 });
+    t.after(() => stage.close());
+    const capturePid = () => (hub as unknown as { source?: { pid?: number } }).source?.pid;
+    const encoders = async () => (await childProcessesNamed(process.pid, 'ffmpeg')).filter((pid) => pid !== capturePid());
+    const releaseFirst = stage.hold();
+    await waitUntil('the first encoder to write its init segment', () => stage.init !== undefined, 15_000);
+    const [old] = await encoders();
+    assert.ok(old);
+    stage.configure({ ...SETTINGS, bitrateKbps: 400 });
+    const releaseSecond = stage.hold(); // arrives while the old encoder is being stopped
+    await waitUntil('the old encoder to be gone', async () => !(await encoders()).includes(old), 10_000);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(stage.starts, 2, 'one new encoder, not one for the hold and another for the new settings');
+    assert.equal((await encoders()).length, 1);
+    assert.equal(stage.currentSettings.bitrateKbps, 400);
+    releaseFirst();
+    releaseSecond();
+  });
 });
