@@ -15,6 +15,7 @@
 //   BENCH_SOURCE=mjpeg-http      both read a network camera (homekit-camera.ts: MJPEG over HTTP)
 //                                instead of ffmpeg's test pattern (default testsrc)
 //   BENCH_FPS=N                  the source's (and the stream's) frame rate (default 30)
+//   BENCH_WARM=1                 ours with homekit.warmEncoder on (an idle encoder per camera; default off)
 //   BENCH_OURS_DIR=/path         our plugin from a built copy of the tree (to try a change to src/)
 //   BENCH_NODE=/path/to/node     the Node for Homebridge (default: the first `node` on PATH outside node_modules)
 //   BENCH_HOMEBRIDGE_DEBUG=1     run Homebridge with -D; BENCH_KEEP_LOGS=1 saves its logs in bench/results/
@@ -104,6 +105,8 @@ interface Source {
 }
 
 const SOURCE_KIND = process.env.BENCH_SOURCE ?? 'testsrc';
+/** Ours with homekit.warmEncoder on (the opt-in fast start: one idle encoder per camera). */
+const WARM = process.env.BENCH_WARM === '1';
 let cameraChild: ChildProcess | undefined;
 
 async function startSource(): Promise<Source> {
@@ -151,6 +154,8 @@ interface Side {
   coldCamera?: string;
   /** ffmpeg processes the tree runs with nothing streaming (ours: the capture of the camera with motion on, and each camera's warm encoder). */
   idleFfmpegs: number;
+  /** ffmpeg processes one running capture adds (ours: 1 for the test pattern, 0 for an MJPEG URL of the camera's size, read in Node). */
+  captureFfmpegs: number;
 }
 
 function version(dir: string): string {
@@ -173,10 +178,13 @@ function ourSide(source: Source): Side {
   const dist = join(OURS_DIR, 'dist', 'index.js');
   if (!existsSync(dist)) throw new Error(`run \`npm run build\` first in ${OURS_DIR} (Homebridge loads the plugin from dist/)`);
   if (newestMtime(join(OURS_DIR, 'src')) > statSync(dist).mtimeMs) throw new Error(`${OURS_DIR}/src is newer than its dist/: run \`npm run build\` first`);
-  const camera = { source: source.ours, ...SOURCE, homekit: { unbridge: true, maxStreams: 2 } };
+  // warmEncoder written out either way, so an older build (where it defaulted to on) runs the same.
+  const camera = { source: source.ours, ...SOURCE, homekit: { unbridge: true, maxStreams: 2, warmEncoder: WARM } };
+  // The test pattern is encoded by a capture ffmpeg; an MJPEG URL of the camera's size is read in Node.
+  const captureFfmpegs = SOURCE_KIND === 'testsrc' ? 1 : 0;
   return {
     name: 'ours',
-    plugin: `homebridge-webcam-server@${version(OURS_DIR)}${OURS_DIR === REPO ? '' : ` from ${OURS_DIR}`}`,
+    plugin: `homebridge-webcam-server@${version(OURS_DIR)}${OURS_DIR === REPO ? '' : ` from ${OURS_DIR}`}${WARM ? ' with homekit.warmEncoder on' : ''}`,
     pluginPath: OURS_DIR,
     platform: {
       platform: 'WebcamServer',
@@ -193,7 +201,8 @@ function ourSide(source: Source): Side {
     camera: 'Bench',
     coldCamera: plan.cold ? 'Cold' : undefined,
     // The capture motion detection holds, and a warm encoder per camera (homekit.warmEncoder).
-    idleFfmpegs: 1 + (plan.cold ? 2 : 1),
+    idleFfmpegs: captureFfmpegs + (WARM ? (plan.cold ? 2 : 1) : 0),
+    captureFfmpegs,
   };
 }
 
@@ -234,6 +243,7 @@ function theirSide(source: Source): Side {
     },
     camera: 'Bench',
     idleFfmpegs: 0,
+    captureFfmpegs: 0,
   };
 }
 
@@ -474,8 +484,9 @@ async function runSide(side: Side): Promise<SideResult> {
       const shots: SnapshotSeries = { when: 'cold', mode: 'fresh', gapMs: 0, ms: [], bytes: 0, errors: [] };
       const starts: StartSeries = { when: 'cold', starts: [], errors: [] };
       for (let i = 0; i < plan.cold; i++) {
-        // The capture stops 10 s after its last consumer; wait for that, then one more second.
-        await sleep(10_000);
+        // The capture stops 10 s after its last consumer; wait for that (an ffmpeg gone, or for a
+        // source read in Node, a second more than the grace).
+        await sleep(11_000);
         await stopped();
         await quiet('a cold measurement');
         try {
@@ -486,11 +497,11 @@ async function runSide(side: Side): Promise<SideResult> {
         } catch (error) {
           shots.errors.push((error as Error).message);
         }
-        await sleep(10_000);
+        await sleep(11_000);
         await stopped();
         await quiet('a cold measurement');
         try {
-          starts.starts.push(await oneStart(hb, cold, dir, false, side.idleFfmpegs + 1));
+          starts.starts.push(await oneStart(hb, cold, dir, false, side.idleFfmpegs + side.captureFfmpegs));
         } catch (error) {
           starts.errors.push((error as Error).message);
         }

@@ -9,9 +9,10 @@
 // intervals, and a motion sensor that follows the moving test pattern. As the
 // Home app does, the receivers decrypt with the key the accessory answers in SetupEndpoints: ours
 // for the camera with sound, its own for a silent one. A second suite puts a silent camera on the
-// bridge: a snapshot from an idle capture, a stream served by the warm encoder it keeps ahead of
-// any session (with its own key and SSRC), the next warm encoder gone with Homebridge, and the
-// cached accessory kept when a restart cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the
+// bridge: no ffmpeg at all while nobody watches, a snapshot from an idle capture, a stream served
+// by the encoder started at SetupEndpoints (with its own key and SSRC), none left after it, one
+// for a set-up never started gone with Homebridge, and the cached accessory kept when a restart
+// cannot find ffmpeg. HOMEKIT_TEST_LOG=FILE keeps the
 // first Homebridge's log.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -786,12 +787,10 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] });
     await hb.waitFor(/\[Garage\] Added to the bridge/);
     await hb.waitFor(/is running on port/);
-    // A silent camera keeps a warm encoder, started ahead of any stream, waiting on its input.
-    await waitUntil('the warm encoder', async () => (await ffmpegChildren(hb!.child.pid!)).all.length === 1);
+    // Nobody watches, motion is off: no ffmpeg at all (homekit.warmEncoder is off by default).
+    await sleep(1_000);
     const idle = await ffmpegChildren(hb.child.pid!);
-    assert.deepEqual(idle.capture, [], 'no capture while nothing consumes it');
-    assert.equal(idle.encoders.length, 1, 'one warm encoder, and nothing else');
-    const [warm] = idle.encoders;
+    assert.deepEqual(idle.all, [], 'no capture and no encoder while nothing consumes them');
 
     const client = new HttpClient('bridge', '127.0.0.1', bridgePort, undefined, { usePersistentConnections: true });
     t.after(() => client.close());
@@ -812,36 +811,38 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     t.diagnostic(`snapshot from an idle capture in ${Date.now() - started} ms`);
     assert.equal((await ffmpegChildren(hb.child.pid!)).capture.length, 1, 'the snapshot started the capture');
 
-    // SetupEndpoints answers with the warm encoder's own key and SSRC (the largest size offered,
-    // 802 kbit/s, High 4.0), and a START asking exactly that is served by it, through its relay,
-    // from the port SetupEndpoints announced.
+    // SetupEndpoints starts an encoder (the largest size offered, 802 kbit/s, High 4.0) and
+    // answers with its own key and SSRC; a START asking exactly that is served by it, through its
+    // relay, from the port SetupEndpoints announced.
     const rtp = garage.services.filter((s) => hapUuid(s.type) === SERVICE.rtp);
     const iid = (type: string) => `${garage.aid}.${rtp[0].characteristics.find((c) => hapUuid(c.type ?? '') === type)!.iid}`;
     const service = { setupEndpoints: iid(CHAR.setupEndpoints), selected: iid(CHAR.selected), status: iid(CHAR.streamingStatus) };
     const s = new LiveStream(client, service, { width: 320, height: 240, fps: 10, profile: 2, level: 2, bitrate: 802, videoKey: 'own' }, dir);
     t.after(() => s.endQuietly());
     await s.start();
-    const hit = await hb.waitFor(/Warm encoder: hit \(ready (\d+) ms before START\)/);
+    const hit = await hb.waitFor(/Standby encoder: hit \(started (\d+) ms before START\)/);
     const decoded = await s.decoded();
     assert.deepEqual([decoded.width, decoded.height], [320, 240]);
     assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'RTP carries the SSRC announced in SetupEndpoints');
     assert.deepEqual([...s.rtp.payloadTypes], [PAYLOAD_TYPE]);
     assert.deepEqual([...s.rtp.fromPorts], [s.accessory.port], 'sent from the port SetupEndpoints announced');
-    t.diagnostic(`warm encoder ready ${hit[1]} ms before START; first SRTP packet ${s.firstPacketAt - s.startWrittenAt} ms after START`);
-    await waitUntil('the next warm encoder', async () => (await ffmpegChildren(hb!.child.pid!)).encoders.length === 2);
-    assert.ok((await ffmpegChildren(hb.child.pid!)).encoders.includes(warm), 'the warm encoder is the stream encoder');
+    t.diagnostic(`encoder started ${hit[1]} ms before START; first SRTP packet ${s.firstPacketAt - s.startWrittenAt} ms after START`);
+    const [streaming] = (await ffmpegChildren(hb.child.pid!)).encoders;
+    assert.ok(streaming !== undefined, 'the stream encoder');
     await s.end();
-    await waitUntil('the encoder to exit after END', () => !isAlive(warm), 2_000);
-    const [next] = (await ffmpegChildren(hb.child.pid!)).encoders;
-    assert.ok(next !== undefined && next !== warm, 'a new warm encoder waits for the next stream');
-    // A session prepared and never started holds that warm encoder; it ends with Homebridge.
+    await waitUntil('the encoder to exit after END', () => !isAlive(streaming), 2_000);
+    await sleep(500);
+    assert.deepEqual((await ffmpegChildren(hb.child.pid!)).encoders, [], 'no encoder waits for the next stream');
+    // A session prepared and never started holds an encoder; it ends with Homebridge.
     await setupEndpointsOnly(client, service.setupEndpoints);
+    await waitUntil('the encoder of a set-up never started', async () => (await ffmpegChildren(hb!.child.pid!)).encoders.length === 1);
+    const [next] = (await ffmpegChildren(hb.child.pid!)).encoders;
 
     // Restart where no ffmpeg can be found (an empty PATH): the camera cannot run, but its cached
     // accessory (with the user's room and automations) must stay on the bridge.
     await client.close();
     await hb.stop();
-    await waitUntil('the warm encoder to end with Homebridge', () => !isAlive(next), 3_000);
+    await waitUntil('the encoder of the set-up to end with Homebridge', () => !isAlive(next), 3_000);
     const emptyPath = join(dir, 'empty-path');
     mkdirSync(emptyPath);
     hb = new Homebridge(dir, { bridge: bridgeConfig('0E:AA:BB:CC:DD:E2', bridgePort), platforms: [platform] }, { PATH: emptyPath });

@@ -120,7 +120,7 @@ const FORM_DEFAULTS = {
       timestamp: false,
       controlsTool: 'auto',
       motion: { enabled: true, sensitivity: 50, cooldownSeconds: 30 },
-      homekit: { enabled: true, unbridge: true, maxStreams: 2, encoder: 'libx264', warmEncoder: true },
+      homekit: { enabled: true, unbridge: true, maxStreams: 2, encoder: 'libx264', warmEncoder: false },
       audio: { enabled: false, source: 'default' },
     },
   ],

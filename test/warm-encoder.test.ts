@@ -1,12 +1,14 @@
 // The warm encoder through the real streaming delegate, HAP-NodeJS's types and a real ffmpeg on a
-// testsrc hub, with no Homebridge. A silent camera keeps one encoder started ahead of any session;
+// testsrc hub, with no Homebridge. A silent camera with `homekit.warmEncoder` keeps one encoder
+// started ahead of any session (without it, the default, one is started at SetupEndpoints: a
+// standby, and none runs while nobody watches);
 // SetupEndpoints answers with its SRTP key and SSRC (not the Home app's); nothing reaches the
 // Home app before START; a START asking for its command is served by that very process through
 // the relay, from the port SetupEndpoints announced (a hit); another START is served by a new
 // encoder with the answered key (a miss); a new warm encoder follows every START, predicting it;
 // a reconfigure keeps the key and SSRC; nothing leaks (processes, UDP sockets) after STOP, an
 // abandoned SetupEndpoints, an encoder that dies, or shutdown; a failing ffmpeg is retried with a
-// warning; cameras with sound, and `homekit.warmEncoder: false`, keep the old path. The Home app
+// warning; cameras with sound keep the old path (the Home app's key, spawned at START). The Home app
 // stand-in authenticates and decrypts every packet (bench/homekit-srtp.ts) with the answered key.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -165,7 +167,9 @@ interface SetupOptions {
 }
 
 async function setup(t: { after: (fn: () => Promise<void> | void) => void }, options: SetupOptions = {}) {
-  const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 10, ...options.camera }] });
+  const server = await startTestServer(t, {
+    cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 10, homekit: { warmEncoder: true }, ...options.camera }],
+  });
   const { config, hub } = server.runtime.cameras[0];
   const socketsBefore = udpSockets();
   const log = recordingLog();
@@ -255,7 +259,7 @@ describe('warm encoder', () => {
     assert.deepEqual((await encoders()).map((e) => e.pid), [warm.pid], 'and nothing else was started');
 
     await start('a');
-    assert.ok(log.lines.some((l) => /^Warm encoder: hit \(ready \d+ ms before START\)\.$/.test(l)), log.lines.join('\n'));
+    assert.ok(log.lines.some((l) => /^Warm encoder: hit \(started \d+ ms before START\)\.$/.test(l)), log.lines.join('\n'));
     await waitUntil('SRTP packets', () => app.packets > 10);
     assert.equal(app.bad + app.badTags, 0, 'every packet authenticates with the answered key');
     assert.deepEqual([...app.ssrcs], [warm.ssrc], 'RTP carries the answered SSRC');
@@ -411,12 +415,58 @@ describe('warm encoder', () => {
     assert.deepEqual(await encoders(), [], 'and no warm encoder after it');
   });
 
-  it('is not kept with homekit.warmEncoder false', async (t) => {
-    const { prepare } = await setup(t, { camera: { homekit: { warmEncoder: false } } });
+  it('is not kept with homekit.warmEncoder false: a standby started at SetupEndpoints serves the START, and nothing runs while nobody watches', async (t) => {
+    const { log, app, prepare, start, stop, socketsBefore } = await setup(t, { camera: { homekit: { warmEncoder: false } } });
+    const idleSockets = socketsBefore + 2;
     await sleep(500);
-    assert.deepEqual(await encoders(), []);
+    assert.deepEqual(await encoders(), [], 'no encoder while nobody watches');
+    assert.equal(udpSockets(), idleSockets, "the Home app's two sockets, no relay");
+
     const { offered, answer } = await prepare('a');
-    assert.equal(keyOf(answer), offeredKeyOf(offered));
+    const [standby] = await waitForEncoders('the standby encoder', 1);
+    assert.match(standby.args.join(' '), /scale=320:240.*-r 10 .*-b:v 802k/, 'for the Home app\'s usual START: the largest size offered, 802 kbit/s');
+    assert.equal(keyOf(answer), standby.key, "SetupEndpoints answers with the standby's key and salt");
+    assert.notEqual(keyOf(answer), offeredKeyOf(offered));
+    assert.equal(answer.ssrc, standby.ssrc);
+    app.useKey(answer.key, answer.salt);
+    await sleep(300);
+    assert.equal(app.packets + app.bad + app.rtcp, 0, 'nothing reaches the Home app before START');
+
+    await start('a');
+    assert.ok(log.lines.some((l) => /^Standby encoder: hit \(started \d+ ms before START\)\.$/.test(l)), log.lines.join('\n'));
+    await waitUntil('SRTP packets', () => app.packets > 10);
+    assert.equal(app.bad + app.badTags, 0, 'every packet authenticates with the answered key');
+    assert.deepEqual([...app.ssrcs], [standby.ssrc]);
+    assert.deepEqual([...app.fromPorts], [answer.port], 'from the port SetupEndpoints announced');
+    await sleep(500);
+    assert.deepEqual((await encoders()).map((e) => e.pid), [standby.pid], 'the standby is the stream encoder, and no other is started');
+    await stop('a');
+    await waitUntil('the stream encoder to exit after STOP', () => !isAlive(standby.pid), 2_000);
+    await sleep(300);
+    assert.deepEqual(await encoders(), [], 'none left after the stream');
+
+    // Abandoned: prepared, never started.
+    await prepare('b');
+    const [abandoned] = await waitForEncoders('a standby for the next session', 1);
+    await stop('b');
+    await waitUntil('the abandoned standby to exit', () => !isAlive(abandoned.pid), 2_000);
+    await waitUntil('every socket of the session and the relay to close', () => udpSockets() === idleSockets);
+
+    // Another START: served by a new encoder with the answered key; the next standby expects it.
+    const third = await prepare('c');
+    app.reset();
+    app.useKey(third.answer.key, third.answer.salt);
+    await start('c', { width: 320, height: 180, max_bit_rate: 300 });
+    assert.ok(log.lines.includes('Standby encoder: miss (height 240 -> 180, bitrate 802 -> 300).'), log.lines.join('\n'));
+    await waitUntil('SRTP packets', () => app.packets > 5);
+    assert.equal(app.bad + app.badTags, 0);
+    await stop('c');
+    await waitUntil('no encoder', async () => (await encoders()).length === 0, 2_000);
+    await prepare('d');
+    const [predicted] = await waitForEncoders('the next standby', 1);
+    assert.match(predicted.args.join(' '), /scale=320:180.*-b:v 300k/, 'started for what the last START asked');
+    await stop('d');
+    await waitUntil('the standby to exit', () => !isAlive(predicted.pid), 2_000);
   });
 });
 
@@ -481,7 +531,8 @@ describe('streaming delegate: requests kept inside the offer and in step with HA
     const idle = udpSockets();
     assert.equal(idle, socketsBefore + 2, "the Home app's two sockets");
     await prepare('a');
-    assert.equal(udpSockets(), idle + 1, 'the session port');
+    // The standby could not start (no such ffmpeg): its relay closes with it.
+    await waitUntil('only the session port open', () => udpSockets() === idle + 1);
     await assert.rejects(start('a'), /ENOENT/);
     await waitUntil('the session port to close', () => udpSockets() === idle);
     // HAP has forgotten the session; so have we: a START for it again is refused, not half-served.

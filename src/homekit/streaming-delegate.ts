@@ -1,9 +1,11 @@
 // HomeKit's camera streaming delegate for one camera: snapshots from the Snapshotter, and live
 // streams as StreamSessions fed by the camera's FrameHub. HAP-NodeJS (through Homebridge) speaks
 // the protocol; this class only answers its four questions: snapshot, prepare, start/reconfigure,
-// stop. A silent camera keeps a warm encoder ready ahead of any session (warm-encoder.ts):
-// SetupEndpoints answers with its SRTP key and SSRC, and a START that asks for exactly its command
-// adopts it; other STARTs, and cameras with sound, spawn their encoder at START.
+// stop. A silent camera has an encoder started before START (warm-encoder.ts): with
+// `homekit.warmEncoder` one is kept ready ahead of any session, else one is started at
+// SetupEndpoints (a standby: it loads while HomeKit sends START, and nothing runs while nobody
+// watches). SetupEndpoints answers with its SRTP key and SSRC, and a START that asks for exactly
+// its command adopts it; other STARTs, and cameras with sound, spawn their encoder at START.
 //
 // What HomeKit asks is kept inside what this camera advertised (clampVideo: sizes, rates and
 // bitrates never beyond the offer or the capture). HAP-NodeJS's session state is kept in step:
@@ -54,8 +56,8 @@ import {
   wantsWarmEncoder,
   WARM_REFILL_DELAY_MS,
 } from './stream-policy';
-import type { EncoderTarget, WarmEncoder } from './warm-encoder';
-import { WarmEncoderKeeper } from './warm-encoder';
+import type { EncoderTarget } from './warm-encoder';
+import { WarmEncoder, WarmEncoderKeeper } from './warm-encoder';
 
 interface PendingSession {
   address: string;
@@ -117,6 +119,8 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   private readonly sessions = new Map<string, ActiveSession>();
   /** Keeps a warm encoder ready (silent cameras with `homekit.warmEncoder`), from start() on. */
   private warm?: WarmEncoderKeeper;
+  /** The last START's video: what a standby encoder is started for. */
+  private lastChoice?: VideoChoice;
   private stopped = false;
 
   constructor(private readonly options: StreamingDelegateOptions) {
@@ -168,11 +172,15 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   private async prepare(request: PrepareStreamRequest): Promise<PrepareStreamResponse> {
     const { hap, log } = this.options;
     const type = request.addressVersion === 'ipv6' ? 'udp6' : 'udp4';
+    // A silent camera without a warm encoder starts one now, first thing: it loads while HomeKit
+    // reads this answer and sends START (a repeated SetupEndpoints keeps the first one's).
+    const standby = !this.warm && !this.pending.get(request.sessionID)?.warm && this.options.audioCodecs.length === 0 ? this.startStandby(request.addressVersion) : undefined;
     const sockets = await Promise.allSettled([bindUdp(type), this.options.audioCodecs.length > 0 ? bindUdp(type) : Promise.resolve(undefined)]);
     const [video, sound] = sockets.map((result) => (result.status === 'fulfilled' ? result.value : undefined));
     const failed = sockets.find((result) => result.status === 'rejected');
     if (!video || failed) {
       closeQuietly(video, sound);
+      void standby?.then((encoder) => encoder?.stop());
       throw new Error(`no UDP port for the stream (${String(failed?.reason ?? 'unknown')})`);
     }
     // From here on a socket error must not, unhandled, end Homebridge.
@@ -181,7 +189,10 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     // with the key HomeKit offered, as before. A second SetupEndpoints for a session replaces the
     // first, and keeps the warm encoder the first was answered with (the same controller has it).
     const previous = this.pending.get(request.sessionID);
-    const warm = sound ? undefined : (previous?.warm ?? this.warm?.take());
+    const kept = sound ? undefined : (previous?.warm ?? this.warm?.take());
+    const started = await standby;
+    const warm = kept ?? started;
+    if (started && started !== warm) started.stop();
     if (previous) previous.warm = undefined;
     this.dropPending(request.sessionID);
     const srtpKeyAndSalt = warm?.keyAndSalt ?? Buffer.concat([request.video.srtp_key, request.video.srtp_salt]);
@@ -253,6 +264,23 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         this.stopStream(request.sessionID).catch((thrown: Error) => log.error(`Could not stop the stream: ${thrown.message}`));
       },
     );
+  }
+
+  /**
+   * An encoder for the START this camera most likely gets (its previous one, else the Home app's
+   * usual), started at SetupEndpoints; undefined when it cannot be (the START spawns one then).
+   */
+  private async startStandby(addressVersion: 'ipv4' | 'ipv6'): Promise<WarmEncoder | undefined> {
+    const { camera, hap, log } = this.options;
+    const choice = predictVideoChoice(camera, addressVersion, this.lastChoice);
+    try {
+      const standby = await WarmEncoder.start(this.options.ffmpegPath, choice, hap.CameraController.generateSynchronisationSource(), (c, target) => this.commandFor(c, target), log, 'Standby encoder');
+      if (!this.stopped) return standby;
+      standby.stop();
+    } catch (error) {
+      log.debug(`Standby encoder: not started (${(error as Error).message}).`);
+    }
+    return undefined;
   }
 
   /** Ends every stream and the warm encoder (Homebridge shutting down). */
@@ -335,6 +363,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const { log } = this.options;
     const stream = this.parametersOf(prepared, request);
     const { choice } = stream;
+    this.lastChoice = choice;
     this.describe(stream, 'Starting');
     const timeouts = this.rtcpTimeouts(request.video.rtcp_interval);
     log.debug(`The stream ends after ${timeouts.rtcpTimeoutMs} ms without RTCP (the Home app asked for a report every ${request.video.rtcp_interval} s).`);

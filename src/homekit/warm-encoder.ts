@@ -18,6 +18,9 @@
 //
 // The keeper replaces a warm encoder that exits by itself (1, 2, 4 ... 60 s later, with a warning
 // after three in a row), and stops it on shutdown; every ffmpeg is tracked (media/processes.ts).
+// The keeper is opt-in (`homekit.warmEncoder`): an idle encoder costs memory. Without it, the
+// streaming delegate starts the same kind of encoder at SetupEndpoints (a standby, named so in
+// the log), which loads while HomeKit sends START and is stopped when START never comes.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -54,6 +57,8 @@ export class WarmEncoder {
   private readonly stderr = new LineRing(10);
   private readonly onStderr = (text: string) => this.stderr.push(text);
   private readonly startedAt = performance.now();
+  /** Its relay's port, kept: the relay closes when the encoder ends, and a START may still ask. */
+  private readonly relayPort: number;
 
   private constructor(
     ffmpegPath: string,
@@ -66,8 +71,11 @@ export class WarmEncoder {
     readonly args: string[],
     private readonly relay: SrtpRelay,
     private readonly log: Log,
+    /** Its name in log lines ('Warm encoder', 'Standby encoder'). */
+    private readonly label: string,
   ) {
     this.keyAndSalt = keyAndSalt;
+    this.relayPort = relay.port;
     const child = spawn(ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child = child;
     track(child);
@@ -100,12 +108,12 @@ export class WarmEncoder {
   }
 
   /** Opens a relay and starts an encoder for `choice` sending to it, with a new key and salt. */
-  static async start(ffmpegPath: string, choice: VideoChoice, ssrc: number, command: EncoderCommand, log: Log): Promise<WarmEncoder> {
+  static async start(ffmpegPath: string, choice: VideoChoice, ssrc: number, command: EncoderCommand, log: Log, label = 'Warm encoder'): Promise<WarmEncoder> {
     const relay = await SrtpRelay.open(log);
     try {
       const keyAndSalt = randomBytes(30);
       const args = command(choice, { ssrc, srtpKeyAndSalt: keyAndSalt, ...relayTarget(relay.port) });
-      return new WarmEncoder(ffmpegPath, ssrc, choice, keyAndSalt, args, relay, log);
+      return new WarmEncoder(ffmpegPath, ssrc, choice, keyAndSalt, args, relay, log, label);
     } catch (error) {
       relay.close();
       throw error;
@@ -114,7 +122,7 @@ export class WarmEncoder {
 
   /** Where a START's command must send for it to be compared with this encoder's. */
   get target(): EncoderTarget {
-    return { ssrc: this.ssrc, srtpKeyAndSalt: this.keyAndSalt, ...relayTarget(this.relay.port) };
+    return { ssrc: this.ssrc, srtpKeyAndSalt: this.keyAndSalt, ...relayTarget(this.relayPort) };
   }
 
   /** Milliseconds since it was started. */
@@ -137,13 +145,13 @@ export class WarmEncoder {
   claim(args: string[], choice: VideoChoice, destination: { socket: Socket; address: string; port: number }): AdoptedEncoder | undefined {
     const verdict = warmVerdict(this, { args, choice });
     if (!verdict.hit || !this.alive) {
-      this.log.debug(`Warm encoder: miss (${verdict.hit ? 'it has exited' : verdict.reason}).`);
+      this.log.debug(`${this.label}: miss (${verdict.hit ? 'it has exited' : verdict.reason}).`);
       this.stop();
       return undefined;
     }
     this.lifetime.abort({ kind: 'claimed' } satisfies WarmEnd);
     this.relay.forwardTo(destination.socket, destination.address, destination.port);
-    this.log.debug(`Warm encoder: hit (ready ${Math.round(this.ageMs)} ms before START).`);
+    this.log.debug(`${this.label}: hit (started ${Math.round(this.ageMs)} ms before START).`);
     return { child: this.child, relay: this.relay };
   }
 
