@@ -76,3 +76,17 @@ export async function runControlsTool(tool: ControlsTool, command: string, args:
     throw new ControlsError('tool-failed', `${tool} could not run: ${(error as Error).message}`, { cause: error });
   }
 }
+
+/** What both drivers share: the device as their tool names it, and running the tool on it (`--device=DEVICE` first). */
+export abstract class DeviceTool {
+  constructor(
+    readonly tool: ControlsTool,
+    readonly device: string,
+    /** The tool's command (default: its name, on PATH). */
+    private readonly command: string = tool,
+  ) {}
+
+  protected run(args: readonly string[]): Promise<ToolResult> {
+    return runControlsTool(this.tool, this.command, [`--device=${this.device}`, ...args]);
+  }
+}

@@ -4,7 +4,7 @@
 import type { ControlChoice, ControlInfo, ControlState, ControlsDriver } from './types';
 import { ControlsError } from './types';
 import type { ToolResult } from './run-tool';
-import { runControlsTool, toolMessage } from './run-tool';
+import { DeviceTool, toolMessage } from './run-tool';
 
 const UVC_TYPES: Record<string, ControlInfo['type'] | undefined> = {
   Boolean: 'boolean',
@@ -100,19 +100,11 @@ function failure(device: string, what: string, result: ToolResult): ControlsErro
   return new ControlsError('tool-failed', `uvcdynctrl could not ${what} on ${device}: ${message}`);
 }
 
-export class UvcDynCtrl implements ControlsDriver {
-  readonly tool = 'uvcdynctrl';
-
-  constructor(
-    /** `video0` (uvcdynctrl's own naming). */
-    readonly device: string,
-    private readonly command = 'uvcdynctrl',
-  ) {}
-
-  private run(args: string[]): Promise<ToolResult> {
-    return runControlsTool(this.tool, this.command, [`--device=${this.device}`, ...args]);
+export class UvcDynCtrl extends DeviceTool implements ControlsDriver {
+  /** `device`: `video0` (uvcdynctrl's own naming). */
+  constructor(device: string, command?: string) {
+    super('uvcdynctrl', device, command);
   }
-
 
   async list(withValues: boolean): Promise<ControlState[]> {
     const result = await this.run(['--clist', '--verbose']);

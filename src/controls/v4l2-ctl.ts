@@ -2,7 +2,7 @@
 // `--list-ctrls-menus` call gives every control with its value; `--set-ctrl=name=value` writes.
 import { humanize } from './policy';
 import type { ToolResult } from './run-tool';
-import { runControlsTool, toolMessage } from './run-tool';
+import { DeviceTool, toolMessage } from './run-tool';
 import type { ControlInfo, ControlState, ControlsDriver } from './types';
 import { ControlsError } from './types';
 
@@ -78,19 +78,11 @@ function failure(device: string, what: string, result: ToolResult): ControlsErro
   return new ControlsError('tool-failed', `v4l2-ctl could not ${what} on ${device}: ${message}`);
 }
 
-export class V4l2Ctl implements ControlsDriver {
-  readonly tool = 'v4l2-ctl';
-
-  constructor(
-    /** `/dev/video0` (v4l2-ctl wants the path). */
-    readonly device: string,
-    private readonly command = 'v4l2-ctl',
-  ) {}
-
-  private run(args: string[]): Promise<ToolResult> {
-    return runControlsTool(this.tool, this.command, [`--device=${this.device}`, ...args]);
+export class V4l2Ctl extends DeviceTool implements ControlsDriver {
+  /** `device`: `/dev/video0` (v4l2-ctl wants the path). */
+  constructor(device: string, command?: string) {
+    super('v4l2-ctl', device, command);
   }
-
 
   async list(): Promise<ControlState[]> {
     const result = await this.run(['--list-ctrls-menus']);

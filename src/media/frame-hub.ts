@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 
 import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
-import { whenAborted } from '../util/lifetime';
+import { once, whenAborted } from '../util/lifetime';
 import type { CaptureExit, FrameSource } from './capture';
 
 export interface Frame {
@@ -211,13 +211,10 @@ export class FrameHub extends EventEmitter {
   hold(): () => void {
     this.holds++;
     this.demand();
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
+    return once(() => {
       this.holds--;
       this.release();
-    };
+    });
   }
 
   /**

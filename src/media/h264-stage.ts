@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 
 import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
-import { whenAborted } from '../util/lifetime';
+import { once, whenAborted } from '../util/lifetime';
 import { LineRing } from './capture';
 import type { Fmp4Fragment, Fmp4Init } from './fmp4';
 import { BoxSplitter, Fmp4Assembler } from './fmp4';
@@ -216,13 +216,10 @@ export class H264Stage extends EventEmitter {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (!this.run && !this.restartTimer) this.startEncoder();
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
+    return once(() => {
       this.holds--;
       if (this.holds === 0) this.scheduleIdleStop();
-    };
+    });
   }
 
   /** New settings: a running encoder is replaced (readers get a new init segment). */

@@ -67,27 +67,26 @@ async function existingAncestor(path: string): Promise<string> {
   }
 }
 
-async function checkWritable(file: string): Promise<string | undefined> {
-  const folder = dirname(file);
+/** Why this process cannot make files in `folder` (ENOENT: it does not exist), or undefined when it can. */
+async function folderProblem(folder: string): Promise<NodeJS.ErrnoException | undefined> {
   try {
     const stat = await fs.stat(folder);
-    if (!stat.isDirectory()) return notWritableMessage(file, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
+    if (!stat.isDirectory()) return Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
     await fs.access(folder, constants.W_OK | constants.X_OK);
     return undefined;
   } catch (error) {
-    const e = error as NodeJS.ErrnoException;
-    if (e.code !== 'ENOENT') return notWritableMessage(file, e);
+    return error as NodeJS.ErrnoException;
   }
+}
+
+async function checkWritable(file: string): Promise<string | undefined> {
+  const folder = dirname(file);
+  const problem = await folderProblem(folder);
+  if (!problem) return undefined;
+  if (problem.code !== 'ENOENT') return notWritableMessage(file, problem);
   // The folder does not exist yet: it is made on the first write, if its parent lets us.
-  const ancestor = await existingAncestor(folder);
-  try {
-    const stat = await fs.stat(ancestor);
-    if (!stat.isDirectory()) return notWritableMessage(file, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
-    await fs.access(ancestor, constants.W_OK | constants.X_OK);
-    return undefined;
-  } catch (error) {
-    return notWritableMessage(file, error as NodeJS.ErrnoException);
-  }
+  const ancestorProblem = await folderProblem(await existingAncestor(folder));
+  return ancestorProblem && notWritableMessage(file, ancestorProblem);
 }
 
 export async function listUsers(file: string): Promise<UsersList> {

@@ -29,3 +29,13 @@ export function whenAborted(signal: AbortSignal, teardown: (reason: unknown) => 
     else signal.addEventListener('abort', run, { once: true });
   });
 }
+
+/** `fn`, run on the first call only: the end of a lease (a hold's release), however often it is called. */
+export function once(fn: () => void): () => void {
+  let pending: (() => void) | undefined = fn;
+  return () => {
+    const run = pending;
+    pending = undefined;
+    run?.();
+  };
+}
