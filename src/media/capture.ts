@@ -41,7 +41,7 @@ export class LineRing {
 export interface FrameSource extends EventEmitter {
   /** Starts producing frames; emits 'frame' (Buffer) and exactly one 'exit' (CaptureExit). */
   start(): void;
-  /** Stops; resolves when the source has exited. */
+  /** Stops; resolves once the source has exited and emitted its 'exit'. */
   stop(): Promise<void>;
 }
 

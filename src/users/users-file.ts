@@ -1,7 +1,7 @@
 // The users file, in flask-cam's format: one `name<TAB>base64(bcrypt hash)` line per user.
 // A flask-cam `users` file works unchanged and the other way round. Writes are atomic
 // (util/atomic-write.ts: a temp file in the same folder, fsync, rename) and leave the file
-// readable by its owner only; temp files a killed writer left are removed at the next change.
+// readable by its owner only; temp files a killed writer left are removed at the next write.
 // Every change is a read-modify-write under an advisory lock (`.users.lock` beside the file), so
 // changes made at the same time by the CLI, the Homebridge UI and the server all land.
 import { promises as fs } from 'node:fs';
