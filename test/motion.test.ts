@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { silentLog } from '../src/log';
-import { changedFraction, MotionDetector, motionThreshold } from '../src/media/motion';
+import { changedFraction, DEFAULT_SAMPLE_FPS, isSampleDue, MotionDetector, motionThreshold } from '../src/media/motion';
+import type { Frame } from '../src/media/frame-hub';
 import { Snapshotter } from '../src/media/snapshot';
 import { execFileAsync, probeSize, startTestServer, tempDir } from './helpers';
 import { EventEmitter } from 'node:events';
@@ -24,6 +25,44 @@ describe('motion scoring', () => {
     const thresholds = [0, 25, 50, 75, 100].map(motionThreshold);
     for (let i = 1; i < thresholds.length; i++) assert.ok(thresholds[i] < thresholds[i - 1]);
     assert.ok(thresholds[0] >= 0.25 && thresholds[4] <= 0.005);
+  });
+});
+
+describe('sampling', () => {
+  it('analyses a frame only when a whole interval has passed since the last one analysed', () => {
+    assert.equal(isSampleDue(1_000, 0, 250), true);
+    assert.equal(isSampleDue(1_249, 1_000, 250), false);
+    assert.equal(isSampleDue(1_250, 1_000, 250), true);
+  });
+
+  it(`decodes at most ${DEFAULT_SAMPLE_FPS} frames a second of a camera sending many more, the rest passed over`, async () => {
+    const jpeg = (
+      await execFileAsync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'color=gray:size=160x120', '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'], { encoding: 'buffer' })
+    ).stdout;
+    const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
+    const hub = new FrameHub({ name: 'fast', log: silentLog, createSource: () => source });
+    const detector = new MotionDetector(hub, { sensitivity: 50, cooldownSeconds: 1 }, silentLog);
+    // Every frame the detector was handed, as the hub timed it.
+    const times: number[] = [];
+    const counter = hub.subscribe((frame: Frame, done) => {
+      times.push(frame.time);
+      done();
+    });
+    detector.start();
+    // 100 frames a second for 1.5 s.
+    for (let i = 0; i < 150; i++) {
+      source.emit('frame', jpeg);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    detector.stop();
+    counter.unsubscribe();
+    await hub.close();
+    const spanMs = times.at(-1)! - times[0];
+    const most = Math.floor(spanMs / (1000 / DEFAULT_SAMPLE_FPS)) + 1;
+    assert.ok(times.length > 3 * most, `the hub delivered many more frames (${times.length}) than may be analysed (${most})`);
+    assert.ok(detector.framesAnalysed >= 2, 'it does analyse');
+    assert.ok(detector.framesAnalysed <= most, `${detector.framesAnalysed} frames analysed in ${spanMs} ms: at most ${most}`);
   });
 });
 
