@@ -23,7 +23,7 @@
 //   BENCH_VARIANTS=after,h264  only these variants (after, before, h264, naive)
 //   BENCH_SMALL=0              skip the small-frame check (ours after with -q:v 24 frames, ~26 KiB, at each rate)
 //   BENCH_CPU=0                skip the 1-vs-10 H.264 viewers CPU phase
-//   BENCH_H264_BITRATE=K       the H.264 stage's bitrate in kbit/s (default 1000, web.h264.bitrate's)
+//   BENCH_H264_BITRATE=K       the H.264 stage's bitrate in kbit/s (default 800, web.h264.bitrate's)
 //   node --import tsx bench/links.ts --report bench/results/links-X.json   re-renders a saved run
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';

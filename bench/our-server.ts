@@ -6,7 +6,7 @@
 //                         as it was before issue 13; unset: the server's default)
 //   BENCH_H264=1          the camera gets the shared H.264 stage (/stream.mp4), with the settings
 //                         the runtime gives a 1280x720 30 fps camera (defaultStageSettings, libx264)
-//   BENCH_H264_BITRATE=K  its bitrate in kbit/s (default: web.h264.bitrate's default, 1000)
+//   BENCH_H264_BITRATE=K  its bitrate in kbit/s (default: web.h264.bitrate's default, 800)
 import type { AddressInfo } from 'node:net';
 
 import type { CameraConfig } from '../src/config';
@@ -41,7 +41,7 @@ runServerChild('our-server', stats, async ({ frames, usersFile }) => {
           name: 'Bench',
           hub,
           ffmpegPath: process.env.BENCH_FFMPEG || 'ffmpeg',
-          settings: defaultStageSettings(camera as CameraConfig, 'libx264', optionalNumber('BENCH_H264_BITRATE')),
+          settings: defaultStageSettings(camera as CameraConfig, 'libx264', optionalNumber('BENCH_H264_BITRATE') ?? 800),
           log: silentLog,
         })
       : undefined;

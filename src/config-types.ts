@@ -142,9 +142,9 @@ export interface TlsSettings {
 export interface H264ViewConfig {
   /**
    * H.264 view bitrate (kbit/s). The live page's H.264 mode, for slow links (a phone on mobile
-   * data, a home uplink): about 1000 kbit/s suits 720p. One encoder per camera serves every H.264
-   * viewer, and runs only while one watches (or while HomeKit Secure Video records, whose settings
-   * then win).
+   * data, a home uplink): 800 kbit/s suits 720p and still fits a 1 Mbit/s link; keep it below the
+   * slowest link you watch over. One encoder per camera serves every H.264 viewer, and runs only
+   * while one watches (or while HomeKit Secure Video records, whose settings then win).
    */
   bitrate: number;
 }

@@ -75,7 +75,7 @@ export function h264Encoder(camera: CameraConfig, ffmpeg: Pick<FfmpegInfo, 'enco
  * The H.264 stage's settings until a consumer (HomeKit Secure Video) asks for others: the
  * capture's size and rate at the web view's bitrate.
  */
-export function defaultStageSettings(camera: CameraConfig, encoder: string, bitrateKbps = 1_000): H264Settings {
+export function defaultStageSettings(camera: CameraConfig, encoder: string, bitrateKbps: number): H264Settings {
   return {
     width: camera.width,
     height: camera.height,
