@@ -67,12 +67,13 @@ export class MultipartJpegReader {
     this.buffer = this.buffer.subarray(take);
     this.bodyLeft -= take;
     if (this.bodyLeft > 0) return false;
-    const data = this.body.length === 1 ? this.body[0] : Buffer.concat(this.body);
+    // Copied once (a frame of several chunks by joining them): a frame that lives on in the hub
+    // does not keep the chunks it came from alive.
+    const data = this.body.length === 1 ? Buffer.from(this.body[0]) : Buffer.concat(this.body);
     this.body = [];
     this.bodyLeft = -1;
     if (data.length >= 4 && data[0] === 0xff && data[1] === 0xd8) {
-      // Copied: the chunk it came from is not kept alive by a frame that lives on in the hub.
-      this.onFrame(Buffer.from(data));
+      this.onFrame(data);
     } else {
       this.skipped++;
       this.lastSkippedType = this.bodyType || 'no Content-Type';
