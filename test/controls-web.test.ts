@@ -41,6 +41,9 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
   }
 }
 
+/** The longest wait for work that spawns the stand-in tool once per control. */
+const SPAWNS_MS = 120_000;
+
 describe('controls with a C920 stand-in on PATH', () => {
   const savedPath = process.env.PATH;
   let dir = '';
@@ -167,16 +170,19 @@ describe('controls with a C920 stand-in on PATH', () => {
   it('page sliders, switches and lists in Chromium send exactly the chosen values', { skip: !CHROMIUM && !process.env.CI && 'Chromium is not installed' }, async (t) => {
     const server = await start(t);
     const { page, errors } = await openLoggedInPage(t);
+    // Showing the table runs the tool once per control (22 processes of the Node stand-in, ~1 s of CPU):
+    // on a loaded machine that took over 30 s. The waits bound a hang, they do not time the page.
+    page.setDefaultTimeout(SPAWNS_MS);
     await page.goto(server.url + '/cameras/porch/');
     const row = (name: string) => page.locator(`#controls-table tr[data-control="${name}"]`);
     await row('Brightness').waitFor();
     assert.equal(await page.locator('#controls-table tbody tr').count(), 21);
     // The page's stream started the capture, so the config's values arrive; once they have, a
     // fresh page shows them (its first read may have come before they were applied).
-    await waitFor('the config values', () => (setCalls(dir).length >= 2 ? true : undefined), 30_000);
+    await waitFor('the config values', () => (setCalls(dir).length >= 2 ? true : undefined), SPAWNS_MS);
     await page.reload();
     await row('Brightness').waitFor();
-    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Brightness"] .current')?.textContent === '140', undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Brightness"] .current')?.textContent === '140', undefined, { timeout: SPAWNS_MS });
 
     const mark = setCalls(dir).length;
     await row('Brightness').locator('input[type="range"]').fill('200');
@@ -184,7 +190,7 @@ describe('controls with a C920 stand-in on PATH', () => {
     await row('Power Line Frequency').locator('select').selectOption({ label: '50 Hz' });
     await row('Pan (Absolute)').locator('input[type="range"]').fill('-3600');
     // Each change runs the tool once (a process each): bounded generously for a busy machine.
-    await waitFor('the page changes', () => (setCalls(dir).length >= mark + 4 ? true : undefined), 30_000).catch((error: Error) => {
+    await waitFor('the page changes', () => (setCalls(dir).length >= mark + 4 ? true : undefined), SPAWNS_MS).catch((error: Error) => {
       throw new Error(`${error.message}; the tool ran ${JSON.stringify(setCalls(dir).slice(mark))}; page errors ${JSON.stringify(errors)}`);
     });
     assert.deepEqual(setCalls(dir).slice(mark).map((c) => c.args), [
@@ -193,13 +199,13 @@ describe('controls with a C920 stand-in on PATH', () => {
       ['--device=video0', '--set=Power Line Frequency', '--', '1'],
       ['--device=video0', '--set=Pan (Absolute)', '--', '-3600'],
     ]);
-    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Pan (Absolute)"] .current')?.textContent === '-3600', undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelector('#controls-table tr[data-control="Pan (Absolute)"] .current')?.textContent === '-3600', undefined, { timeout: SPAWNS_MS });
     assert.equal(await row('Brightness').locator('.current').textContent(), '200');
     assert.equal(await row('Power Line Frequency').locator('.current').textContent(), '50 Hz');
 
     // The Default button sends the default value.
     await row('Brightness').locator('button').click();
-    await waitFor('the default', () => (setCalls(dir).length >= mark + 5 ? true : undefined), 30_000);
+    await waitFor('the default', () => (setCalls(dir).length >= mark + 5 ? true : undefined), SPAWNS_MS);
     assert.deepEqual(setCalls(dir).at(-1)?.args, ['--device=video0', '--set=Brightness', '--', '128']);
 
     // The stream rate cap changes the MJPEG stream the page reads, and is remembered. (MJPEG
