@@ -312,6 +312,12 @@ export function parseNetworks(entries: string[]): Array<[ipaddr.IPv4 | ipaddr.IP
   });
 }
 
+/** A request URL's path: everything before the first `?`. */
+export function urlPath(url: string): string {
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
 /** True when `ip` falls in one of the networks (IPv4-mapped IPv6 addresses count as IPv4). */
 export function inNetworks(ip: string | undefined, networks: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>): boolean {
   if (!ip || networks.length === 0 || !ipaddr.isValid(ip)) return false;
@@ -382,7 +388,7 @@ async function auth(app: FastifyInstance, options: AuthOptions): Promise<void> {
   });
 
   app.addHook('onRequest', (request, reply, done) => {
-    const path = request.url.split('?', 1)[0];
+    const path = urlPath(request.url);
     if (publicPaths.has(path)) {
       done();
       return;

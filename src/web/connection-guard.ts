@@ -13,7 +13,7 @@
 // The decisions are small pure functions below; the class does the bookkeeping.
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 
 import ipaddr from 'ipaddr.js';
 
@@ -241,7 +241,8 @@ export class ConnectionGuard {
     const address = socket.remoteAddress;
     const group = addressGroup(address);
     const exempt = group === undefined || this.exempt(address);
-    const fromAddress = exempt || group === undefined ? 0 : (this.unauthenticated.get(group) ?? 0);
+    // exempt is true whenever group is undefined (the unix socket), so below, not exempt means a group.
+    const fromAddress = exempt ? 0 : (this.unauthenticated.get(group) ?? 0);
     const victim = this.open.size >= this.limits.total ? this.oldestIdleUnauthenticated() : undefined;
     const decision = admission({ open: this.open.size, fromAddress, exempt, idleUnauthenticated: victim !== undefined }, this.limits);
     if (decision === 'refuse-address' || decision === 'refuse-full') {
@@ -256,14 +257,14 @@ export class ConnectionGuard {
     const tracked: Tracked = { raw: socket, group, exempt, authenticated: false, active: 0, idleSince: Date.now() };
     this.open.add(tracked);
     this.bySocket.set(socket, tracked);
-    if (!exempt && group !== undefined) this.unauthenticated.set(group, fromAddress + 1);
+    if (!exempt) this.unauthenticated.set(group, fromAddress + 1);
     socket.once('close', () => this.forget(tracked));
   }
 
   private onSecureConnection(socket: Socket): void {
     // The TLS socket wraps the raw one Node handed to 'connection'.
     const parent = (socket as Socket & { _parent?: unknown })._parent;
-    let tracked = parent instanceof Object ? this.bySocket.get(parent as Socket) : undefined;
+    let tracked = parent instanceof Socket ? this.bySocket.get(parent) : undefined;
     if (!tracked) {
       for (const c of this.open) {
         if (!c.tls && c.raw.remoteAddress === socket.remoteAddress && c.raw.remotePort === socket.remotePort && c.raw.localPort === socket.localPort) {
@@ -309,8 +310,9 @@ export class ConnectionGuard {
     const now = Date.now();
     const entry = this.refusals.get(group);
     if (!entry) {
-      this.refusals.set(group, { lastLogged: Number.NEGATIVE_INFINITY, refused: 1 });
-      this.logRefusals(group, this.refusals.get(group)!, now);
+      const first: RefusalLog = { lastLogged: Number.NEGATIVE_INFINITY, refused: 1 };
+      this.refusals.set(group, first);
+      this.logRefusals(group, first, now);
       return;
     }
     entry.refused++;

@@ -45,14 +45,19 @@ export function parseProcAddress(text: string): [string, number] | undefined {
 
 /** Reads /proc/net/tcp text into `into`: connection key -> unacknowledged bytes (tx_queue). */
 export function parseProcNetTcp(text: string, into: Map<string, number>): void {
-  const lines = text.split('\n');
-  for (let i = 1; i < lines.length; i++) {
-    const fields = lines[i].trim().split(/\s+/);
-    if (fields.length < 5) continue;
-    const local = parseProcAddress(fields[1]);
-    const remote = parseProcAddress(fields[2]);
+  // The first line is the column header.
+  for (const line of text.split('\n').slice(1)) {
+    // sl local_address rem_address st tx_queue:rx_queue ...
+    const fields = line.trim().split(/\s+/);
+    const localText = fields.at(1);
+    const remoteText = fields.at(2);
+    const queues = fields.at(4);
+    if (localText === undefined || remoteText === undefined || queues === undefined) continue;
+    const local = parseProcAddress(localText);
+    const remote = parseProcAddress(remoteText);
     if (!local || !remote) continue;
-    const txQueue = parseInt(fields[4].split(':')[0], 16);
+    // tx_queue:rx_queue, hex; parseInt stops at the colon.
+    const txQueue = parseInt(queues, 16);
     if (Number.isNaN(txQueue)) continue;
     into.set(`${local[0]}:${local[1]}|${remote[0]}:${remote[1]}`, txQueue);
   }

@@ -13,7 +13,7 @@ import type ipaddr from 'ipaddr.js';
 
 import type { Log } from '../log';
 import type { AuthOptions } from './auth';
-import { authPlugin, inNetworks, parseNetworks, RetryLaterError, UsersStore } from './auth';
+import { authPlugin, inNetworks, parseNetworks, RetryLaterError, urlPath, UsersStore } from './auth';
 import { ConnectionGuard, connectionLimits, IDLE_MS, readMaxOpenFiles } from './connection-guard';
 import { LoginLockout } from './lockout';
 import type { WebCamera } from './cameras';
@@ -179,7 +179,7 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
       return reply.code(status).send({ error: label, code, message: error.message });
     }
     if (status >= 500) {
-      options.log.error(`${request.method} ${request.url.split('?', 1)[0]} failed: ${error.stack ?? error.message}`);
+      options.log.error(`${request.method} ${urlPath(request.url)} failed: ${error.stack ?? error.message}`);
       return reply.code(500).send({ error: 'Internal Server Error', message: 'Something went wrong; the server log has details.' });
     }
     return reply.code(status).send({ error: status === 404 ? 'Not Found' : 'Error', message: error.message });
@@ -222,14 +222,14 @@ export async function buildWebServer(options: WebServerOptions): Promise<Fastify
   // make room. /healthz needs no login, so it does not count: else a flood could ask for it once
   // per connection and escape the per-address limit.
   app.addHook('preHandler', async (request) => {
-    if (request.url.split('?', 1)[0] !== HEALTH_PATH) guard.markAuthenticated(request.raw.socket);
+    if (urlPath(request.url) !== HEALTH_PATH) guard.markAuthenticated(request.raw.socket);
   });
 
   // Basic-auth credentials ride along with any request a browser makes, even one a foreign page
   // triggers: changes are accepted only from this server's own pages.
   app.addHook('preHandler', async (request, reply) => {
     if (SAFE_METHODS.has(request.method) || isSameOrigin(request.headers, request.host)) return;
-    options.log.warn(`Refused a cross-site ${request.method} ${request.url.split('?', 1)[0]} from ${request.ip} (Origin ${String(request.headers.origin ?? '-')}).`);
+    options.log.warn(`Refused a cross-site ${request.method} ${urlPath(request.url)} from ${request.ip} (Origin ${request.headers.origin ?? '-'}).`);
     return reply.code(403).send({ error: 'Forbidden', message: "Cross-site request refused: changes are accepted only from this server's own pages." });
   });
 
