@@ -1,5 +1,6 @@
 // Shared test helpers: temp folders, users files, a real server on a loopback port with real
 // ffmpeg `testsrc` cameras, and an MJPEG client that parses the multipart stream.
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +22,13 @@ import { WebcamRuntime } from '../src/runtime';
 import { hashPassword, writeUsersFile } from '../src/users/users-file';
 
 export const execFileAsync = promisify(execFile);
+
+/** `list[index]`, failing the test when there is no such element. */
+export function nth<T>(list: ArrayLike<T>, index: number, what = 'the list'): T {
+  const value = list[index];
+  assert.ok(value !== undefined, `${what} has no element ${index} (length ${list.length})`);
+  return value;
+}
 
 export function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'webcam-test-'));
@@ -206,6 +214,7 @@ export function isCompleteJpeg(data: Buffer): boolean {
 export async function probeSize(file: string): Promise<[number, number]> {
   const { stdout } = await execFileAsync('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file]);
   const [w, h] = stdout.trim().split(',').map(Number);
+  assert.ok(w !== undefined && h !== undefined, `ffprobe printed no size for ${file}: ${stdout}`);
   return [w, h];
 }
 
@@ -245,7 +254,10 @@ export async function childProcessesNamed(ppid: number, name: string): Promise<n
 
 export function waitForExit(child: ChildProcess, timeoutMs = 10_000): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
+    if (child.exitCode !== null) {
+      resolve(child.exitCode);
+      return;
+    }
     const timer = setTimeout(() => reject(new Error('process did not exit')), timeoutMs);
     child.once('exit', (code) => {
       clearTimeout(timer);

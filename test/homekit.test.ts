@@ -27,7 +27,7 @@ import { after, before, describe, it } from 'node:test';
 import { HttpClient } from 'hap-controller';
 import { decode, encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 
-import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, probeSize, sleep, waitForExit, waitUntil, writeUsers } from './helpers';
+import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, nth, probeSize, sleep, waitForExit, waitUntil, writeUsers } from './helpers';
 import { bindUdp, freeUdpPair, hapUuid, SrtcpSender, udpBound } from './hap-udp';
 
 const ROOT = join(__dirname, '..');
@@ -67,10 +67,9 @@ async function ffmpegChildren(ppid: number): Promise<FfmpegProcesses> {
   const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,args=']);
   const result: FfmpegProcesses = { capture: [], encoders: [], all: [] };
   for (const line of stdout.split('\n')) {
-    const match = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line);
-    if (!match || Number(match[2]) !== ppid || !/^(\S*\/)?ffmpeg(\s|$)/.test(match[3])) continue;
-    const pid = Number(match[1]);
-    const args = match[3];
+    const [, pidText, ppidText, args = ''] = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line) ?? [];
+    if (Number(ppidText) !== ppid || !/^(\S*\/)?ffmpeg(\s|$)/.test(args)) continue;
+    const pid = Number(pidText);
     result.all.push(pid);
     if (/-f lavfi/.test(args) && /testsrc/.test(args)) result.capture.push(pid);
     if (/-i pipe:0/.test(args)) result.encoders.push(pid);
@@ -101,7 +100,19 @@ async function write(client: HttpClient, id: string, value: string): Promise<voi
 
 async function read(client: HttpClient, id: string): Promise<unknown> {
   const { characteristics } = await client.getCharacteristics([id]);
-  return characteristics[0].value;
+  return nth(characteristics, 0, `the characteristics read for ${id}`).value;
+}
+
+/** Item `type` of a decoded TLV; a missing one fails the test. */
+function tlvItem(tlv: Record<number, Buffer | undefined>, type: number): Buffer {
+  const value = tlv[type];
+  assert.ok(value, `TLV item ${type} missing`);
+  return value;
+}
+
+/** A characteristic holding a TLV, read and decoded. */
+async function readTlv(client: HttpClient, id: string): Promise<Record<number, Buffer | undefined>> {
+  return decode(Buffer.from(String(await read(client, id)), 'base64'));
 }
 
 /** aid.iid of the characteristics of one CameraRTPStreamManagement service. */
@@ -196,7 +207,7 @@ class LiveStream {
     this.socket.on('message', (packet, from) => {
       if (!this.firstPacketAt) this.firstPacketAt = Date.now();
       this.rtp.fromPorts.add(from.port);
-      const pt = packet[1];
+      const pt = packet.readUInt8(1);
       if (pt >= 200 && pt <= 204) this.rtp.rtcp++;
       else {
         this.rtp.packets++;
@@ -211,7 +222,7 @@ class LiveStream {
     const audioReceiverPort = await freeUdpPair();
     this.audioSocket = await bindUdp(0);
     this.audioSocket.on('message', (packet) => {
-      const pt = packet[1] & 0x7f;
+      const pt = packet.readUInt8(1) & 0x7f;
       if (pt >= 72 && pt <= 76) return; // RTCP
       this.audio.packets++;
       this.audio.payloadTypes.add(pt);
@@ -228,18 +239,19 @@ class LiveStream {
     const audioSrtp = encode(1, 0, 2, audioKey, 3, audioSalt);
     await write(this.client, this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
 
-    const response = decode(Buffer.from(String(await read(this.client, this.service.setupEndpoints)), 'base64'));
+    const response = await readTlv(this.client, this.service.setupEndpoints);
     assert.deepEqual(response[1], this.sessionId, 'SetupEndpoints answers for our session');
-    assert.equal(response[2][0], 0, 'SetupEndpoints status SUCCESS');
-    const address = decode(response[3]);
-    this.accessory = { address: address[2].toString(), port: address[3].readUInt16LE(0), ssrc: response[6].readUInt32LE(0) };
+    assert.equal(response[2]?.[0], 0, 'SetupEndpoints status SUCCESS');
+    const address = decode(tlvItem(response, 3));
+    this.accessory = { address: tlvItem(address, 2).toString(), port: tlvItem(address, 3).readUInt16LE(0), ssrc: tlvItem(response, 6).readUInt32LE(0) };
     assert.equal(this.accessory.address, '127.0.0.1');
     assert.ok(this.accessory.port > 0, 'the accessory names its RTCP port');
-    const videoAnswer = decode(response[4]);
-    const audioAnswer = decode(response[5]);
-    assert.equal(videoAnswer[1][0], 0, 'AES_CM_128_HMAC_SHA1_80 for the video');
-    assert.deepEqual([videoAnswer[2].length, videoAnswer[3].length], [16, 14], 'a 16-byte master key and a 14-byte salt');
-    this.answered = { video: Buffer.concat([videoAnswer[2], videoAnswer[3]]), audio: Buffer.concat([audioAnswer[2], audioAnswer[3]]) };
+    const videoAnswer = decode(tlvItem(response, 4));
+    const audioAnswer = decode(tlvItem(response, 5));
+    assert.equal(videoAnswer[1]?.[0], 0, 'AES_CM_128_HMAC_SHA1_80 for the video');
+    const [videoKey, videoSalt] = [tlvItem(videoAnswer, 2), tlvItem(videoAnswer, 3)];
+    assert.deepEqual([videoKey.length, videoSalt.length], [16, 14], 'a 16-byte master key and a 14-byte salt');
+    this.answered = { video: Buffer.concat([videoKey, videoSalt]), audio: Buffer.concat([tlvItem(audioAnswer, 2), tlvItem(audioAnswer, 3)]) };
     if (this.request.videoKey === 'offered') assert.deepEqual(this.answered.video, Buffer.concat([key, salt]), 'the accessory encrypts the video with the key we offered');
     else assert.notDeepEqual(this.answered.video.subarray(0, 16), key, 'the accessory encrypts the video with a key of its own');
     assert.deepEqual(this.answered.audio, Buffer.concat([audioKey, audioSalt]), 'and the sound with the key we offered');
@@ -439,8 +451,9 @@ const bridgeConfig = (username: string, port: number) => ({ name: `Webcam Test $
 
 describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: existsSync(join(ROOT, 'dist', 'index.js')) ? false : 'run `npm run build` first' }, () => {
   let dir = '';
-  let hb: Homebridge;
-  let client: HttpClient;
+  // Set by before(); after() runs also when before() failed before setting them.
+  let hb: Homebridge | undefined;
+  let client: HttpClient | undefined;
   let accessoryPort = 0;
   let webUrl = '';
   let aid = 1;
@@ -452,14 +465,24 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
   const streams: LiveStream[] = [];
   const viewers: MjpegClient[] = [];
 
+  const homebridge = (): Homebridge => {
+    assert.ok(hb, 'Homebridge started in before()');
+    return hb;
+  };
+  const hap = (): HttpClient => {
+    assert.ok(client, 'the client paired in before()');
+    return client;
+  };
+  /** The CameraRTPStreamManagement service `i` the first subtest found. */
+  const rtpService = (i: number): RtpService => nth(rtpServices, i, 'the stream services');
   const processes = async (): Promise<FfmpegProcesses> => {
-    const found = await ffmpegChildren(hb.child.pid!);
+    const found = await ffmpegChildren(homebridge().child.pid!);
     for (const pid of found.all) seen.add(pid);
     return found;
   };
   /** A stream of the camera with sound: its encoder starts at START, with the key we offer. */
   const stream = (t: { after: (fn: () => Promise<void>) => void }, service: RtpService, request: Omit<StreamRequest, 'videoKey'>): LiveStream => {
-    const s = new LiveStream(client, service, { ...request, videoKey: 'offered' }, dir);
+    const s = new LiveStream(hap(), service, { ...request, videoKey: 'offered' }, dir);
     streams.push(s);
     t.after(() => s.endQuietly());
     return s;
@@ -518,10 +541,11 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
   });
 
   it('lists a camera with two stream services, a motion sensor and the package version', async () => {
-    const { accessories } = await client.getAccessories();
+    const { accessories } = await hap().getAccessories();
     assert.equal(accessories.length, 1, 'an unbridged camera is an accessory of its own');
-    aid = accessories[0].aid;
-    const services = accessories[0].services.map((s) => ({ ...s, type: hapUuid(s.type) }));
+    const accessory = nth(accessories, 0, 'the accessories');
+    aid = accessory.aid;
+    const services = accessory.services.map((s) => ({ ...s, type: hapUuid(s.type) }));
     const find = (service: string, characteristic: string) =>
       services.filter((s) => s.type === service).map((s) => s.characteristics.find((c) => hapUuid(c.type ?? '') === characteristic));
 
@@ -537,12 +561,12 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     assert.ok([true, false, 0, 1].includes(detected[0]?.value as number), `MotionDetected reads as a boolean (${String(detected[0]?.value)})`);
     motionId = `${aid}.${detected[0]!.iid}`;
     // Motion events from now on: the last subtest reads them.
-    client.on('event', (event: { characteristics: Array<{ aid: number; iid: number; value: unknown }> }) => {
+    hap().on('event', (event: { characteristics: Array<{ aid: number; iid: number; value: unknown }> }) => {
       for (const c of event.characteristics) {
         if (`${c.aid}.${c.iid}` === motionId) motionEvents.push({ value: c.value === true || c.value === 1, at: Date.now() });
       }
     });
-    await client.subscribeCharacteristics([motionId]);
+    await hap().subscribeCharacteristics([motionId]);
 
     const [firmware] = find(SERVICE.info, CHAR.firmware);
     assert.equal(firmware?.value, version, 'FirmwareRevision is the package version');
@@ -552,9 +576,9 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     for (const [width, height] of [
       [WIDTH, HEIGHT],
       [320, 240],
-    ]) {
+    ] as const) {
       const started = Date.now();
-      const image = await client.getImage(width, height, aid);
+      const image = await hap().getImage(width, height, aid);
       const took = Date.now() - started;
       assert.ok(took < 5_000, `snapshot ${width}x${height} inside HomeKit's 5 s (took ${took} ms)`);
       assert.equal(image.subarray(0, 2).toString('hex'), 'ffd8', 'a JPEG');
@@ -567,7 +591,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
   it('streams H.264 over SRTP that a receiver holding the key decodes, and END stops the encoder', async (t) => {
     const before = await processes();
     assert.equal(before.encoders.length, 0, 'no encoder before a stream');
-    const s = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
+    const s = stream(t, rtpService(0), { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
     await s.start();
     const streaming = await processes();
     assert.equal(streaming.encoders.length, 1, 'one encoder for the session');
@@ -576,7 +600,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
 
     const decoded = await s.decoded();
     assert.deepEqual([decoded.width, decoded.height], [WIDTH, HEIGHT], 'frames of the requested size');
-    assert.match(decoded.log, PROFILES[1], 'a profile a Main decoder plays');
+    assert.match(decoded.log, nth(PROFILES, 1), 'a profile a Main decoder plays');
     assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'RTP carries the SSRC announced in SetupEndpoints');
     assert.deepEqual([...s.rtp.payloadTypes], [PAYLOAD_TYPE], 'RTP carries the payload type asked for');
     assert.ok(s.rtp.maxSize <= MTU, `packets fit the MTU (largest ${s.rtp.maxSize})`);
@@ -589,15 +613,15 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     t.diagnostic(`first SRTP packet ${firstPacket} ms after START was written`);
     assert.ok(firstPacket < 2_000, `first packet ${firstPacket} ms after START`);
 
-    const status = decode(Buffer.from(String(await read(client, rtpServices[0].status)), 'base64'));
-    assert.equal(status[1][0], 1, 'StreamingStatus IN_USE while streaming');
+    const status = await readTlv(hap(), rtpService(0).status);
+    assert.equal(status[1]?.[0], 1, 'StreamingStatus IN_USE while streaming');
 
     await s.end();
-    const encoder = streaming.encoders[0];
+    const encoder = nth(streaming.encoders, 0, 'the encoders');
     await waitUntil('the encoder to exit after END', () => !isAlive(encoder), 2_000);
     assert.equal((await processes()).encoders.length, 0, 'no encoder left after END');
-    const after = decode(Buffer.from(String(await read(client, rtpServices[0].status)), 'base64'));
-    assert.equal(after[1][0], 0, 'StreamingStatus AVAILABLE again');
+    const after = await readTlv(hap(), rtpService(0).status);
+    assert.equal(after[1]?.[0], 0, 'StreamingStatus AVAILABLE again');
     const packets = s.rtp.packets;
     await sleep(300);
     assert.equal(s.rtp.packets, packets, 'no packet after END');
@@ -608,8 +632,8 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     viewers.push(viewer);
     await viewer.open();
     assert.equal(viewer.status, 200);
-    const a = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 0, bitrate: 600 });
-    const b = stream(t, rtpServices[1], { width: 320, height: 240, fps: FPS, profile: 2, bitrate: 300 });
+    const a = stream(t, rtpService(0), { width: WIDTH, height: HEIGHT, fps: FPS, profile: 0, bitrate: 600 });
+    const b = stream(t, rtpService(1), { width: 320, height: 240, fps: FPS, profile: 2, bitrate: 300 });
     await a.start();
     await b.start();
     await viewer.waitForParts(5);
@@ -622,8 +646,8 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     const [da, db] = await Promise.all([a.decoded(), b.decoded()]);
     assert.deepEqual([da.width, da.height], [WIDTH, HEIGHT]);
     assert.deepEqual([db.width, db.height], [320, 240]);
-    assert.match(da.log, PROFILES[0], 'a profile a Baseline decoder plays');
-    assert.match(db.log, PROFILES[2], 'a profile a High decoder plays');
+    assert.match(da.log, nth(PROFILES, 0), 'a profile a Baseline decoder plays');
+    assert.match(db.log, nth(PROFILES, 2), 'a profile a High decoder plays');
     assert.notEqual(a.accessory.ssrc, b.accessory.ssrc, 'each session its own SSRC');
     // The web viewer keeps getting frames while both streams run.
     await viewer.waitForParts(viewer.count + 3, 15_000);
@@ -636,10 +660,11 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
   });
 
   it('replaces the encoder when the Home app reconfigures the stream, keeping the session', async (t) => {
-    const s = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
+    const s = stream(t, rtpService(0), { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
     await s.start();
     await waitUntil('packets', () => s.rtp.packets > 20);
     const [first] = (await processes()).encoders;
+    assert.ok(first !== undefined, 'the encoder');
     const argsOf = async (pid: number) => (await execFileAsync('ps', ['-o', 'args=', '-p', String(pid)])).stdout;
     assert.match(await argsOf(first), /scale=640:360/);
 
@@ -649,6 +674,7 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
       return encoders.length === 1 && encoders[0] !== first;
     });
     const [second] = (await processes()).encoders;
+    assert.ok(second !== undefined, 'the new encoder');
     assert.match(await argsOf(second), /scale=320:180.*-r 10 .*-b:v 200k/);
     assert.equal(isAlive(first), false, 'the old encoder is gone');
     const packets = s.rtp.packets;
@@ -665,12 +691,12 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
       found = (await processes()).encoders.filter((pid) => commandLine(pid).includes(`srtp://127.0.0.1:${s.port}?`));
       return found.length === 1;
     });
-    return found[0];
+    return nth(found, 0, 'the encoders');
   };
-  const streamingStatus = async (service: RtpService) => decode(Buffer.from(String(await read(client, service.status)), 'base64'))[1][0];
+  const streamingStatus = async (service: RtpService) => (await readTlv(hap(), service.status))[1]?.[0];
 
   it('clamps a START asking for 10000x10000 to the largest size offered, and says so', async (t) => {
-    const s = stream(t, rtpServices[0], { width: 10_000, height: 10_000, fps: 120, profile: 2, level: 2, bitrate: 65_535 });
+    const s = stream(t, rtpService(0), { width: 10_000, height: 10_000, fps: 120, profile: 2, level: 2, bitrate: 65_535 });
     await s.start();
     const encoder = await encoderOf(s);
     const args = commandLine(encoder);
@@ -682,13 +708,13 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     t.diagnostic(`encoder RSS ${Math.round(Number(rss) / 1024)} MB`);
     const decoded = await s.decoded();
     assert.deepEqual([decoded.width, decoded.height], [WIDTH, HEIGHT], 'the stream decodes at that size');
-    assert.match(hb.output, /asked for 10000x10000 at 120 fps, 65535 kbit\/s[^\n]*: streaming 640x360 at 15 fps, \d+ kbit\/s/, 'the log says what was asked and what is used');
+    assert.match(homebridge().output, /asked for 10000x10000 at 120 fps, 65535 kbit\/s[^\n]*: streaming 640x360 at 15 fps, \d+ kbit\/s/, 'the log says what was asked and what is used');
     await s.end();
     await waitUntil('the encoder to exit after END', () => !isAlive(encoder), 2_000);
   });
 
   it('answers a repeated START for a running session as a reconfigure; END still stops its one encoder', async (t) => {
-    const s = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
+    const s = stream(t, rtpService(0), { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 800 });
     await s.start();
     await waitUntil('packets', () => s.rtp.packets > 10);
     const first = await encoderOf(s);
@@ -707,38 +733,38 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
     const packets = s.rtp.packets;
     await waitUntil('packets from the new encoder', () => s.rtp.packets > packets + 10);
     assert.deepEqual([...s.rtp.ssrcs], [s.accessory.ssrc], 'the same SSRC throughout');
-    assert.equal(await streamingStatus(rtpServices[0]), 1, 'StreamingStatus still IN_USE');
+    assert.equal(await streamingStatus(rtpService(0)), 1, 'StreamingStatus still IN_USE');
 
     // HAP still knows the session: END is accepted, and stops the encoder.
     await s.end();
     await waitUntil('the encoder to exit after END', () => !isAlive(second), 2_000);
     assert.deepEqual((await processes()).encoders, [], 'no encoder left');
-    assert.equal(await streamingStatus(rtpServices[0]), 0, 'StreamingStatus AVAILABLE again');
+    assert.equal(await streamingStatus(rtpService(0)), 0, 'StreamingStatus AVAILABLE again');
   });
 
   it('ends a stream whose viewer stops sending RTCP after a few intervals, and keeps one whose viewer goes on', async (t) => {
-    const staying = stream(t, rtpServices[1], { width: 320, height: 240, fps: FPS, profile: 1, bitrate: 300 });
+    const staying = stream(t, rtpService(1), { width: 320, height: 240, fps: FPS, profile: 1, bitrate: 300 });
     await staying.start();
-    const vanishing = stream(t, rtpServices[0], { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 600 });
+    const vanishing = stream(t, rtpService(0), { width: WIDTH, height: HEIGHT, fps: FPS, profile: 1, bitrate: 600 });
     await vanishing.start();
     await waitUntil('both streams flowing, both viewers reporting', () => staying.rtp.packets > 10 && vanishing.rtp.packets > 10 && vanishing.rtcpSent > 2);
     const [stayingEncoder, vanishingEncoder] = [await encoderOf(staying), await encoderOf(vanishing)];
-    const outputBefore = hb.output.length;
+    const outputBefore = homebridge().output.length;
 
     // The viewer vanishes: no more reports, no END.
     vanishing.stopRtcp();
     const silentAt = Date.now();
     await waitUntil('the encoder of the vanished viewer to end', () => !isAlive(vanishingEncoder), 20_000);
     t.diagnostic(`the encoder ended ${Date.now() - silentAt} ms after the last receiver report`);
-    assert.match(hb.output.slice(outputBefore), /Stream ended: no RTCP from the Home app for [\d.]+ s/);
-    await waitUntil('HAP to have the service free again', async () => (await streamingStatus(rtpServices[0])) === 0, 2_000);
+    assert.match(homebridge().output.slice(outputBefore), /Stream ended: no RTCP from the Home app for [\d.]+ s/);
+    await waitUntil('HAP to have the service free again', async () => (await streamingStatus(rtpService(0))) === 0, 2_000);
 
     // The other one, started before it, lives on past that point: its viewer still reports.
     assert.ok(isAlive(stayingEncoder), 'the stream whose viewer reports goes on');
     const packets = staying.rtp.packets;
     await waitUntil('more packets for the viewer that stayed', () => staying.rtp.packets > packets + 20);
     assert.ok(isAlive(stayingEncoder));
-    assert.equal(await streamingStatus(rtpServices[1]), 1, 'its StreamingStatus still IN_USE');
+    assert.equal(await streamingStatus(rtpService(1)), 1, 'its StreamingStatus still IN_USE');
     await staying.end();
     await waitUntil('its encoder to exit after END', () => !isAlive(stayingEncoder), 2_000);
   });
@@ -746,8 +772,9 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
   it('reports motion on the moving test pattern and clears it after the cooldown', async () => {
     // Continuous motion: true, false once the cooldown has passed, then true again.
     const cycle = () => {
-      for (let i = 0; i + 1 < motionEvents.length; i++) {
-        if (motionEvents[i].value && !motionEvents[i + 1].value) return motionEvents[i + 1].at - motionEvents[i].at;
+      for (const [i, event] of motionEvents.entries()) {
+        const next = motionEvents[i + 1];
+        if (next && event.value && !next.value) return next.at - event.at;
       }
       return undefined;
     };
@@ -757,14 +784,14 @@ describe(`HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip: exists
   });
 
   it('leaves no ffmpeg behind when Homebridge stops, not even a running stream', async (t) => {
-    const s = stream(t, rtpServices[0], { width: 320, height: 240, fps: FPS, profile: 1, bitrate: 300 });
+    const s = stream(t, rtpService(0), { width: 320, height: 240, fps: FPS, profile: 1, bitrate: 300 });
     await s.start();
     const running = await processes();
     assert.equal(running.encoders.length, 1);
     assert.equal(running.capture.length, 1);
-    await hb.stop('SIGTERM');
+    await homebridge().stop('SIGTERM');
     await waitUntil('every ffmpeg to end', () => [...seen].every((pid) => !isAlive(pid)), 3_000);
-    assert.doesNotMatch(hb.output, /Could not start|Unhandled|TypeError|ReferenceError/, 'no error in the Homebridge log');
+    assert.doesNotMatch(homebridge().output, /Could not start|Unhandled|TypeError|ReferenceError/, 'no error in the Homebridge log');
   });
 });
 
@@ -814,8 +841,9 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     // SetupEndpoints starts an encoder (the largest size offered, 802 kbit/s, High 4.0) and
     // answers with its own key and SSRC; a START asking exactly that is served by it, through its
     // relay, from the port SetupEndpoints announced.
-    const rtp = garage.services.filter((s) => hapUuid(s.type) === SERVICE.rtp);
-    const iid = (type: string) => `${garage.aid}.${rtp[0].characteristics.find((c) => hapUuid(c.type ?? '') === type)!.iid}`;
+    const [rtp] = garage.services.filter((s) => hapUuid(s.type) === SERVICE.rtp);
+    assert.ok(rtp, 'a stream service');
+    const iid = (type: string) => `${garage.aid}.${rtp.characteristics.find((c) => hapUuid(c.type ?? '') === type)!.iid}`;
     const service = { setupEndpoints: iid(CHAR.setupEndpoints), selected: iid(CHAR.selected), status: iid(CHAR.streamingStatus) };
     const s = new LiveStream(client, service, { width: 320, height: 240, fps: 10, profile: 2, level: 2, bitrate: 802, videoKey: 'own' }, dir);
     t.after(() => s.endQuietly());
@@ -837,6 +865,7 @@ describe(`bridged HomeKit camera under Homebridge ${HOMEBRIDGE.version}`, { skip
     await setupEndpointsOnly(client, service.setupEndpoints);
     await waitUntil('the encoder of a set-up never started', async () => (await ffmpegChildren(hb!.child.pid!)).encoders.length === 1);
     const [next] = (await ffmpegChildren(hb.child.pid!)).encoders;
+    assert.ok(next !== undefined, 'the encoder of the set-up');
 
     // Restart where no ffmpeg can be found (an empty PATH): the camera cannot run, but its cached
     // accessory (with the user's room and automations) must stay on the bridge.

@@ -25,7 +25,7 @@ import type { AudioCodecName } from '../src/homekit/stream-policy';
 import { WebcamStreamingDelegate } from '../src/homekit/streaming-delegate';
 import type { Log } from '../src/log';
 import { Snapshotter } from '../src/media/snapshot';
-import { execFileAsync, isAlive, sleep, startTestServer, waitUntil } from './helpers';
+import { execFileAsync, isAlive, nth, sleep, startTestServer, waitUntil } from './helpers';
 
 interface Encoder {
   pid: number;
@@ -42,17 +42,17 @@ async function encoders(): Promise<Encoder[]> {
   const { stdout } = await execFileAsync('ps', ['-e', '-o', 'pid=,ppid=,comm=']);
   const found: Encoder[] = [];
   for (const line of stdout.split('\n')) {
-    const m = /^\s*(\d+)\s+(\d+)\s+(\S+)/.exec(line);
-    if (!m || Number(m[2]) !== process.pid || m[3] !== 'ffmpeg') continue;
+    const [, pid, ppid, comm] = /^\s*(\d+)\s+(\d+)\s+(\S+)/.exec(line) ?? [];
+    if (pid === undefined || Number(ppid) !== process.pid || comm !== 'ffmpeg') continue;
     let args: string[];
     try {
-      args = readFileSync(`/proc/${m[1]}/cmdline`, 'utf8').split('\0').slice(1, -1);
+      args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1, -1);
     } catch {
       continue; // gone meanwhile
     }
     if (!args.includes('pipe:0')) continue;
-    const after = (flag: string) => args[args.indexOf(flag) + 1];
-    found.push({ pid: Number(m[1]), args, key: after('-srtp_out_params'), ssrc: Number(after('-ssrc')) >>> 0, url: args.find((a) => a.startsWith('srtp://')) ?? '' });
+    const after = (flag: string) => args[args.indexOf(flag) + 1] ?? '';
+    found.push({ pid: Number(pid), args, key: after('-srtp_out_params'), ssrc: Number(after('-ssrc')) >>> 0, url: args.find((a) => a.startsWith('srtp://')) ?? '' });
   }
   return found;
 }
@@ -65,6 +65,13 @@ async function waitForEncoders(what: string, count: number, check: (found: Encod
     return found.length === count && check(found);
   });
   return found;
+}
+
+/** Waits for exactly one encoder (passing `check`) and answers it. */
+async function waitForEncoder(what: string, check: (encoder: Encoder) => boolean = () => true): Promise<Encoder> {
+  const [encoder] = await waitForEncoders(what, 1, ([e]) => e !== undefined && check(e));
+  assert.ok(encoder);
+  return encoder;
 }
 
 /** UDP sockets open in this process. */
@@ -158,7 +165,20 @@ class HomeApp {
 }
 
 /** A START's video as an iPhone on the local network sends it (High 4.0, payload type 99, MTU 1378). */
-const VIDEO = { codec: 0, profile: 2, level: 2, packetizationMode: 0, width: 320, height: 240, fps: 10, pt: 99, ssrc: 1, max_bit_rate: 802, rtcp_interval: 0.5, mtu: 1378 };
+const VIDEO = {
+  codec: hap.VideoCodecType.H264,
+  profile: hap.H264Profile.HIGH,
+  level: hap.H264Level.LEVEL4_0,
+  packetizationMode: hap.VideoCodecPacketizationMode.NON_INTERLEAVED,
+  width: 320,
+  height: 240,
+  fps: 10,
+  pt: 99,
+  ssrc: 1,
+  max_bit_rate: 802,
+  rtcp_interval: 0.5,
+  mtu: 1378,
+};
 
 interface SetupOptions {
   audioCodecs?: AudioCodecName[];
@@ -170,7 +190,7 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, opt
   const server = await startTestServer(t, {
     cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 10, homekit: { warmEncoder: true }, ...options.camera }],
   });
-  const { config, hub } = server.runtime.cameras[0];
+  const { config, hub } = nth(server.runtime.cameras, 0, 'the cameras');
   const socketsBefore = udpSockets();
   const log = recordingLog();
   const app = new HomeApp();
@@ -211,7 +231,7 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, opt
       sessionID,
       type: hap.StreamRequestTypes.START,
       video: { ...VIDEO, ...video },
-      audio: { codec: hap.AudioStreamingCodecType.OPUS, channel: 1, bit_rate: 0, sample_rate: 16, packet_time: 20, pt: 110, ssrc: 2, max_bit_rate: 24, rtcp_interval: 5, comfort_pt: 13, comfortNoiseEnabled: false },
+      audio: { codec: hap.AudioStreamingCodecType.OPUS, channel: 1, bit_rate: hap.AudioBitrate.VARIABLE, sample_rate: hap.AudioStreamingSamplerate.KHZ_16, packet_time: 20, pt: 110, ssrc: 2, max_bit_rate: 24, rtcp_interval: 5, comfort_pt: 13, comfortNoiseEnabled: false },
     });
   const reconfigure = (sessionID: string, video: { width: number; height: number; fps: number; max_bit_rate: number }) =>
     request({ sessionID, type: hap.StreamRequestTypes.RECONFIGURE, video: { ...video, rtcp_interval: 0.5 } });
@@ -245,7 +265,7 @@ const offeredKeyOf = (offered: PrepareStreamRequest) => Buffer.concat([offered.v
 describe('warm encoder', () => {
   it("is answered in SetupEndpoints, sends nothing before START, and a START asking for its command is served by that very process", async (t) => {
     const { log, app, prepare, start, stop } = await setup(t);
-    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const warm = await waitForEncoder('the warm encoder');
     assert.match(warm.args.join(' '), /scale=320:240.*-r 10 .*-b:v 802k/, 'the largest size offered, at the camera rate, 802 kbit/s');
     assert.match(warm.url, /^srtp:\/\/127\.0\.0\.1:\d+\?rtcpport=\d+&pkt_size=1378$/, 'it sends to its relay on loopback');
 
@@ -278,7 +298,7 @@ describe('warm encoder', () => {
 
   it('serves a START asking for something else with the answered key, and predicts it for the next session', async (t) => {
     const { log, app, prepare, start, stop } = await setup(t);
-    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const warm = await waitForEncoder('the warm encoder');
     const { answer } = await prepare('a');
     app.useKey(answer.key, answer.salt);
     await start('a', { width: 320, height: 180, max_bit_rate: 300 });
@@ -311,7 +331,7 @@ describe('warm encoder', () => {
 
   it('keeps the answered key and SSRC when the Home app reconfigures an adopted stream', async (t) => {
     const { app, prepare, start, reconfigure, stop } = await setup(t);
-    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const warm = await waitForEncoder('the warm encoder');
     const { answer } = await prepare('a');
     app.useKey(answer.key, answer.salt);
     await start('a');
@@ -334,7 +354,7 @@ describe('warm encoder', () => {
 
   it('leaks nothing: an abandoned SetupEndpoints, a repeated one, an encoder that dies, shutdown', async (t) => {
     const { log, prepare, start, stop, shutdown, socketsBefore } = await setup(t);
-    const [first] = await waitForEncoders('the warm encoder', 1);
+    const first = await waitForEncoder('the warm encoder');
     const idleSockets = udpSockets();
     assert.equal(idleSockets, socketsBefore + 3, "the Home app's two sockets and the warm encoder's relay");
 
@@ -342,7 +362,7 @@ describe('warm encoder', () => {
     await prepare('a');
     await stop('a');
     await waitUntil('the abandoned warm encoder to exit', () => !isAlive(first.pid), 2_000);
-    const [second] = await waitForEncoders('a new warm encoder', 1, ([e]) => e.pid !== first.pid);
+    const second = await waitForEncoder('a new warm encoder', (e) => e.pid !== first.pid);
     assert.notEqual(second.key, first.key);
     await waitUntil('the sockets of the abandoned session to close', () => udpSockets() === idleSockets);
 
@@ -355,12 +375,12 @@ describe('warm encoder', () => {
     await waitForEncoders('the stream encoder and a new warm encoder', 2);
     await stop('b');
     await waitUntil('the stream encoder to exit', () => !isAlive(second.pid), 2_000);
-    const [third] = await waitForEncoders('the warm encoder', 1);
+    const third = await waitForEncoder('the warm encoder');
     await waitUntil('the sessions sockets to close', () => udpSockets() === idleSockets);
 
     // A warm encoder that dies is replaced.
     process.kill(third.pid, 'SIGKILL');
-    const [fourth] = await waitForEncoders('a replacement', 1, ([e]) => e.pid !== third.pid);
+    const fourth = await waitForEncoder('a replacement', (e) => e.pid !== third.pid);
     assert.ok(log.lines.some((l) => /^Warm encoder exited \(SIGKILL\); the next one starts in 0\.1 s\.$/.test(l)), log.lines.join('\n'));
     assert.equal(udpSockets(), idleSockets, "the dead encoder's relay closed, the new one's open");
 
@@ -391,7 +411,7 @@ describe('warm encoder', () => {
   it('retries an ffmpeg that keeps failing, with a warning, and streams the old way meanwhile', async (t) => {
     const { log, prepare } = await setup(t, { ffmpegPath: '/bin/false' });
     await waitUntil('three failures', () => log.warnings.length > 0, 3_000);
-    assert.match(log.warnings[0], /^Warm encoder exited \(code 1\); the next one starts in 0\.2 s\. ffmpeg failed 3 times in a row: until one stays up, live streams start their encoder when they begin \(slower\)\./);
+    assert.match(nth(log.warnings, 0, 'the warnings'), /^Warm encoder exited \(code 1\); the next one starts in 0\.2 s\. ffmpeg failed 3 times in a row: until one stays up, live streams start their encoder when they begin \(slower\)\./);
     const { offered, answer } = await prepare('a');
     assert.equal(keyOf(answer), offeredKeyOf(offered), "no warm encoder: the Home app's key, as before");
   });
@@ -407,7 +427,7 @@ describe('warm encoder', () => {
     await waitUntil('SRTP packets', () => app.packets > 10);
     assert.equal(app.bad + app.badTags, 0);
     assert.deepEqual([...app.ssrcs], [answer.ssrc]);
-    const [encoder] = await waitForEncoders('the stream encoder', 1);
+    const encoder = await waitForEncoder('the stream encoder');
     assert.ok(encoder.args.includes('libopus'), 'with sound');
     await waitUntil('sound packets', () => app.audioPackets > 5);
     await stop('a');
@@ -423,7 +443,7 @@ describe('warm encoder', () => {
     assert.equal(udpSockets(), idleSockets, "the Home app's two sockets, no relay");
 
     const { offered, answer } = await prepare('a');
-    const [standby] = await waitForEncoders('the standby encoder', 1);
+    const standby = await waitForEncoder('the standby encoder');
     assert.match(standby.args.join(' '), /scale=320:240.*-r 10 .*-b:v 802k/, 'for the Home app\'s usual START: the largest size offered, 802 kbit/s');
     assert.equal(keyOf(answer), standby.key, "SetupEndpoints answers with the standby's key and salt");
     assert.notEqual(keyOf(answer), offeredKeyOf(offered));
@@ -447,7 +467,7 @@ describe('warm encoder', () => {
 
     // Abandoned: prepared, never started.
     await prepare('b');
-    const [abandoned] = await waitForEncoders('a standby for the next session', 1);
+    const abandoned = await waitForEncoder('a standby for the next session');
     await stop('b');
     await waitUntil('the abandoned standby to exit', () => !isAlive(abandoned.pid), 2_000);
     await waitUntil('every socket of the session and the relay to close', () => udpSockets() === idleSockets);
@@ -463,7 +483,7 @@ describe('warm encoder', () => {
     await stop('c');
     await waitUntil('no encoder', async () => (await encoders()).length === 0, 2_000);
     await prepare('d');
-    const [predicted] = await waitForEncoders('the next standby', 1);
+    const predicted = await waitForEncoder('the next standby');
     assert.match(predicted.args.join(' '), /scale=320:180.*-b:v 300k/, 'started for what the last START asked');
     await stop('d');
     await waitUntil('the standby to exit', () => !isAlive(predicted.pid), 2_000);
@@ -473,7 +493,7 @@ describe('warm encoder', () => {
 describe('streaming delegate: requests kept inside the offer and in step with HAP', () => {
   it('clamps a START beyond the offer to it, says so, and such a START still hits the warm encoder', async (t) => {
     const { log, app, prepare, start, reconfigure, stop } = await setup(t);
-    const [warm] = await waitForEncoders('the warm encoder', 1);
+    const warm = await waitForEncoder('the warm encoder');
     const { answer } = await prepare('a');
     app.useKey(answer.key, answer.salt);
     // A 320x240 camera at 10 fps asked for 1920x1080 at 30 fps: streamed at 320x240, 10 fps,
@@ -503,7 +523,7 @@ describe('streaming delegate: requests kept inside the offer and in step with HA
     app.useKey(answer.key, answer.salt);
     await start('a');
     await waitUntil('SRTP packets', () => app.packets > 10);
-    const [first] = await waitForEncoders('the stream encoder', 1);
+    const first = await waitForEncoder('the stream encoder');
 
     await start('a');
     assert.ok(log.infos.includes('HomeKit sent START for a stream already running: it is reconfigured, not started twice.'), log.infos.join('\n'));
@@ -512,7 +532,7 @@ describe('streaming delegate: requests kept inside the offer and in step with HA
 
     await start('a', { width: 320, height: 180, max_bit_rate: 300 });
     await waitUntil('the first encoder to be replaced', () => !isAlive(first.pid), 2_000);
-    const [second] = await waitForEncoders('one encoder', 1);
+    const second = await waitForEncoder('one encoder');
     assert.match(second.args.join(' '), /scale=320:180.*-b:v 300k/);
     assert.equal(second.key, keyOf(answer), 'the answered key');
     assert.equal(second.ssrc, answer.ssrc, 'and SSRC');
