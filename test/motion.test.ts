@@ -6,7 +6,7 @@ import { silentLog } from '../src/log';
 import { changedFraction, DEFAULT_SAMPLE_FPS, isSampleDue, MotionDetector, motionThreshold } from '../src/media/motion';
 import type { Frame } from '../src/media/frame-hub';
 import { Snapshotter } from '../src/media/snapshot';
-import { execFileAsync, probeSize, startTestServer, tempDir } from './helpers';
+import { execFileAsync, probeSize, sleep, startTestServer, tempDir } from './helpers';
 import { EventEmitter } from 'node:events';
 import { FrameHub } from '../src/media/frame-hub';
 import { writeFileSync } from 'node:fs';
@@ -122,9 +122,11 @@ describe('on a real capture', () => {
     assert.equal(camera, 'Test Cam');
   });
 
-  it('scales snapshots to the requested size and reuses them within a second', async (t) => {
+  it('scales snapshots to the requested size and reuses them while they are fresh', async (t) => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 640, height: 360, fps: 15 }] });
-    const snapshots = new Snapshotter(server.runtime.cameras[0].hub);
+    const hub = server.runtime.cameras[0].hub;
+    // Fresh for ten minutes, so the reuse below does not depend on how fast ffprobe runs here.
+    const snapshots = new Snapshotter(hub, { maxAgeMs: 600_000 });
     const [a, b] = await Promise.all([snapshots.get(320, 240), snapshots.get(320, 240)]);
     assert.equal(a, b, 'concurrent requests share one result');
     const file = join(tempDir(t), 'snap.jpg');
@@ -134,5 +136,11 @@ describe('on a real capture', () => {
     const full = await snapshots.get();
     writeFileSync(file, full);
     assert.deepEqual(await probeSize(file), [640, 360]);
+
+    // Once a snapshot is older than maxAgeMs, the next is made from a newer frame.
+    const shortLived = new Snapshotter(hub, { maxAgeMs: 1 });
+    const first = await shortLived.get(320, 240);
+    await sleep(200);
+    assert.notEqual(await shortLived.get(320, 240), first, 'made again from a newer frame');
   });
 });
