@@ -105,9 +105,9 @@ export class FfmpegCapture extends EventEmitter implements FrameSource {
     const splitter = new JpegSplitter((frame) => {
       if (!this.cap || this.cap.admit(Date.now())) this.emit('frame', frame);
     });
-    child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => this.stderr.push(text));
+    child.stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => this.stderr.push(text));
     this.processEnded = new Promise<ProcessEnd>((resolve) => {
       child.once('error', (error) => resolve({ code: null, signal: null, spawnError: error }));
       child.once('close', (code, signal) => resolve({ code, signal }));

@@ -109,8 +109,8 @@ export function parseEncoders(output: string): Set<string> {
       continue;
     }
     if (!inList) continue;
-    const match = /^\s*[VAS][F.][S.][X.][B.][D.]\s+(\S+)/.exec(line);
-    if (match) names.add(match[1]);
+    const name = /^\s*[VAS][F.][S.][X.][B.][D.]\s+(\S+)/.exec(line)?.[1];
+    if (name) names.add(name);
   }
   return names;
 }

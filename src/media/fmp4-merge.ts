@@ -114,7 +114,7 @@ function readInto(fragment: Buffer, defaults: Map<number, TrackDefaults>, runs: 
       runs.set(id, run);
     } else if (decodeTime !== undefined && decodeTime !== run.endTime) {
       // Not contiguous: the sample before the gap lasts until this fragment starts.
-      const last = run.samples[run.samples.length - 1];
+      const last = run.samples.at(-1);
       const gap = Number(decodeTime - run.endTime);
       if (last && last.duration + gap > 0) {
         last.duration += gap;
@@ -223,11 +223,12 @@ function traf(run: TrackRun, dataOffset: number): Buffer {
  * mdat. Throws on a fragment it cannot read.
  */
 export function mergeFragments(fragments: Buffer[], defaults: Map<number, TrackDefaults>): Buffer {
-  if (fragments.length === 1) {
-    const boxes = topLevel(fragments[0]);
+  const only = fragments.length === 1 ? fragments.at(0) : undefined;
+  if (only) {
+    const boxes = topLevel(only);
     const moof = boxes.find((b) => b.type === 'moof');
     const mdat = boxes.find((b) => b.type === 'mdat');
-    if (moof && mdat && boxes.length === 2 && moof.offset === 0) return fragments[0];
+    if (moof && mdat && boxes.length === 2 && moof.offset === 0) return only;
   }
   const runs = new Map<number, TrackRun>();
   const first: { sequence?: number } = {};

@@ -20,7 +20,8 @@ export class BoxSplitter {
     this.pending.push(chunk);
     this.pendingLength += chunk.length;
     const boxes: Box[] = [];
-    let buffer = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingLength);
+    // A lone pending buffer is this chunk: nothing was left over from the last push.
+    let buffer = this.pending.length === 1 ? chunk : Buffer.concat(this.pending, this.pendingLength);
     let offset = 0;
     for (;;) {
       if (buffer.length - offset < 8) break;
@@ -138,8 +139,9 @@ function avcCodecString(mdia: Box): string | undefined {
   const avcC = find(childBoxes(payloadOf(avc1).subarray(78)), 'avcC');
   if (!avcC) return undefined;
   const c = payloadOf(avcC);
-  const hex = (n: number) => n.toString(16).padStart(2, '0');
-  return `${avc1.type}.${hex(c[1])}${hex(c[2])}${hex(c[3])}`;
+  // Profile, compatibility, level: bytes 1..3 (a truncated box throws, as the other reads here do).
+  const hex = (at: number) => c.readUInt8(at).toString(16).padStart(2, '0');
+  return `${avc1.type}.${hex(1)}${hex(2)}${hex(3)}`;
 }
 
 /** What a fragment says of its video, read from its moof. */

@@ -102,11 +102,32 @@ class Subscriber {
   }
 }
 
-/**
- * Events: 'frame' (Frame), 'state' (HubState), 'online', 'offline' (reason), 'restart'
- * ({ delayMs, failures }: a capture ended and the next one starts after delayMs), 'close'.
- */
-export class FrameHub extends EventEmitter {
+/** What 'restart' tells: a capture ended and the next one starts after `delayMs`. */
+export interface HubRestart {
+  /** The backoff before the next start, in milliseconds. */
+  delayMs: number;
+  /** Consecutive failed captures, this one included (reset by a healthy run). */
+  failures: number;
+}
+
+/** FrameHub's events and what each listener is called with. */
+export interface FrameHubEvents {
+  /** Every frame from the capture, as it arrives (subscribers get it latest-frame-wins after this). */
+  frame: [frame: Frame];
+  /** The hub's state changed to `state`. */
+  state: [state: HubState];
+  /** A capture delivered its first frame (after a start, a restart, or being offline). */
+  online: [];
+  /** A capture that was not already failing ended or stalled; `reason` is its last error. */
+  offline: [reason: string];
+  /** A capture ended unrequested (failed or stalled); the next one starts after the backoff. */
+  restart: [restart: HubRestart];
+  /** close() has stopped the capture and ended every subscription. */
+  close: [];
+}
+
+/** Emits FrameHubEvents. */
+export class FrameHub extends EventEmitter<FrameHubEvents> {
   readonly name: string;
   private readonly opts: Required<Omit<FrameHubOptions, 'name' | 'createSource' | 'log'>>;
   private readonly createSource: () => FrameSource;
@@ -189,7 +210,7 @@ export class FrameHub extends EventEmitter {
       return { unsubscribe: () => {} };
     }
     const subscriber: Subscriber = new Subscriber(deliver, (error) => {
-      this.log.error(`A frame consumer failed and was detached: ${(error as Error)?.stack ?? String(error)}`);
+      this.log.error(`A frame consumer failed and was detached: ${(error instanceof Error ? error.stack : undefined) ?? String(error)}`);
       unsubscribe();
     });
     const unsubscribe = (): void => subscriber.end('unsubscribed');

@@ -53,14 +53,15 @@ export interface ReadOptions {
 
 /** Pure policy: the index of the fragment a reader starts at to get `backMs` before the live edge. */
 export function startIndex(fragments: ReadonlyArray<Pick<Fmp4Fragment, 'key' | 'startMs' | 'durationMs'>>, backMs: number): number {
-  if (fragments.length === 0) return 0;
-  const last = fragments[fragments.length - 1];
+  const last = fragments.at(-1);
+  if (!last) return 0;
   const edge = last.startMs + last.durationMs;
   let start = -1;
   for (let i = fragments.length - 1; i >= 0; i--) {
-    if (!fragments[i].key) continue;
+    const fragment = fragments.at(i);
+    if (!fragment?.key) continue;
     start = i;
-    if (edge - fragments[i].startMs >= backMs) break;
+    if (edge - fragment.startMs >= backMs) break;
   }
   return start === -1 ? fragments.length : start;
 }
@@ -200,9 +201,10 @@ export class H264Stage extends EventEmitter {
 
   /** Media the ring buffer holds now, in milliseconds from its first (key) fragment. */
   get bufferedMs(): number {
-    if (this.ring.length === 0) return 0;
-    const last = this.ring[this.ring.length - 1];
-    return last.startMs + last.durationMs - this.ring[0].startMs;
+    const first = this.ring.at(0);
+    const last = this.ring.at(-1);
+    if (!first || !last) return 0;
+    return last.startMs + last.durationMs - first.startMs;
   }
 
   get currentSettings(): H264Settings {
@@ -290,9 +292,9 @@ export class H264Stage extends EventEmitter {
     this.starts++;
     this.ring = [];
     this._init = undefined;
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => run.stderr.push(text));
-    child.stdin?.on('error', () => {
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => run.stderr.push(text));
+    child.stdin.on('error', () => {
       // EPIPE when the encoder exits first; its exit is reported below.
     });
     const splitter = new BoxSplitter();
@@ -307,7 +309,7 @@ export class H264Stage extends EventEmitter {
       },
       (fragment) => this.onFragment(fragment),
     );
-    child.stdout?.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       if (lifetime.signal.aborted) return;
       try {
         for (const box of splitter.push(chunk)) assembler.push(box);
@@ -320,7 +322,7 @@ export class H264Stage extends EventEmitter {
     child.once('close', (code, signal) => lifetime.abort({ code, signal }));
     run.subscription = hub.subscribe((frame, done) => {
       const stdin = child.stdin;
-      if (!stdin || stdin.destroyed || !stdin.writable) {
+      if (stdin.destroyed || !stdin.writable) {
         done();
         return;
       }

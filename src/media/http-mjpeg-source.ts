@@ -56,7 +56,7 @@ export function basicAuthorization(url: URL): string | undefined {
 
 /** Pure: a 401 whose challenge offers Digest and not Basic. */
 export function isDigestOnly(headers: IncomingHttpHeaders): boolean {
-  const challenge = String(headers['www-authenticate'] ?? '');
+  const challenge = headers['www-authenticate'] ?? '';
   return /\bdigest\b/i.test(challenge) && !/\bbasic\b/i.test(challenge);
 }
 
@@ -78,7 +78,7 @@ export function explainHttpStatus(status: number, statusMessage: string, headers
   if (status === 429) return `the server refuses for now (${said}), often after failed logins: check the credentials in "source"`;
   if (status === 404) return `there is no stream at this address (${said}): check the path (webcam-server: /stream.mjpg, ESP32-CAM: :81/stream)`;
   if (status >= 300 && status < 400) {
-    const location = headers.location ? ` to ${redactSecrets(String(headers.location))}` : '';
+    const location = headers.location ? ` to ${redactSecrets(headers.location)}` : '';
     return `the address redirects (${said})${location}: put the final address in "source"`;
   }
   return `the server answered ${said}`;
@@ -211,7 +211,7 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
       this.fail(explainHttpStatus(status, res.statusMessage ?? '', res.headers, sentCredentials));
       return;
     }
-    const type = String(res.headers['content-type'] ?? '');
+    const type = res.headers['content-type'] ?? '';
     if (/^multipart\//i.test(type)) {
       this.readParts(res);
       return;
@@ -289,10 +289,10 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     const splitter = new JpegSplitter((frame) => {
       if (!this.ending) this.emit('frame', frame);
     });
-    child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => this.encoderStderr.push(text));
-    child.stdin?.on('error', () => {
+    child.stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => this.encoderStderr.push(text));
+    child.stdin.on('error', () => {
       // EPIPE when ffmpeg exits first; its exit is reported below.
     });
     child.once('error', (error) => this.fail(`ffmpeg (${this.options.ffmpegPath}) could not be started to scale the frames: ${error.message}`));

@@ -93,7 +93,7 @@ export class JpegSplitter {
           this.state = State.MarkerCode;
           break;
         case State.MarkerCode: {
-          const code = chunk[i++];
+          const code = chunk.readUInt8(i++);
           if (code === 0xff) break; // fill byte
           this.marker = code;
           if (code === EOI) {
@@ -115,11 +115,11 @@ export class JpegSplitter {
           break;
         }
         case State.LengthHigh:
-          this.lengthHigh = chunk[i++];
+          this.lengthHigh = chunk.readUInt8(i++);
           this.state = State.LengthLow;
           break;
         case State.LengthLow: {
-          const length = (this.lengthHigh << 8) | chunk[i++];
+          const length = (this.lengthHigh << 8) | chunk.readUInt8(i++);
           if (length < 2) {
             this.abandonFrame();
             frameStart = -1;
@@ -150,7 +150,7 @@ export class JpegSplitter {
           break;
         }
         case State.EntropyFF: {
-          const code = chunk[i++];
+          const code = chunk.readUInt8(i++);
           if (code === 0x00 || (code >= 0xd0 && code <= 0xd7)) {
             this.state = State.Entropy; // byte stuffing or a restart marker
           } else if (code === 0xff) {

@@ -51,7 +51,8 @@ export class MultipartJpegReader {
       return;
     }
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
-    while (this.buffer.length > 0 && !this.splitter) {
+    // readHeaders() may switch to the splitter: `splitting` is read again each time round.
+    while (this.buffer.length > 0 && !this.splitting) {
       if (this.bodyLeft >= 0) {
         if (!this.readBody()) return;
       } else if (!this.readHeaders()) {
@@ -69,7 +70,8 @@ export class MultipartJpegReader {
     if (this.bodyLeft > 0) return false;
     // Copied once (a frame of several chunks by joining them): a frame that lives on in the hub
     // does not keep the chunks it came from alive.
-    const data = this.body.length === 1 ? Buffer.from(this.body[0]) : Buffer.concat(this.body);
+    const only = this.body.length === 1 ? this.body.at(0) : undefined;
+    const data = only ? Buffer.from(only) : Buffer.concat(this.body);
     this.body = [];
     this.bodyLeft = -1;
     if (data.length >= 4 && data[0] === 0xff && data[1] === 0xd8) {
@@ -132,7 +134,9 @@ function parseHeaderLines(text: string): Map<string, string> {
   const headers = new Map<string, string>();
   for (const line of text.split(/\r?\n/)) {
     const match = /^([A-Za-z0-9-]+)\s*:\s*(.*)$/.exec(line);
-    if (match) headers.set(match[1].toLowerCase(), match[2].trim());
+    if (!match) continue;
+    const [, name = '', value = ''] = match; // both groups take part in every match
+    headers.set(name.toLowerCase(), value.trim());
   }
   return headers;
 }
@@ -147,8 +151,8 @@ export function jpegSize(jpeg: Buffer): { width: number; height: number } | unde
   if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return undefined;
   let i = 2;
   while (i + 4 <= jpeg.length) {
-    if (jpeg[i] !== 0xff) return undefined;
-    const marker = jpeg[i + 1];
+    if (jpeg.readUInt8(i) !== 0xff) return undefined;
+    const marker = jpeg.readUInt8(i + 1);
     if (marker === 0xff) {
       i++; // fill byte
       continue;

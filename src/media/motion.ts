@@ -35,7 +35,11 @@ export function changedFraction(a: Uint8Array, b: Uint8Array, pixelThreshold = P
   const n = Math.min(a.length, b.length);
   if (n === 0) return 0;
   let changed = 0;
-  for (let i = 0; i < n; i++) if (Math.abs(a[i] - b[i]) > pixelThreshold) changed++;
+  for (let i = 0; i < n; i++) {
+    const x = a.at(i);
+    const y = b.at(i);
+    if (x !== undefined && y !== undefined && Math.abs(x - y) > pixelThreshold) changed++;
+  }
   return changed / n;
 }
 
@@ -62,8 +66,16 @@ export interface MotionEvent {
   score: number;
 }
 
-/** Emits 'motion' (MotionEvent) when motion starts and 'clear' when the cooldown has passed. */
-export class MotionDetector extends EventEmitter {
+/** MotionDetector's events and what each listener is called with. */
+export interface MotionDetectorEvents {
+  /** Motion started (the detector was clear); `detected` is true from now until 'clear'. */
+  motion: [event: MotionEvent];
+  /** The cooldown after 'motion' has passed, or stop() ended a detection; `detected` is false again. */
+  clear: [];
+}
+
+/** Emits 'motion' when motion starts and 'clear' when the cooldown has passed (MotionDetectorEvents). */
+export class MotionDetector extends EventEmitter<MotionDetectorEvents> {
   private subscription?: Subscription;
   private previous?: Buffer;
   private lastSample = 0;
@@ -105,8 +117,8 @@ export class MotionDetector extends EventEmitter {
       }
       this.lastSample = frame.time;
       this.framesAnalysed++;
-      this.analyse(frame).then(done, (error: Error) => {
-        this.log.debug(`Motion analysis skipped a frame: ${error.message}`);
+      this.analyse(frame).then(done, (error: unknown) => {
+        this.log.debug(`Motion analysis skipped a frame: ${(error as Error).message}`);
         done();
       });
     });
@@ -134,7 +146,7 @@ export class MotionDetector extends EventEmitter {
     if (score < this.threshold || this._detected) return;
     this._detected = true;
     this.log.debug(`Motion: ${(score * 100).toFixed(1)} % of the picture changed.`);
-    this.emit('motion', { frame, score } satisfies MotionEvent);
+    this.emit('motion', { frame, score });
     this.clearTimer = setTimeout(() => {
       this._detected = false;
       this.emit('clear');
