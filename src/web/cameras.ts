@@ -26,11 +26,14 @@ export class CameraNotFoundError extends Error {
   }
 }
 
-/** JSON schema of the `:id` route parameter. */
+/** JSON schema of the `:id` route parameter (absent on the root routes, which mean the first camera). */
 export const cameraParams = {
   type: 'object',
   properties: { id: { type: 'string', maxLength: 128 } },
 } as const;
+
+/** The same for routes whose path always has `:id`. */
+export const cameraIdParams = { ...cameraParams, required: ['id'] } as const;
 
 /** The camera for an `:id` route parameter, or the first camera for the root routes. */
 export function findCamera(cameras: WebCamera[], id?: string): WebCamera {

@@ -1,9 +1,11 @@
 // JSON API: the camera list. The controls endpoints join it with the camera-controls issue.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 
 import type { WebCamera } from '../cameras';
 import { describeCamera } from '../cameras';
 
+// additionalProperties: false is what Fastify's serializer does without it (it writes the listed
+// properties only); said here so the inferred reply type is exact.
 const cameraSchema = {
   type: 'object',
   properties: {
@@ -19,9 +21,10 @@ const cameraSchema = {
     h264: { type: 'boolean' },
   },
   required: ['id', 'name', 'width', 'height', 'fps', 'online', 'state'],
+  additionalProperties: false,
 } as const;
 
-export const apiRoutes: FastifyPluginAsync<{ cameras: WebCamera[] }> = async (app, { cameras }) => {
+export const apiRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { cameras: WebCamera[] } }> = async (app, { cameras }) => {
   app.get(
     '/api/cameras',
     { schema: { response: { 200: { type: 'array', items: cameraSchema } } } },

@@ -1,12 +1,15 @@
 // Camera controls over JSON: GET lists the webcam's controls with their values and ranges, PUT
 // sets some of them. Bodies are checked twice: their shape by the schema below, then every name
 // and value against the controls the device reported, before any tool runs.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 
 import { ControlsError } from '../../controls/types';
 import type { WebCamera } from '../cameras';
-import { cameraParams, findCamera } from '../cameras';
+import { cameraIdParams, findCamera } from '../cameras';
 
+// Response schemas say additionalProperties: false, which is what Fastify's serializer does
+// without it (it writes the listed properties only); said here so the inferred reply types have
+// no index signature and the handlers' ControlState[] fits them.
 const controlSchema = {
   type: 'object',
   properties: {
@@ -20,12 +23,18 @@ const controlSchema = {
     default: { type: 'integer' },
     choices: {
       type: 'array',
-      items: { type: 'object', properties: { value: { type: 'integer' }, label: { type: 'string' } }, required: ['value', 'label'] },
+      items: {
+        type: 'object',
+        properties: { value: { type: 'integer' }, label: { type: 'string' } },
+        required: ['value', 'label'],
+        additionalProperties: false,
+      },
     },
     readOnly: { type: 'boolean' },
     inactive: { type: 'boolean' },
   },
   required: ['name', 'label', 'type', 'value', 'min', 'max', 'step', 'default', 'readOnly', 'inactive'],
+  additionalProperties: false,
 } as const;
 
 const listResponse = { type: 'array', items: controlSchema } as const;
@@ -33,6 +42,7 @@ const listResponse = { type: 'array', items: controlSchema } as const;
 const errorResponse = {
   type: 'object',
   properties: { error: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },
+  additionalProperties: false,
 } as const;
 
 /**
@@ -57,21 +67,21 @@ function controlsOf(camera: WebCamera) {
   return camera.controls;
 }
 
-export const controlsRoutes: FastifyPluginAsync<{ cameras: WebCamera[] }> = async (app, { cameras }) => {
-  app.get<{ Params: { id: string } }>(
+export const controlsRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { cameras: WebCamera[] } }> = async (app, { cameras }) => {
+  app.get(
     '/api/cameras/:id/controls',
-    { schema: { params: cameraParams, response: { 200: listResponse, '5xx': errorResponse } } },
+    { schema: { params: cameraIdParams, response: { 200: listResponse, '5xx': errorResponse } } },
     async (request, reply) => {
       void reply.header('Cache-Control', 'no-store');
       return controlsOf(findCamera(cameras, request.params.id)).list();
     },
   );
 
-  app.put<{ Params: { id: string }; Body: Record<string, unknown> }>(
+  app.put(
     '/api/cameras/:id/controls',
     {
       schema: {
-        params: cameraParams,
+        params: cameraIdParams,
         body: putBody,
         response: { 200: listResponse, '4xx': errorResponse, '5xx': errorResponse },
       },

@@ -1,6 +1,6 @@
 // Media routes: the MJPEG live stream and snapshots, for the first camera at the root paths and
 // for any camera under /cameras/:id/.
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 
 import type { Log } from '../../log';
 import type { WebCamera } from '../cameras';
@@ -19,11 +19,6 @@ interface MediaOptions {
   mjpegQueue?: QueuePolicy;
 }
 
-interface StreamRequest {
-  Params: { id?: string };
-  Querystring: { fps?: number };
-}
-
 const streamSchema = {
   params: cameraParams,
   querystring: {
@@ -34,10 +29,10 @@ const streamSchema = {
   },
 } as const;
 
-export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: FastifyInstance, { cameras, log, sendQueue, mjpegQueue = MJPEG_QUEUE }) => {
+export const mediaRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: MediaOptions }> = async (app, { cameras, log, sendQueue, mjpegQueue = MJPEG_QUEUE }) => {
   const stream = (paths: string[]) => {
     for (const url of paths) {
-      app.get<StreamRequest>(url, { schema: streamSchema }, (request, reply) => {
+      app.get(url, { schema: streamSchema }, (request, reply) => {
         const camera = findCamera(cameras, request.params.id);
         if (request.method === 'HEAD') {
           // Headers only: no subscription, no endless response.
@@ -52,7 +47,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
 
   // The H.264 view: fragmented MP4 from the camera's shared H.264 stage (one encoder for every viewer).
   for (const url of ['/stream.mp4', '/cameras/:id/stream.mp4']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, (request, reply) => {
+    app.get(url, { schema: { params: cameraParams } }, (request, reply) => {
       const camera = findCamera(cameras, request.params.id);
       const stage = camera.h264;
       if (!stage) {
@@ -66,7 +61,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaOptions> = async (app: Fastify
   }
 
   for (const url of ['/snapshot.jpg', '/cameras/:id/snapshot.jpg']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
+    app.get(url, { schema: { params: cameraParams } }, async (request, reply) => {
       const camera = findCamera(cameras, request.params.id);
       try {
         const frame = await camera.hub.snapshot();

@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 
 import fastifyStatic from '@fastify/static';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import type { FastifyReply } from 'fastify';
 
 import { escapeHtml } from '../../util/escape-html';
 import type { WebCamera } from '../cameras';
@@ -192,7 +193,7 @@ export function kioskCsp(csp: string, ancestors: string[]): string {
   return [...rest, `frame-ancestors 'self' ${ancestors.join(' ')}`].join(';');
 }
 
-export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras, siteName, kioskFrameAncestors }) => {
+export const pageRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: PageOptions }> = async (app, { cameras, siteName, kioskFrameAncestors }) => {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, maxAge: 60_000 });
 
   const sendHtml = (reply: FastifyReply, text: string) => reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-store').send(text);
@@ -201,12 +202,12 @@ export const pageRoutes: FastifyPluginAsync<PageOptions> = async (app, { cameras
     return sendHtml(reply, cameras.length > 1 ? renderGridPage(cameras, siteName) : renderLivePage(findCamera(cameras), cameras, siteName));
   });
   for (const url of ['/cameras/:id', '/cameras/:id/']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
+    app.get(url, { schema: { params: cameraParams } }, async (request, reply) => {
       return sendHtml(reply, renderLivePage(findCamera(cameras, request.params.id), cameras, siteName));
     });
   }
   for (const url of ['/kiosk', '/cameras/:id/kiosk']) {
-    app.get<{ Params: { id?: string } }>(url, { schema: { params: cameraParams } }, async (request, reply) => {
+    app.get(url, { schema: { params: cameraParams } }, async (request, reply) => {
       if (kioskFrameAncestors.length > 0) {
         void reply.header('Content-Security-Policy', kioskCsp(String(reply.getHeader('Content-Security-Policy') ?? ''), kioskFrameAncestors));
         reply.removeHeader('X-Frame-Options');
