@@ -1,6 +1,7 @@
 // Real parts for the alert tests: the SES emulator (aws-ses-v2-local) as a child process on a
 // loopback port that a test can stop and start again, and a tiny DNS server on 127.0.0.1 that
 // answers `myip.opendns.com` with whatever address the test sets.
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -42,8 +43,8 @@ export class SesEmulator {
     const child = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', String(this.port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const deadline = Date.now() + 15_000;
     while (!output.includes('server running')) {
       if (child.exitCode !== null) throw new Error(`aws-ses-v2-local exited: ${output}`);
@@ -63,6 +64,13 @@ export class SesEmulator {
   async emails(): Promise<StoredEmail[]> {
     const response = await fetch(`${this.endpoint}/store`);
     return ((await response.json()) as { emails: StoredEmail[] }).emails;
+  }
+
+  /** Waits for an email; returns the first one stored. */
+  async waitForEmail(timeoutMs = 20_000): Promise<StoredEmail> {
+    const [first] = await this.waitForEmails(1, timeoutMs);
+    assert.ok(first);
+    return first;
   }
 
   /** Waits until at least `n` emails are stored; returns them. */

@@ -49,7 +49,13 @@ function makeHub(options: Partial<ConstructorParameters<typeof FrameHub>[0]> = {
     backoffMaxMs: 200,
     ...options,
   });
-  return { hub, sources, current: () => sources[sources.length - 1] };
+  /** The capture started last. */
+  const current = (): ScriptedSource => {
+    const source = sources.at(-1);
+    assert.ok(source, 'a capture was started');
+    return source;
+  };
+  return { hub, sources, current };
 }
 
 const text = (frame: Frame) => frame.data.toString();
@@ -66,8 +72,14 @@ describe('FrameHub', () => {
     const { hub, sources, current } = makeHub();
     const a: string[] = [];
     const b: string[] = [];
-    hub.subscribe((frame, done) => (a.push(text(frame)), done()));
-    hub.subscribe((frame, done) => (b.push(text(frame)), done()));
+    hub.subscribe((frame, done) => {
+      a.push(text(frame));
+      done();
+    });
+    hub.subscribe((frame, done) => {
+      b.push(text(frame));
+      done();
+    });
     const release = hub.hold();
     assert.equal(sources.length, 1);
     assert.ok(current().started);
@@ -106,7 +118,10 @@ describe('FrameHub', () => {
     current().frame('first');
     current().frame('second');
     const got: string[] = [];
-    hub.subscribe((frame, done) => (got.push(text(frame)), done()));
+    hub.subscribe((frame, done) => {
+      got.push(text(frame));
+      done();
+    });
     assert.deepEqual(got, ['second']);
     await hub.close();
   });
@@ -156,12 +171,17 @@ describe('FrameHub', () => {
     });
     hub.subscribe((_f, done) => done()).unsubscribe();
     await sleep(30);
-    assert.equal(sources[0].stopped, true, 'the idle stop began');
+    assert.equal(sources[0]?.stopped, true, 'the idle stop began');
     const got: string[] = [];
-    hub.subscribe((frame, done) => (got.push(text(frame)), done()));
+    hub.subscribe((frame, done) => {
+      got.push(text(frame));
+      done();
+    });
     finishStop();
     assert.equal(sources.length, 2, 'a new capture for the newcomer');
-    sources[1].frame('after');
+    const [, second] = sources;
+    assert.ok(second);
+    second.frame('after');
     assert.deepEqual(got, ['after']);
     await hub.close();
   });
@@ -172,7 +192,10 @@ describe('FrameHub', () => {
     hub.on('offline', () => events.push('offline'));
     hub.on('online', () => events.push('online'));
     const got: string[] = [];
-    hub.subscribe((frame, done) => (got.push(text(frame)), done()));
+    hub.subscribe((frame, done) => {
+      got.push(text(frame));
+      done();
+    });
     current().frame('a');
     current().exit();
     assert.equal(hub.state, 'offline');
@@ -230,7 +253,7 @@ describe('FrameHub', () => {
     current().frame('a');
     await sleep(400);
     assert.ok(sources.length >= 2, 'a new capture was started');
-    assert.equal(sources[0].stopped, true);
+    assert.equal(sources[0]?.stopped, true);
     assert.match(hub.lastError, /stalled/);
     await hub.close();
   });
@@ -276,7 +299,10 @@ describe('FrameHub', () => {
     hub.subscribe(() => {
       throw new Error('broken consumer');
     });
-    hub.subscribe((frame, done) => (got.push(text(frame)), done()));
+    hub.subscribe((frame, done) => {
+      got.push(text(frame));
+      done();
+    });
     current().frame('1');
     current().frame('2');
     assert.deepEqual(got, ['1', '2']);

@@ -23,6 +23,26 @@ import { hashPassword, writeUsersFile } from '../src/users/users-file';
 
 export const execFileAsync = promisify(execFile);
 
+/** The message of something thrown: an Error's message, anything else as text. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** How a command run by execFileAsync failed: its exit code (or error code) and its output. */
+export interface CommandFailure {
+  code?: number | string;
+  stdout: string;
+  stderr: string;
+  message: string;
+}
+
+/** The rejection of execFileAsync as a CommandFailure (anything else fails the test). */
+export function commandFailure(error: unknown): CommandFailure {
+  assert.ok(error instanceof Error, `the command failed with a non-Error: ${String(error)}`);
+  const { code, stdout = '', stderr = '' } = error as Error & Partial<CommandFailure>;
+  return { code, stdout, stderr, message: error.message };
+}
+
 /** `list[index]`, failing the test when there is no such element. */
 export function nth<T>(list: ArrayLike<T>, index: number, what = 'the list'): T {
   const value = list[index];

@@ -26,7 +26,7 @@ import type { PairingData } from 'hap-controller';
 import { encode, writeFloat32LE, writeUInt16, writeUInt32 } from 'hap-nodejs/dist/lib/util/tlv';
 import { decode } from 'hap-nodejs/dist/lib/util/tlv';
 
-import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, probeSize, sleep, waitForExit, waitUntil, writeUsers } from './helpers';
+import { basic, execFileAsync, freeTcpPort, homebridgeCommand, isAlive, MjpegClient, nth, probeSize, sleep, waitForExit, waitUntil, writeUsers } from './helpers';
 import { bindUdp, hapUuid } from './hap-udp';
 import type { RecordingSelection } from './hds-client';
 import { H264ProfileId, HapStatusError, HdsReason, HdsRequestError, HKSV, HomeHub, inspectRecording } from './hds-client';
@@ -45,7 +45,9 @@ const LOG_ERRORS = /Unhandled|TypeError|ReferenceError|RangeError|H\.264 stage: 
 /** HAP's NOT_ALLOWED_IN_CURRENT_STATE. */
 const NOT_ALLOWED_IN_CURRENT_STATE = -70412;
 /** Every ffmpeg this Homebridge starts inherits it: how /proc tells ours from anyone else's. */
-const MARKER = `WEBCAM_HKSV_TEST=${process.pid}-${randomBytes(4).toString('hex')}`;
+const MARKER_NAME = 'WEBCAM_HKSV_TEST';
+const MARKER_VALUE = `${process.pid}-${randomBytes(4).toString('hex')}`;
+const MARKER = `${MARKER_NAME}=${MARKER_VALUE}`;
 
 const RTP = {
   setupEndpoints: hapUuid('118'),
@@ -117,8 +119,7 @@ class Homebridge {
 
   constructor(storage: string, config: Record<string, unknown>) {
     writeFileSync(join(storage, 'config.json'), JSON.stringify(config));
-    const [name, value] = MARKER.split('=');
-    this.child = spawn(HOMEBRIDGE.node, [HOMEBRIDGE.homebridge, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0', [name]: value } });
+    this.child = spawn(HOMEBRIDGE.node, [HOMEBRIDGE.homebridge, '-D', '-Q', '-U', storage, '-P', ROOT], { env: { ...process.env, FORCE_COLOR: '0', [MARKER_NAME]: MARKER_VALUE } });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
   }
@@ -155,7 +156,7 @@ async function setupEndpoints(hub: HomeHub, port: number): Promise<Buffer> {
   await hub.write([{ service: HKSV.service.rtp, characteristic: RTP.setupEndpoints, value: encode(1, sessionId, 3, address, 4, srtp, 5, srtp).toString('base64') }]);
   const answer = decode(Buffer.from(String(await hub.read(HKSV.service.rtp, RTP.setupEndpoints)), 'base64'));
   assert.deepEqual(answer[1], sessionId, 'SetupEndpoints answers for our session');
-  assert.equal(answer[2][0], 0, 'SetupEndpoints status SUCCESS');
+  assert.equal(answer[2]?.[0], 0, 'SetupEndpoints status SUCCESS');
   return sessionId;
 }
 
@@ -192,7 +193,9 @@ const refusedRecording = (error: unknown) => error instanceof HdsRequestError &&
 
 const ffprobe = async (file: string) => {
   const { stdout } = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=codec_name,profile,width,height,nb_read_frames', '-of', 'json', file]);
-  return (JSON.parse(stdout) as { streams: Array<{ codec_name: string; profile: string; width: number; height: number; nb_read_frames: string }> }).streams[0];
+  const [stream] = (JSON.parse(stdout) as { streams: Array<{ codec_name: string; profile: string; width: number; height: number; nb_read_frames: string }> }).streams;
+  assert.ok(stream, `no video stream in ${file}`);
+  return stream;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -289,10 +292,12 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     assert.deepEqual(supported.containers, [{ type: 0, fragmentLengthMs: 4000 }], 'fragmented MP4, 4 s fragments');
     assert.equal(supported.eventTriggerMask & 1, 1, 'motion triggers recordings');
     assert.equal(supported.video.length, 1);
-    assert.deepEqual(supported.video[0].profiles, [0, 1, 2]);
-    const sizes = supported.video[0].resolutions.map((r) => `${r.width}x${r.height}@${r.fps}`);
+    const [video] = supported.video;
+    assert.ok(video);
+    assert.deepEqual(video.profiles, [0, 1, 2]);
+    const sizes = video.resolutions.map((r) => `${r.width}x${r.height}@${r.fps}`);
     assert.ok(sizes.includes(`${WIDTH}x${HEIGHT}@${FPS}`) && sizes.includes(`${SELECTED.width}x${SELECTED.height}@15`), sizes.join(' '));
-    assert.ok(supported.video[0].resolutions.every((r) => r.width <= WIDTH && r.height <= HEIGHT && r.fps <= FPS), `nothing beyond the capture: ${sizes.join(' ')}`);
+    assert.ok(video.resolutions.every((r) => r.width <= WIDTH && r.height <= HEIGHT && r.fps <= FPS), `nothing beyond the capture: ${sizes.join(' ')}`);
 
     assert.deepEqual(processes().stage, [], 'no H.264 encoder before recording is on');
     // A key frame every 2 s (the hub may ask for them more often than the 4 s fragment length):
@@ -319,7 +324,7 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     await h.waitForMotion(true, 30_000);
     // The ring then holds more than the 4 s prebuffer. Meanwhile: the viewer's share of the
     // capture's frames before the recording, the baseline of this machine's load right now.
-    const capturePid = processes().capture[0];
+    const capturePid = nth(processes().capture, 0, 'the captures');
     const baselineFrom = viewer.parts.length;
     viewer.keepBodies = Infinity;
     const baseline: Array<{ at: number; bytes: number }> = [];
@@ -338,7 +343,8 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     viewer.keepBodies = Infinity;
     const firstPart = viewer.parts.length;
     const captured: Array<{ at: number; bytes: number }> = [];
-    const sample = () => captured.push({ at: Date.now(), bytes: writtenBytes(before.capture[0]) });
+    const capture = nth(before.capture, 0, 'the captures');
+    const sample = () => captured.push({ at: Date.now(), bytes: writtenBytes(capture) });
     sample();
     const openedAt = Date.now();
     const stream = await h.openRecording({ reason: 'motion' });
@@ -367,7 +373,7 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     // a machine loaded by others a viewer misses frames now and then, recording or not (the web
     // sends the newest frame once the socket drains); a recording that held the web back would
     // keep it low throughout.
-    const [start, end] = [captured[0], captured[captured.length - 1]];
+    const [start, end] = [nth(captured, 0, 'the samples'), nth(captured, captured.length - 1, 'the samples')];
     const share = (parts: typeof watched, from: { at: number; bytes: number }, to: { at: number; bytes: number }) =>
       parts.filter((part) => part.at > from.at && part.at <= to.at).reduce((sum, part) => sum + part.body.length, 0) / Math.max(1, to.bytes - from.bytes);
     const bestShare = (parts: typeof watched, samples: Array<{ at: number; bytes: number }>) => {
@@ -393,8 +399,9 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     assert.deepEqual(inspection.problems, [], 'moof + mdat packets, each on a key frame, none longer than the fragment length');
     assert.ok(inspection.fragments.length >= 3, `>= 3 fragments (${inspection.fragments.length})`);
     assert.deepEqual([inspection.init?.video?.width, inspection.init?.video?.height], [SELECTED.width, SELECTED.height]);
-    for (let i = 1; i < inspection.fragments.length; i++) {
-      const [a, b] = [inspection.fragments[i - 1], inspection.fragments[i]];
+    for (const [i, a] of inspection.fragments.entries()) {
+      const b = inspection.fragments[i + 1];
+      if (!b) break;
       assert.ok(Math.abs(a.startMs + a.durationMs - b.startMs) <= 1000 / FPS, `fragment ${b.sequence} follows ${a.sequence} without a gap (${a.startMs}+${a.durationMs} -> ${b.startMs})`);
     }
 
@@ -433,7 +440,8 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     cleanups.push(() => udp.close());
     let rtpPackets = 0;
     udp.on('message', (packet) => {
-      if (!(packet[1] >= 200 && packet[1] <= 204)) rtpPackets++;
+      const pt = packet[1] ?? 0;
+      if (!(pt >= 200 && pt <= 204)) rtpPackets++;
     });
     const udpPort = udp.address().port;
 
@@ -491,6 +499,7 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     const h = homeHub();
     await waitUntil('one stage encoder', () => processes().stage.length === 1, 10_000);
     const [stage] = processes().stage;
+    assert.ok(stage !== undefined, 'the stage encoder');
     const capture = processes().capture;
     await h.setRecordingActive(false);
     await assert.rejects(h.openRecording(), refusedRecording, 'a recording refused while recording is off');
