@@ -29,14 +29,16 @@ export function isSender(from: string): boolean {
  */
 export function alertsOf(settings: AlertsSettings | undefined, problems: string[], doc?: ConfigSchemaDoc): AlertsConfig | undefined {
   if (!settings) return undefined;
+  /** False (with a problem) when this way's sender address is not one. */
+  const senderOk = (way: 'ses' | 'smtp'): boolean => {
+    const from = settings[way]?.from;
+    if (from === undefined || isSender(from)) return true;
+    problems.push(`"alerts.${way}.from" ${JSON.stringify(from)} ${patternMessage(`alerts.${way}.from`, doc)}; ${way === 'ses' ? 'SES' : 'SMTP'} is off.`);
+    return false;
+  };
   const alerts = { ...settings };
-  for (const way of ['ses', 'smtp'] as const) {
-    const from = alerts[way]?.from;
-    if (from !== undefined && !isSender(from)) {
-      problems.push(`"alerts.${way}.from" ${JSON.stringify(from)} ${patternMessage(`alerts.${way}.from`, doc)}; ${way === 'ses' ? 'SES' : 'SMTP'} is off.`);
-      delete alerts[way];
-    }
-  }
+  if (!senderOk('ses')) delete alerts.ses;
+  if (!senderOk('smtp')) delete alerts.smtp;
   return alerts.ses || alerts.smtp ? alerts : undefined;
 }
 

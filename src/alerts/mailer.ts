@@ -42,6 +42,11 @@ export class AlertMailer {
 
   constructor(private readonly options: MailerOptions) {}
 
+  /** Until close(); pump() reads it again after each send it awaits, as close() may run meanwhile. */
+  private get open(): boolean {
+    return !this.closed;
+  }
+
   /** Queues an alert unless its cooldown or the hourly cap holds it back. */
   submit(alert: Alert): SubmitResult {
     if (this.closed) return 'cap';
@@ -58,8 +63,9 @@ export class AlertMailer {
     const max = this.options.maxQueue ?? 20;
     if (this.queue.length >= max) {
       // The oldest that is not being sent right now.
-      const [dropped] = this.queue.splice(this.sending ? 1 : 0, 1);
-      log.warn(`Alert queue full: dropped "${dropped?.alert.subject}" (the mail service has been failing for a while).`);
+      for (const dropped of this.queue.splice(this.sending ? 1 : 0, 1)) {
+        log.warn(`Alert queue full: dropped "${dropped.alert.subject}" (the mail service has been failing for a while).`);
+      }
     }
     this.queue.push({ alert, attempts: 0 });
     void this.pump();
@@ -85,8 +91,9 @@ export class AlertMailer {
     if (this.sending || this.retryTimer || this.closed) return;
     this.sending = true;
     const { sender, log } = this.options;
-    while (this.queue.length > 0 && !this.closed) {
-      const pending = this.queue[0];
+    while (this.open) {
+      const pending = this.queue.at(0);
+      if (!pending) break;
       pending.attempts++;
       pending.firstTriedAt ??= Date.now();
       try {
@@ -94,7 +101,7 @@ export class AlertMailer {
         this.remove(pending);
         log.info(`Alert sent through ${sender.name}: "${pending.alert.subject}" (message id ${id}).`);
       } catch (error) {
-        const failure = error instanceof SendError ? error : new SendError((error as Error)?.message ?? String(error), false, { cause: error });
+        const failure = error instanceof SendError ? error : new SendError(error instanceof Error ? error.message : String(error), false, { cause: error });
         const waited = Date.now() - pending.firstTriedAt;
         const delay = backoffDelay(pending.attempts, this.options.retryInitialMs ?? 5_000, this.options.retryMaxMs ?? 120_000);
         if (failure.retryable && waited + delay <= (this.options.retryWindowMs ?? 30 * 60_000)) {

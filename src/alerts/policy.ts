@@ -15,7 +15,8 @@ export type Admission = 'ok' | 'cooldown' | 'cap';
 export function admit(history: SendHistory, key: string, now: number, cooldownMs: number, maxPerHour: number): Admission {
   const last = history.lastByKey.get(key);
   if (last !== undefined && now - last < cooldownMs) return 'cooldown';
-  while (history.admitted.length > 0 && now - history.admitted[0] >= 3_600_000) history.admitted.shift();
+  const fresh = history.admitted.findIndex((at) => now - at < 3_600_000);
+  history.admitted.splice(0, fresh === -1 ? history.admitted.length : fresh);
   if (history.admitted.length >= maxPerHour) return 'cap';
   history.lastByKey.set(key, now);
   history.admitted.push(now);

@@ -23,9 +23,12 @@ export interface PublicIpOptions {
 /** `resolver1.opendns.com` -> { host, port 53 }; `127.0.0.1:5353`, `[::1]:53` too. */
 export function parseResolver(text: string): { host: string; port: number } {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  if (bracketed) return { host: bracketed[1], port: Number(bracketed[2] ?? 53) };
-  const [host, port] = text.split(':');
-  return { host, port: Number(port ?? 53) };
+  if (bracketed) {
+    const [, host = '', port = '53'] = bracketed; // the host's group takes part in every match
+    return { host, port: Number(port) };
+  }
+  const [host = '', port = '53'] = text.split(':'); // split gives at least one piece
+  return { host, port: Number(port) };
 }
 
 /** Asks `resolver` for `hostname`'s A record: the public IPv4 address as the resolver sees us. */

@@ -128,14 +128,14 @@ export function explainSmtpError(error: unknown, config: Pick<SmtpConfig, 'host'
  * the environment is as it was.
  */
 function withoutSdkNodeWarning<T>(make: () => T): T {
-  const key = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';
-  const before = process.env[key];
-  process.env[key] = 'true';
+  const env = process.env;
+  const before = env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
+  env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   try {
     return make();
   } finally {
-    if (before === undefined) delete process.env[key];
-    else process.env[key] = before;
+    if (before === undefined) delete env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
+    else env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = before;
   }
 }
 
