@@ -74,7 +74,9 @@ async function fmp4Clip(input: string, seconds: number, encoder: string[]): Prom
 
 const ffprobe = async (file: string) => {
   const { stdout } = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', file]);
-  return (JSON.parse(stdout) as { streams: Array<{ codec_name: string; width: number; height: number; nb_read_frames: string }> }).streams[0];
+  const [stream] = (JSON.parse(stdout) as { streams: Array<{ codec_name: string; width: number; height: number; nb_read_frames: string }> }).streams;
+  assert.ok(stream, `no video stream in ${file}`);
+  return stream;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -161,8 +163,8 @@ function recordingOptions(): HapNodeJs.CameraRecordingOptions {
     },
     audio: {
       codecs: [
-        { type: hap.AudioRecordingCodecType.AAC_LC, samplerate: [hap.AudioRecordingSamplerate.KHZ_16, hap.AudioRecordingSamplerate.KHZ_32], bitrateMode: 0, audioChannels: 1 },
-        { type: hap.AudioRecordingCodecType.AAC_ELD, samplerate: [hap.AudioRecordingSamplerate.KHZ_16], bitrateMode: 0, audioChannels: 1 },
+        { type: hap.AudioRecordingCodecType.AAC_LC, samplerate: [hap.AudioRecordingSamplerate.KHZ_16, hap.AudioRecordingSamplerate.KHZ_32], bitrateMode: hap.AudioBitrate.VARIABLE, audioChannels: 1 },
+        { type: hap.AudioRecordingCodecType.AAC_ELD, samplerate: [hap.AudioRecordingSamplerate.KHZ_16], bitrateMode: hap.AudioBitrate.VARIABLE, audioChannels: 1 },
       ],
     },
   };
@@ -185,6 +187,8 @@ describe(`home hub harness against ${HAP_PACKAGE} ${HAP_VERSION}`, () => {
   let hub: HomeHub;
   let port: number;
   let selected: RecordingSelection;
+  /** Undoes what before() set up, the last first (only what it got to). */
+  const cleanups: Array<() => Promise<void>> = [];
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'hds-client-'));
@@ -196,6 +200,7 @@ describe(`home hub harness against ${HAP_PACKAGE} ${HAP_VERSION}`, () => {
     hap.HAPStorage.setCustomStoragePath(join(dir, 'persist'));
     delegate = new ClipRecordingDelegate(clip);
     accessory = new hap.Accessory('HKSV Test Camera', hap.uuid.generate(`hds-client-test-${process.pid}-${Date.now()}`));
+    cleanups.unshift(() => accessory.destroy());
     controller = new hap.CameraController({
       cameraStreamCount: 1,
       delegate: streaming,
@@ -210,11 +215,11 @@ describe(`home hub harness against ${HAP_PACKAGE} ${HAP_VERSION}`, () => {
     port = await freeTcpPort();
     await accessory.publish({ username: randomMac(), pincode: PIN, port, category: hap.Categories.IP_CAMERA, advertiser: hap.MDNSAdvertiser.CIAO, bind: ['lo'] });
     hub = await HomeHub.pair(port, PIN);
+    cleanups.unshift(() => hub.close());
   });
 
   after(async () => {
-    await hub?.close();
-    await accessory?.destroy();
+    for (const cleanup of cleanups) await cleanup();
   });
 
   it('decodes the recording configurations the camera offers (205, 206, 207) into plain values', async () => {
@@ -306,7 +311,7 @@ describe(`home hub harness against ${HAP_PACKAGE} ${HAP_VERSION}`, () => {
     assert.deepEqual(delegate.calls.slice(0, 2), [`stream ${stream.streamId}`, `closed ${stream.streamId} ${HdsReason.NORMAL}`]);
 
     const packets = stream.packets.slice(0, 5);
-    assert.deepEqual(packets[0].data, clip.init);
+    assert.deepEqual(packets[0]?.data, clip.init);
     packets.slice(1).forEach((p, i) => assert.deepEqual(p.data, clip.fragments[i], `fragment ${i} arrives byte for byte`));
     const inspection = inspectRecording(stream.packets, { fragmentLengthMs: selected.container.fragmentLengthMs });
     assert.deepEqual(inspection.problems, []);
@@ -409,6 +414,7 @@ describe('the checks a hub makes on what a camera sends', () => {
     assert.deepEqual(assembler.push(chunk(1, 1, true, Buffer.from('init'))).map((p) => p.data.toString()), ['init']);
     assert.deepEqual(assembler.push(chunk(2, 1, false, Buffer.from('ab'), { dataTotalSize: 4 })), []);
     const [packet] = assembler.push({ ...chunk(2, 2, true, Buffer.from('cd')), endOfStream: true });
+    assert.ok(packet);
     assert.deepEqual([packet.data.toString(), packet.chunks, packet.endOfStream], ['abcd', 2, true]);
 
     const violation = (pushes: Array<Record<string, unknown>>, pattern: RegExp) => {
@@ -426,12 +432,14 @@ describe('the checks a hub makes on what a camera sends', () => {
   it('finds fragments that do not start on a key frame or are not moof + mdat', async () => {
     const { init, fragments } = await fmp4Clip('testsrc=size=320x180:rate=15', 2, ['-bf', '0']);
     const packet = (sequence: number, data: Buffer): RecordingPacket => ({ type: sequence === 1 ? 'mediaInitialization' : 'mediaFragment', sequence, data, chunks: 1, endOfStream: false, receivedAt: 0 });
-    assert.deepEqual(inspectRecording([packet(1, init), packet(2, fragments[0])]).problems, []);
-    assert.deepEqual(inspectRecording([packet(1, init), packet(2, fragments[0])], { fragmentLengthMs: 500 }).problems, ['fragment 2 lasts 1000 ms (fragment length 500 ms)']);
-    assert.deepEqual(inspectRecording([packet(2, fragments[0])]).problems, ['the first packet is not the media initialization']);
-    assert.deepEqual(inspectRecording([packet(1, fragments[0])]).problems, ['init segment holds moof, mdat (expected ftyp, moov)', 'the init segment has no video track']);
+    const [first, second] = fragments;
+    assert.ok(first && second, 'two fragments');
+    assert.deepEqual(inspectRecording([packet(1, init), packet(2, first)]).problems, []);
+    assert.deepEqual(inspectRecording([packet(1, init), packet(2, first)], { fragmentLengthMs: 500 }).problems, ['fragment 2 lasts 1000 ms (fragment length 500 ms)']);
+    assert.deepEqual(inspectRecording([packet(2, first)]).problems, ['the first packet is not the media initialization']);
+    assert.deepEqual(inspectRecording([packet(1, first)]).problems, ['init segment holds moof, mdat (expected ftyp, moov)', 'the init segment has no video track']);
     // A fragment cut after its key frame: rewrite the first sample's flags to non-sync.
-    const moofAndMdat = Buffer.from(fragments[1]);
+    const moofAndMdat = Buffer.from(second);
     const trun = moofAndMdat.indexOf('trun');
     const flags = moofAndMdat.readUInt32BE(trun + 4) & 0xffffff;
     let at = trun + 12 + (flags & 0x1 ? 4 : 0);

@@ -130,14 +130,19 @@ function one(tlv: Tlv, type: number, what: string): Buffer {
   return value;
 }
 
+/** The one-byte value of `type` (a codec, profile, frame rate, ...). */
+function oneByte(tlv: Tlv, type: number, what: string): number {
+  const [byte] = one(tlv, type, what);
+  if (byte === undefined) throw new Error(`recording TLV: ${what} (type ${type}) is empty`);
+  return byte;
+}
+
 /** The bytes of every entry of a TLV list of one-byte values (profiles, levels, sample rates, ...). */
 const byteList = (tlv: Tlv, type: number): number[] => entries(tlv, type).flatMap((entry) => [...entry]);
 
 /** A little-endian unsigned integer of 1 to 8 bytes (HAP TLV numbers). */
 function uintLE(value: Buffer): number {
-  let result = 0;
-  for (let i = Math.min(value.length, 8) - 1; i >= 0; i--) result = result * 256 + value[i];
-  return result;
+  return [...value.subarray(0, 8)].reduceRight((result, byte) => result * 256 + byte, 0);
 }
 
 const u32 = (value: number): Buffer => {
@@ -157,19 +162,19 @@ export function decodeSupportedRecording(camera: string, video: string, audio: s
   const containers = entries(c, 3).map((entry) => {
     const container = decodeWithLists(entry);
     const parameters = decodeWithLists(one(container, 2, 'media container parameters'));
-    return { type: one(container, 1, 'media container type')[0], fragmentLengthMs: uintLE(one(parameters, 1, 'fragment length')) };
+    return { type: oneByte(container, 1, 'media container type'), fragmentLengthMs: uintLE(one(parameters, 1, 'fragment length')) };
   });
   const v = decodeWithLists(Buffer.from(video, 'base64'));
   const videoCodecs = entries(v, 1).map((entry) => {
     const codec = decodeWithLists(entry);
     const parameters = decodeWithLists(one(codec, 2, 'video codec parameters'));
     return {
-      codec: one(codec, 1, 'video codec')[0],
+      codec: oneByte(codec, 1, 'video codec'),
       profiles: byteList(parameters, 1),
       levels: byteList(parameters, 2),
       resolutions: entries(codec, 3).map((attributes) => {
         const a = decodeWithLists(attributes);
-        return { width: uintLE(one(a, 1, 'image width')), height: uintLE(one(a, 2, 'image height')), fps: one(a, 3, 'frame rate')[0] };
+        return { width: uintLE(one(a, 1, 'image width')), height: uintLE(one(a, 2, 'image height')), fps: oneByte(a, 3, 'frame rate') };
       }),
     };
   });
@@ -177,7 +182,7 @@ export function decodeSupportedRecording(camera: string, video: string, audio: s
   const audioCodecs = entries(a, 1).map((entry) => {
     const codec = decodeWithLists(entry);
     const parameters = decodeWithLists(one(codec, 2, 'audio codec parameters'));
-    return { codec: one(codec, 1, 'audio codec')[0], channels: one(parameters, 1, 'channels')[0], bitrateModes: byteList(parameters, 2), sampleRates: byteList(parameters, 3) };
+    return { codec: oneByte(codec, 1, 'audio codec'), channels: oneByte(parameters, 1, 'channels'), bitrateModes: byteList(parameters, 2), sampleRates: byteList(parameters, 3) };
   });
   return {
     prebufferLengthMs: uintLE(one(c, 1, 'prebuffer length')),
@@ -269,22 +274,22 @@ export function decodeRecordingSelection(base64: string): RecordingSelection {
   return {
     prebufferLengthMs: uintLE(one(general, 1, 'prebuffer length')),
     eventTriggerMask: uintLE(one(general, 2, 'event trigger options')),
-    container: { type: one(container, 1, 'media container type')[0], fragmentLengthMs: uintLE(one(containerParameters, 1, 'fragment length')) },
+    container: { type: oneByte(container, 1, 'media container type'), fragmentLengthMs: uintLE(one(containerParameters, 1, 'fragment length')) },
     video: {
-      codec: one(video, 1, 'video codec')[0],
-      profile: one(videoParameters, 1, 'profile')[0],
-      level: one(videoParameters, 2, 'level')[0],
+      codec: oneByte(video, 1, 'video codec'),
+      profile: oneByte(videoParameters, 1, 'profile'),
+      level: oneByte(videoParameters, 2, 'level'),
       bitrateKbps: uintLE(one(videoParameters, 3, 'bitrate')),
       iFrameIntervalMs: uintLE(one(videoParameters, 4, 'I-frame interval')),
       width: uintLE(one(attributes, 1, 'image width')),
       height: uintLE(one(attributes, 2, 'image height')),
-      fps: one(attributes, 3, 'frame rate')[0],
+      fps: oneByte(attributes, 3, 'frame rate'),
     },
     audio: {
-      codec: one(audio, 1, 'audio codec')[0],
-      channels: one(audioParameters, 1, 'channels')[0],
-      bitrateMode: one(audioParameters, 2, 'bitrate mode')[0],
-      sampleRate: one(audioParameters, 3, 'sample rate')[0],
+      codec: oneByte(audio, 1, 'audio codec'),
+      channels: oneByte(audioParameters, 1, 'channels'),
+      bitrateMode: oneByte(audioParameters, 2, 'bitrate mode'),
+      sampleRate: oneByte(audioParameters, 3, 'sample rate'),
       maxBitrateKbps: uintLE(one(audioParameters, 4, 'max audio bitrate')),
     },
   };
@@ -344,6 +349,7 @@ export function encodeHdsPayload(header: Record<string, unknown>, message: Recor
 
 export function decodeHdsPayload(payload: Buffer): HdsMessage {
   const headerLength = payload[0];
+  if (headerLength === undefined) throw new HdsProtocolViolation('HDS payload is empty');
   const header = decodeDictionary(payload.subarray(1, 1 + headerLength), 'header');
   const message = decodeDictionary(payload.subarray(1 + headerLength), 'message');
   const protocol = String(header.protocol);
@@ -389,8 +395,8 @@ export function hdsKeys(sharedSecret: Buffer, controllerSalt: Buffer, accessoryS
   return { write: derive('HDS-Write-Encryption-Key'), read: derive('HDS-Read-Encryption-Key') };
 }
 
-/** Answers true when it handled the message (a request it will answer itself). */
-type MessageListener = (message: HdsMessage) => boolean | void;
+/** Answers true when it handled the message (a request it will answer itself); anything else when not. */
+type MessageListener = (message: HdsMessage) => unknown;
 
 /** One HomeKit Data Stream connection from the hub's side, after `control`/`hello`. */
 export class DataStream {
@@ -694,8 +700,10 @@ export class RecordingStream implements AsyncIterable<RecordingPacket> {
   /** Packets not yet handed out by any iterator or `collect`, as they arrive; ends with the stream. */
   async *[Symbol.asyncIterator](): AsyncIterator<RecordingPacket> {
     for (;;) {
-      if (this.cursor < this.packets.length) {
-        yield this.packets[this.cursor++];
+      const packet = this.packets[this.cursor];
+      if (packet) {
+        this.cursor++;
+        yield packet;
         continue;
       }
       if (this._ended) {
@@ -1028,7 +1036,7 @@ export class HomeHub {
     if (response.statusCode !== 207) throw new Error(`PUT /characteristics answered ${response.statusCode}: ${response.body.toString()}`);
     const answered = (JSON.parse(response.body.toString()) as { characteristics: Array<{ iid: number; status?: number; value?: unknown }> }).characteristics;
     return characteristics.map((c) => {
-      const answer = answered.find((a) => Number(a.iid) === c.iid);
+      const answer = answered.find((a) => a.iid === c.iid);
       if (answer?.status !== undefined && answer.status !== 0) throw new HapStatusError(`writing ${db.aid}.${c.iid}`, answer.status);
       return answer?.value;
     });
@@ -1038,13 +1046,14 @@ export class HomeHub {
   async readRecordingConfiguration(): Promise<SupportedRecording> {
     const { service, characteristic: c } = HKSV;
     const ids = [c.supportedCameraRecording, c.supportedVideoRecording, c.supportedAudioRecording].map((type) => this.id(service.recording, type));
+    const [camera, video, audio] = ids;
     const { characteristics } = await this.client.getCharacteristics(ids);
-    const value = (id: string) => {
+    const value = (id: string | undefined) => {
       const found = characteristics.find((x) => `${String(x.aid)}.${String(x.iid)}` === id);
       if (typeof found?.value !== 'string') throw new Error(`reading ${id} gave ${JSON.stringify(found)}`);
       return found.value;
     };
-    return decodeSupportedRecording(value(ids[0]), value(ids[1]), value(ids[2]));
+    return decodeSupportedRecording(value(camera), value(video), value(audio));
   }
 
   /**
@@ -1136,7 +1145,7 @@ export class HomeHub {
         .then((value) => {
           if (accept(value)) finish(undefined, value);
         })
-        .catch((error: Error) => finish(error));
+        .catch((error: unknown) => finish(error instanceof Error ? error : new Error(String(error))));
     });
   }
 
@@ -1159,7 +1168,7 @@ export class HomeHub {
     const [answer] = await this.write([{ service: HKSV.service.dataStream, characteristic: HKSV.characteristic.setupDataStreamTransport, value: setup, response: true }]);
     if (typeof answer !== 'string') throw new Error(`SetupDataStreamTransport gave no write response (${JSON.stringify(answer)})`);
     const tlv = decodeWithLists(Buffer.from(answer, 'base64'));
-    const status = one(tlv, 1, 'status')[0];
+    const status = oneByte(tlv, 1, 'status');
     if (status !== 0) throw new Error(`SetupDataStreamTransport answered status ${status}`);
     const port = uintLE(one(decodeWithLists(one(tlv, 2, 'session parameters')), 1, 'TCP listening port'));
     const accessorySalt = one(tlv, 3, 'accessory key salt');
@@ -1238,21 +1247,21 @@ export class HomeHub {
       return typeof name === 'string' ? name : '';
     };
     const wanted = this.options.camera;
-    const accessory = wanted === undefined ? cameras[0] : cameras.find((a) => Number(a.aid) === wanted || named(a) === wanted);
+    const accessory = wanted === undefined ? cameras[0] : cameras.find((a) => a.aid === wanted || named(a) === wanted);
     if (!accessory) throw new Error(`no HomeKit Secure Video camera ${wanted === undefined ? '' : `"${wanted}" `}among ${accessories.map((a) => `${String(a.aid)} ${named(a)}`).join(', ')}`);
     const services = new Map<string, Map<string, CharacteristicRef>>();
     const byIid = new Map<number, Map<string, CharacteristicRef>>();
     for (const service of accessory.services) {
       const characteristics = new Map<string, CharacteristicRef>();
       for (const c of service.characteristics) {
-        if (c.type !== undefined && c.iid !== undefined) characteristics.set(c.type.toUpperCase(), { iid: Number(c.iid), perms: c.perms ?? [] });
+        if (c.type !== undefined && c.iid !== undefined) characteristics.set(c.type.toUpperCase(), { iid: c.iid, perms: c.perms ?? [] });
       }
-      byIid.set(Number(service.iid), characteristics);
+      byIid.set(service.iid, characteristics);
       const type = service.type.toUpperCase();
       if (!services.has(type)) services.set(type, characteristics);
     }
     const recording = accessory.services.find((s) => s.type.toUpperCase() === HKSV.service.recording)!;
-    const linked = (recording.linked ?? []).map((iid) => byIid.get(Number(iid))).find((c) => c?.has(HKSV.characteristic.setupDataStreamTransport));
-    this.database = { aid: Number(accessory.aid), name: named(accessory), services, dataStream: linked ?? services.get(HKSV.service.dataStream) ?? new Map<string, CharacteristicRef>() };
+    const linked = (recording.linked ?? []).map((iid) => byIid.get(iid)).find((c) => c?.has(HKSV.characteristic.setupDataStreamTransport));
+    this.database = { aid: accessory.aid, name: named(accessory), services, dataStream: linked ?? services.get(HKSV.service.dataStream) ?? new Map<string, CharacteristicRef>() };
   }
 }
