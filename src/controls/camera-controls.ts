@@ -132,7 +132,7 @@ export class CameraControls implements ControlsApi {
       }
       if (done.length > 0) log.info(`Camera controls set from the config: ${done.join(', ')}.`);
       this.lastWarning = '';
-    }).catch((error: Error) => this.warnOnce(`Camera controls not applied: ${error.message}`));
+    }).catch((error: unknown) => this.warnOnce(`Camera controls not applied: ${(error as Error).message}`));
   }
 
   /** Forgets the tool's answers; the next call discovers the controls again (new device, new mapping). */
@@ -217,12 +217,12 @@ export class CameraControls implements ControlsApi {
     }
     const real = errors.find((e) => e.problem !== 'no-tool');
     if (real) throw real;
-    if (tools.length > 1) {
-      throw new ControlsError(
-        'no-tool',
-        `Neither uvcdynctrl nor v4l2-ctl is installed, so camera controls are off: ${INSTALL_HINT.uvcdynctrl} (or ${INSTALL_HINT['v4l2-ctl']}).`,
-      );
-    }
-    throw errors[0];
+    // Every tool tried is missing. One tool: its own error says how to install it.
+    const only = tools.length === 1 ? errors.at(0) : undefined;
+    if (only) throw only;
+    throw new ControlsError(
+      'no-tool',
+      `Neither uvcdynctrl nor v4l2-ctl is installed, so camera controls are off: ${INSTALL_HINT.uvcdynctrl} (or ${INSTALL_HINT['v4l2-ctl']}).`,
+    );
   }
 }

@@ -23,15 +23,22 @@ function rangeText(control: ControlState): string {
 /** An aligned table: name, current value, range, default, and notes (read-only, inactive). */
 export function formatControls(controls: ControlState[]): string {
   if (controls.length === 0) return 'The device reports no adjustable controls.\n';
-  const rows = controls.map((c) => [
+  const rows = controls.map((c): [name: string, value: string, range: string, byDefault: string, notes: string] => [
     c.name,
     describeValue(c, c.value),
     rangeText(c),
     `default ${describeValue(c, c.default)}`,
     [c.readOnly ? 'read-only' : '', c.inactive ? 'inactive' : ''].filter(Boolean).join(', '),
   ]);
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => `  ${r.map((cell, i) => (i < 4 ? cell.padEnd(widths[i]) : cell)).join('  ').trimEnd()}\n`).join('');
+  const width = (column: 0 | 1 | 2 | 3) => Math.max(...rows.map((r) => r[column].length));
+  const widths = [width(0), width(1), width(2), width(3)] as const;
+  // The last column (the notes) is not padded.
+  return rows
+    .map(([name, value, range, byDefault, notes]) => {
+      const cells = [name.padEnd(widths[0]), value.padEnd(widths[1]), range.padEnd(widths[2]), byDefault.padEnd(widths[3]), notes];
+      return `  ${cells.join('  ').trimEnd()}\n`;
+    })
+    .join('');
 }
 
 /** `Brightness=140` -> ['Brightness', 140]; names may hold `=`-free commas and spaces. */

@@ -18,7 +18,8 @@ const UVC_TYPES: Record<string, ControlInfo['type'] | undefined> = {
 /** `'Disabled'[0], '50 Hz'[1]` -> choices. */
 function parseChoices(text: string): ControlChoice[] {
   const choices: ControlChoice[] = [];
-  for (const match of text.matchAll(/'(.*?)'\[(\d+)\]/g)) choices.push({ label: match[1], value: Number(match[2]) });
+  // Both groups take part in every match.
+  for (const [, label = '', value = ''] of text.matchAll(/'(.*?)'\[(\d+)\]/g)) choices.push({ label, value: Number(value) });
   return choices;
 }
 
@@ -37,15 +38,18 @@ export function parseUvcControls(stdout: string): ControlInfo[] {
     current = undefined;
   };
   for (const line of stdout.split('\n')) {
+    // Every group below takes part in its pattern's every match.
     const field = /^ {4}(\w+)\s*: (.*?),?\s*$/.exec(line);
     if (field && current) {
-      current.fields.set(field[1], field[2]);
+      const [, key = '', value = ''] = field;
+      current.fields.set(key, value);
       continue;
     }
     const name = /^ {2}(\S.*?)\s*$/.exec(line);
     if (name) {
       finish();
-      current = { name: name[1], fields: new Map() };
+      const [, controlName = ''] = name;
+      current = { name: controlName, fields: new Map() };
     }
   }
   finish();

@@ -22,14 +22,16 @@ const V4L2_TYPES: Record<string, ControlInfo['type'] | undefined> = {
 export function parseV4l2Controls(stdout: string): ControlState[] {
   const controls: ControlState[] = [];
   let menu: ControlState | undefined;
+  // Every group below takes part in its pattern's every match.
   for (const line of stdout.split('\n')) {
     const head = /^\s*([A-Za-z0-9_]+) 0x[0-9a-f]+ \((\w+)\)\s*: (.*)$/.exec(line);
     if (head) {
       menu = undefined;
-      const type = V4L2_TYPES[head[2]];
+      const [, name = '', kind = '', rest = ''] = head;
+      const type = V4L2_TYPES[kind];
       if (!type) continue;
       const fields = new Map<string, string>();
-      for (const match of head[3].matchAll(/(\w+)=(\S+)/g)) fields.set(match[1], match[2]);
+      for (const [, key = '', value = ''] of rest.matchAll(/(\w+)=(\S+)/g)) fields.set(key, value);
       const number = (key: string, fallback: number) => {
         const value = Number.parseInt(fields.get(key) ?? '', 10);
         return Number.isFinite(value) ? value : fallback;
@@ -37,8 +39,8 @@ export function parseV4l2Controls(stdout: string): ControlState[] {
       const flags = new Set((fields.get('flags') ?? '').split(','));
       const value = number('value', Number.NaN);
       const control: ControlState = {
-        name: head[1],
-        label: humanize(head[1]),
+        name,
+        label: humanize(name),
         type,
         min: number('min', 0),
         max: number('max', 1),
@@ -58,7 +60,8 @@ export function parseV4l2Controls(stdout: string): ControlState[] {
     }
     const item = /^\s+(-?\d+): (.*?)\s*$/.exec(line);
     if (item && menu) {
-      menu.choices?.push({ value: Number(item[1]), label: item[2] });
+      const [, value = '', label = ''] = item;
+      menu.choices?.push({ value: Number(value), label });
       continue;
     }
     if (line.trim()) menu = undefined;
