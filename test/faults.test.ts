@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { normalizeConfig } from '../src/config';
 import { silentLog } from '../src/log';
 import { WebcamRuntime } from '../src/runtime';
-import { basic, childProcessesNamed, get, isAlive, MjpegClient, recordingLog, sleep, startTestServer, tempDir, waitUntil, writeUsers } from './helpers';
+import { basic, childProcessesNamed, get, isAlive, MjpegClient, nth, recordingLog, sleep, startTestServer, tempDir, waitUntil, writeUsers } from './helpers';
 
 const alice = basic('alice', 'wonderland');
 
@@ -19,7 +19,7 @@ describe('capture faults', () => {
     await viewer.open();
     t.after(() => viewer.close());
     await viewer.waitForParts(2);
-    const [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+    const capture = nth(await childProcessesNamed(process.pid, 'ffmpeg'), 0, 'the captures');
     process.kill(capture, 'SIGKILL');
     const before = viewer.count;
     await viewer.waitForParts(before + 5, 15_000);
@@ -29,7 +29,7 @@ describe('capture faults', () => {
 
   it('a capture killed every few seconds is restarted after the first delay each time (it was healthy)', async (t) => {
     const server = await startTestServer(t);
-    const hub = server.runtime.cameras[0].hub;
+    const hub = server.camera().hub;
     const delays: number[] = [];
     hub.on('restart', ({ delayMs }: { delayMs: number }) => delays.push(delayMs));
     const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
@@ -39,7 +39,7 @@ describe('capture faults', () => {
     for (let round = 0; round < 3; round++) {
       await viewer.waitForParts(viewer.count + 1, 15_000);
       const streaming = Date.now();
-      [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+      capture = nth(await childProcessesNamed(process.pid, 'ffmpeg'), 0, 'the captures');
       // Streamed for a few seconds (more than the 3 s that count as healthy), then killed.
       await sleep(Math.max(0, 3_500 - (Date.now() - streaming)));
       process.kill(capture, 'SIGKILL');
@@ -55,7 +55,7 @@ describe('capture faults', () => {
     await viewer.open();
     t.after(() => viewer.close());
     await viewer.waitForParts(2);
-    const [capture] = await childProcessesNamed(process.pid, 'ffmpeg');
+    const capture = nth(await childProcessesNamed(process.pid, 'ffmpeg'), 0, 'the captures');
     process.kill(capture, 'SIGSTOP');
     t.after(() => {
       if (isAlive(capture)) process.kill(capture, 'SIGKILL');
@@ -113,7 +113,8 @@ describe('config faults', () => {
     const runtime = new WebcamRuntime({ config, log: silentLog, usersFile, idleGraceMs: 1000 });
     t.after(() => runtime.stop());
     await runtime.start();
-    const base = runtime.address!.split(' ')[0].replace('localhost', '127.0.0.1');
+    const [address = ''] = runtime.address!.split(' ');
+    const base = address.replace('localhost', '127.0.0.1');
     const snapshot = await get(`${base}/cameras/good/snapshot.jpg`, { authorization: alice });
     assert.equal(snapshot.status, 200);
     const missing = await get(`${base}/cameras/unplugged/snapshot.jpg`, { authorization: alice });

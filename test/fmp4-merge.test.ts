@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import type { Fmp4Fragment, Fmp4Init } from '../src/media/fmp4';
 import { BoxSplitter, childBoxes, Fmp4Assembler, payloadOf, readFragment } from '../src/media/fmp4';
 import { mergeFragments, trackDefaults } from '../src/media/fmp4-merge';
-import { execFileAsync, tempDir } from './helpers';
+import { execFileAsync, nth, tempDir } from './helpers';
 
 async function fragmented(extra: { audio?: boolean; bframes?: boolean }): Promise<{ init: Fmp4Init; fragments: Fmp4Fragment[] }> {
   const args = ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=320x180:rate=15'];
@@ -37,12 +37,19 @@ async function framemd5(file: string): Promise<string[]> {
   return stdout.split('\n').filter((line) => line && !line.startsWith('#'));
 }
 
+/** The first box of `data`. */
+const firstBox = (data: Buffer) => nth(new BoxSplitter().push(data), 0, 'the boxes');
+
 /** The fragments grouped by GOP (a new group at every key frame), moof + mdat alone. */
 function gops(fragments: Fmp4Fragment[]): Buffer[][] {
   const groups: Buffer[][] = [];
+  let group: Buffer[] | undefined;
   for (const f of fragments) {
-    if (f.key || groups.length === 0) groups.push([]);
-    groups[groups.length - 1].push(f.data.subarray(f.moofOffset));
+    if (f.key || !group) {
+      group = [];
+      groups.push(group);
+    }
+    group.push(f.data.subarray(f.moofOffset));
   }
   return groups;
 }
@@ -61,14 +68,15 @@ describe('mergeFragments', () => {
       for (const [i, packet] of merged.entries()) {
         const boxes = new BoxSplitter().push(packet);
         assert.deepEqual(boxes.map((b) => b.type), ['moof', 'mdat'], `packet ${i}: one moof + mdat`);
-        const trafs = childBoxes(payloadOf(boxes[0])).filter((b) => b.type === 'traf');
+        const moof = nth(boxes, 0, 'the boxes');
+        const trafs = childBoxes(payloadOf(moof)).filter((b) => b.type === 'traf');
         assert.equal(trafs.length, defaults.size, 'one traf per track');
-        const info = readFragment(boxes[0], init.video);
+        const info = readFragment(moof, init.video);
         // A fragment may carry sound alone (no video traf): it counts for nothing here.
-        const parts = groups[i].map((part) => readFragment(new BoxSplitter().push(part)[0], init.video)).filter((p) => p !== undefined);
+        const parts = nth(groups, i, 'the GOPs').map((part) => readFragment(firstBox(part), init.video)).filter((p) => p !== undefined);
         assert.ok(info?.key, 'starts with a key frame');
         assert.equal(info.samples, parts.reduce((sum, p) => sum + p.samples, 0), 'every frame of the GOP');
-        assert.equal(info.startMs, parts[0].startMs);
+        assert.equal(info.startMs, parts[0]?.startMs);
         assert.ok(Math.abs(info.durationMs - parts.reduce((sum, p) => sum + p.durationMs, 0)) < 1e-6, 'the same duration');
       }
 
@@ -85,18 +93,19 @@ describe('mergeFragments', () => {
   it('gives a gap between fragments to the sample before it, and leaves a lone moof + mdat as it is', async () => {
     const { init, fragments } = await fragmented({});
     const defaults = trackDefaults(init.data);
-    const [group] = gops(fragments);
-    assert.equal(mergeFragments([group[0]], defaults), group[0], 'one fragment: unchanged');
+    const [head, next] = gops(fragments)[0] ?? [];
+    assert.ok(head && next, 'a GOP of two fragments or more');
+    assert.equal(mergeFragments([head], defaults), head, 'one fragment: unchanged');
     // Move the second fragment's decode time 1 s later: the first fragment's last frame fills the gap.
-    const second = Buffer.from(group[1]);
+    const second = Buffer.from(next);
     const tfdt = second.indexOf('tfdt');
     const version = second[tfdt + 4];
     const timescale = init.video.timescale;
     if (version === 1) second.writeBigUInt64BE(second.readBigUInt64BE(tfdt + 8) + BigInt(timescale), tfdt + 8);
     else second.writeUInt32BE(second.readUInt32BE(tfdt + 8) + timescale, tfdt + 8);
-    const first = readFragment(new BoxSplitter().push(group[0])[0], init.video)!;
-    const secondInfo = readFragment(new BoxSplitter().push(second)[0], init.video)!;
-    const merged = readFragment(new BoxSplitter().push(mergeFragments([group[0], second], defaults))[0], init.video)!;
+    const first = readFragment(firstBox(head), init.video)!;
+    const secondInfo = readFragment(firstBox(second), init.video)!;
+    const merged = readFragment(firstBox(mergeFragments([head, second], defaults)), init.video)!;
     assert.ok(Math.abs(merged.durationMs - (first.durationMs + 1000 + secondInfo.durationMs)) < 1e-6, `${merged.durationMs} ms`);
     assert.throws(() => mergeFragments([Buffer.from('not a fragment at all')], defaults), /fragment/);
   });

@@ -18,6 +18,7 @@ import { chromium } from 'playwright-core';
 import { normalizeConfig } from '../src/config';
 import type { Log } from '../src/log';
 import { silentLog } from '../src/log';
+import type { CameraRuntime } from '../src/runtime';
 import { WebcamRuntime } from '../src/runtime';
 import { hashPassword, writeUsersFile } from '../src/users/users-file';
 
@@ -73,6 +74,8 @@ export interface TestServer {
   port: number;
   url: string;
   usersFile: string;
+  /** Camera `index` (the first by default) of the runtime; a missing one fails the test. */
+  camera(index?: number): CameraRuntime;
   close(): Promise<void>;
 }
 
@@ -116,7 +119,8 @@ export async function startTestServer(
   const port = (app.server.address() as AddressInfo).port;
   const close = () => runtime.stop();
   t.after(close);
-  return { runtime, app, port, url: `http://127.0.0.1:${port}`, usersFile, close };
+  const camera = (index = 0) => nth(runtime.cameras, index, 'the cameras');
+  return { runtime, app, port, url: `http://127.0.0.1:${port}`, usersFile, camera, close };
 }
 
 export interface Part {

@@ -63,7 +63,7 @@ describe('live page: H.264 and MJPEG views', { skip }, () => {
       cameras: [{ name: 'Porch', source: 'testsrc', width: 640, height: 360, fps: 15 }],
       web: { h264: { bitrate: 400 } },
     });
-    const stage = server.runtime.cameras[0].h264;
+    const stage = server.camera().h264;
     const { page, errors } = await openLoggedInPage(t);
     await page.goto(server.url + '/');
     await page.locator('input[name="mode"][value="h264"]').check();
@@ -87,7 +87,7 @@ describe('live page: H.264 and MJPEG views', { skip }, () => {
     await waitForMovingImage(page);
     view = await viewState(page);
     assert.deepEqual([view.mode, view.label, view.imgShown, view.videoShown, view.imgWidth], ['mjpeg', 'MJPEG', true, false, 640]);
-    await page.waitForFunction(() => /fps/.test(document.getElementById('stats')!.textContent ?? ''), undefined, { timeout: 10_000 });
+    await page.waitForFunction(() => /fps/.test(document.getElementById('stats')!.textContent), undefined, { timeout: 10_000 });
     assert.match((await page.locator('#stats').textContent()) ?? '', /\d+(\.\d)? fps.*delay —/, 'MJPEG frames carry no capture time');
     await waitUntil('the H.264 encoder to stop once the page left the H.264 view', () => !stage.running, 15_000);
 
@@ -108,7 +108,7 @@ describe('live page: H.264 and MJPEG views', { skip }, () => {
       cameras: [{ name: 'Porch', source: 'testsrc', width: 640, height: 360, fps: 15 }],
       web: { h264: { bitrate: 400 } },
     });
-    const stage = server.runtime.cameras[0].h264;
+    const stage = server.camera().h264;
     const { page, errors } = await openLoggedInPage(t);
     await page.goto(server.url + '/');
     await page.locator('input[name="mode"][value="h264"]').check();

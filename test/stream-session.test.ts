@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 
 import { StreamSession } from '../src/homekit/stream-session';
 import { silentLog } from '../src/log';
-import { childProcessesNamed, sleep, startTestServer, waitUntil } from './helpers';
+import { childProcessesNamed, nth, sleep, startTestServer, waitUntil } from './helpers';
 
 /** An encoder stand-in that decodes the frames it gets and throws them away. */
 const SINK_ARGS = ['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-f', 'null', '-'];
@@ -39,7 +39,7 @@ describe('StreamSession', () => {
     const rtcp = await boundSocket();
     const ended: string[] = [];
     const session = new StreamSession({
-      hub: server.runtime.cameras[0].hub,
+      hub: server.camera().hub,
       ffmpegPath: 'ffmpeg',
       args: SINK_ARGS,
       rtcpSocket: rtcp,
@@ -65,13 +65,13 @@ describe('StreamSession', () => {
     sender.close();
     await waitUntil('the session to end on silence', () => ended.length > 0);
     assert.equal(ended.length, 1);
-    assert.match(ended[0], /no RTCP from the Home app for 1 s/);
+    assert.match(nth(ended, 0, 'the end reasons'), /no RTCP from the Home app for 1 s/);
     await waitUntil('the encoder to be gone', async () => (await encoderPids()).length === 0, 3_000);
   });
 
   it('waits longer for the first report; counts only RTCP, not any datagram at the port', async (t) => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
-    const hub = server.runtime.cameras[0].hub;
+    const hub = server.camera().hub;
     const sender = createSocket('udp4');
     t.after(() => sender.close());
     const open = async (firstRtcpTimeoutMs?: number) => {
@@ -89,7 +89,7 @@ describe('StreamSession', () => {
     sender.send(Buffer.from([0x80, 0xc9, 0, 1, 0, 0, 0, 1]), first.port, '127.0.0.1');
     await waitUntil('the report to arrive', () => first.session.rtcpReports === 1);
     await waitUntil('the session to end once reports stop', () => first.ended.length === 1, 3_000);
-    assert.match(first.ended[0], /^no RTCP from the Home app for 0\.4 s$/, 'after the usual wait, once one had come');
+    assert.match(nth(first.ended, 0, 'the end reasons'), /^no RTCP from the Home app for 0\.4 s$/, 'after the usual wait, once one had come');
 
     // Datagrams that are not RTCP (RTP, junk) keep nothing alive.
     const junk = await open();
@@ -107,7 +107,7 @@ describe('StreamSession', () => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
     const rtcp = await boundSocket();
     const ended: string[] = [];
-    const session = new StreamSession({ hub: server.runtime.cameras[0].hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: rtcp, rtcpTimeoutMs: 500, firstRtcpTimeoutMs: 10_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
+    const session = new StreamSession({ hub: server.camera().hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: rtcp, rtcpTimeoutMs: 500, firstRtcpTimeoutMs: 10_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
     t.after(() => session.stop());
     await session.start();
     // Reports from another process (given time to load: the first wait is long), which goes on sending while this one is stalled.
@@ -128,20 +128,20 @@ describe('StreamSession', () => {
   it('takes a new RTCP wait while running', async (t) => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
     const ended: string[] = [];
-    const session = new StreamSession({ hub: server.runtime.cameras[0].hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: await boundSocket(), rtcpTimeoutMs: 30_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
+    const session = new StreamSession({ hub: server.camera().hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: await boundSocket(), rtcpTimeoutMs: 30_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
     t.after(() => session.stop());
     await session.start();
     await sleep(300);
     assert.deepEqual(ended, []);
     session.setRtcpTimeout(300);
     await waitUntil('the session to end after the new wait', () => ended.length === 1, 3_000);
-    assert.match(ended[0], /for 0\.3 s/);
+    assert.match(nth(ended, 0, 'the end reasons'), /for 0\.3 s/);
   });
 
   it('runs reconfigures one after the other: two at once leave exactly one encoder, the last asked for', async (t) => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
     const ended: string[] = [];
-    const session = new StreamSession({ hub: server.runtime.cameras[0].hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: await boundSocket(), rtcpTimeoutMs: 30_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
+    const session = new StreamSession({ hub: server.camera().hub, ffmpegPath: 'ffmpeg', args: SINK_ARGS, rtcpSocket: await boundSocket(), rtcpTimeoutMs: 30_000, log: silentLog, onEnded: (reason) => ended.push(reason) });
     t.after(() => session.stop());
     await session.start();
     const encoders = async () => (await childProcessesNamed(process.pid, 'ffmpeg')).filter((pid) => commandLine(pid).includes('pipe:0'));
@@ -151,7 +151,7 @@ describe('StreamSession', () => {
     const running = await encoders();
     assert.equal(running.length, 1, 'one encoder: none orphaned');
     assert.deepEqual(session.args, last);
-    assert.ok(commandLine(running[0]).includes('-nostats'), 'the one asked for last');
+    assert.ok(commandLine(nth(running, 0, 'the encoders')).includes('-nostats'), 'the one asked for last');
     const frames = session.framesIn;
     await waitUntil('frames to the encoder', () => session.framesIn > frames + 3);
     await session.stop();
@@ -163,7 +163,7 @@ describe('StreamSession', () => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 160, height: 120, fps: 10 }] });
     const ended: string[] = [];
     const session = new StreamSession({
-      hub: server.runtime.cameras[0].hub,
+      hub: server.camera().hub,
       ffmpegPath: 'ffmpeg',
       args: THREE_FRAMES_ARGS,
       rtcpSocket: await boundSocket(),
@@ -176,7 +176,7 @@ describe('StreamSession', () => {
     await waitUntil('the encoder to exit after three frames', () => ended.length > 0);
     await sleep(300);
     assert.equal(ended.length, 1, 'reported once');
-    assert.match(ended[0], /encoder exited \(code 0\)/);
+    assert.match(nth(ended, 0, 'the end reasons'), /encoder exited \(code 0\)/);
   });
 
   it('adopts an encoder spawned beforehand: feeds it, reports its exit and its stderr as its own', async (t) => {
@@ -188,7 +188,7 @@ describe('StreamSession', () => {
       const ended: string[] = [];
       const relay = { closed: 0, close: () => relay.closed++ };
       const session = new StreamSession({
-        hub: server.runtime.cameras[0].hub,
+        hub: server.camera().hub,
         ffmpegPath: 'no-such-ffmpeg', // never spawned: the child above is adopted
         args,
         rtcpSocket: await boundSocket(),
@@ -205,12 +205,12 @@ describe('StreamSession', () => {
     const done = await run(THREE_FRAMES_ARGS);
     assert.ok(done.session.framesIn >= 3, `frames went to the adopted encoder (${done.session.framesIn})`);
     assert.equal(done.ended.length, 1);
-    assert.match(done.ended[0], /encoder exited \(code 0\)/);
+    assert.match(nth(done.ended, 0, 'the end reasons'), /encoder exited \(code 0\)/);
     assert.equal(done.relay.closed, 1, 'its relay is closed with it');
 
     const failing = await run(['-hide_banner', '-loglevel', 'error', '-f', 'mpjpeg', '-i', 'pipe:0', '-c:v', 'no_such_encoder', '-f', 'null', '-']);
     assert.equal(failing.ended.length, 1);
-    assert.match(failing.ended[0], /encoder exited \(code \d+\): .*no_such_encoder/, 'its stderr is in the reason');
+    assert.match(nth(failing.ended, 0, 'the end reasons'), /encoder exited \(code \d+\): .*no_such_encoder/, 'its stderr is in the reason');
     assert.equal(failing.relay.closed, 1);
   });
 
@@ -221,7 +221,7 @@ describe('StreamSession', () => {
     const relay = { closed: 0, close: () => relay.closed++ };
     const ended: string[] = [];
     const session = new StreamSession({
-      hub: server.runtime.cameras[0].hub,
+      hub: server.camera().hub,
       ffmpegPath: 'ffmpeg',
       args: SINK_ARGS,
       rtcpSocket: await boundSocket(),

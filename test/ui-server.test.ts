@@ -19,7 +19,7 @@ import { createUiHandlers, UiError } from '../src/ui/handlers';
 import { previewArgs } from '../src/ui/preview';
 import { usersFilePath } from '../src/ui/users';
 import { SesEmulator } from './alert-helpers';
-import { freeTcpPort, isCompleteJpeg, startTestServer, tempDir, writeUsers } from './helpers';
+import { freeTcpPort, isCompleteJpeg, messageOf, nth, startTestServer, tempDir, writeUsers } from './helpers';
 
 const FIXTURES = join(__dirname, 'fixtures', 'ui');
 const STAND_INS = `${join(FIXTURES, 'bin')}${delimiter}${join(__dirname, 'fixtures', 'controls', 'bin')}`;
@@ -27,7 +27,9 @@ const C920_ID = 'usb-046d_HD_Pro_Webcam_C920_8A2B3C4D-video-index0';
 
 /** Calls a handler and answers what the page would get: the data, or the error's code and message. */
 async function call(handlers: Record<string, UiHandler>, path: string, body: unknown): Promise<unknown> {
-  return handlers[path](body);
+  const handler = handlers[path];
+  assert.ok(handler, `no handler for ${path}`);
+  return handler(body);
 }
 
 /** The width of a JPEG. */
@@ -69,10 +71,10 @@ describe('webcam detection', () => {
         ['yuyv422', 'YUYV', 'YUYV 4:2:2', false, 19],
       ],
     );
-    assert.deepEqual(formats[0].sizes[0], { width: 1920, height: 1080, fps: [30, 24, 20, 15, 10, 7.5, 5] }, 'largest first, fastest first');
-    assert.deepEqual(formats[1].sizes.find((s) => s.width === 1280), { width: 1280, height: 720, fps: [10, 7.5, 5] });
+    assert.deepEqual(formats[0]?.sizes[0], { width: 1920, height: 1080, fps: [30, 24, 20, 15, 10, 7.5, 5] }, 'largest first, fastest first');
+    assert.deepEqual(formats[1]?.sizes.find((s) => s.width === 1280), { width: 1280, height: 720, fps: [10, 7.5, 5] });
     const stepwise = parseV4l2Formats("\t[0]: 'YU12' (Planar YUV 4:2:0)\n\t\tSize: Stepwise 32x32 - 2592x1944 with step 2/2\n");
-    assert.deepEqual(stepwise[0].range, { minWidth: 32, minHeight: 32, maxWidth: 2592, maxHeight: 1944 });
+    assert.deepEqual(stepwise[0]?.range, { minWidth: 32, minHeight: 32, maxWidth: 2592, maxHeight: 1944 });
     assert.equal(stepwise[0].inputFormat, 'yuv420p');
   });
 
@@ -87,7 +89,7 @@ describe('webcam detection', () => {
     );
     const pi = parseFfmpegFormats(readFileSync(join(FIXTURES, 'ffmpeg-picamera-list-formats.txt'), 'utf8'));
     assert.deepEqual(pi.map((f) => f.inputFormat), ['mjpeg', 'yuv420p', 'h264']);
-    assert.deepEqual(pi[0].range, { minWidth: 32, maxWidth: 2592, minHeight: 32, maxHeight: 1944 });
+    assert.deepEqual(pi[0]?.range, { minWidth: 32, maxWidth: 2592, minHeight: 32, maxHeight: 1944 });
   });
 
   it('lists a fake C920 with its card name, stable name and formats; the metadata node says to use the other', async (t) => {
@@ -102,24 +104,24 @@ describe('webcam detection', () => {
         [join(devDir, 'video1'), 'HD Pro Webcam C920', undefined, 0],
       ],
     );
-    assert.equal(scan.devices[0].problem, undefined);
-    assert.match(scan.devices[1].problem ?? '', /gives no picture .*use the other one/);
+    assert.equal(nth(scan.devices, 0, 'the devices').problem, undefined);
+    assert.match(scan.devices[1]?.problem ?? '', /gives no picture .*use the other one/);
   });
 
   it('explains a node that is no camera (the real v4l2-ctl, then ffmpeg when v4l2-ctl is missing)', async (t) => {
     const { devDir, sysDir } = fakeDevices(tempDir(t));
     const real = await scanDevices({ devDir, sysDir });
-    assert.match(real.devices[0].problem ?? '', /is not a video capture device/);
+    assert.match(real.devices[0]?.problem ?? '', /is not a video capture device/);
     const ffmpeg = await scanDevices({ devDir, sysDir, v4l2Ctl: '/nonexistent/v4l2-ctl', ffmpeg: 'ffmpeg' });
     assert.equal(ffmpeg.formatTool, 'ffmpeg');
-    assert.match(ffmpeg.devices[0].problem ?? '', /is not a video capture device/);
+    assert.match(ffmpeg.devices[0]?.problem ?? '', /is not a video capture device/);
     const neither = await scanDevices({ devDir, sysDir, v4l2Ctl: '/nonexistent/v4l2-ctl' });
     assert.match(neither.hint ?? '', /install v4l-utils .* or ffmpeg/);
   });
 
   it("leaves out a Raspberry Pi's own codec nodes, which are no cameras", async (t) => {
     const { devDir, sysDir } = fakeDevices(tempDir(t));
-    for (const [node, name] of [['video10', 'bcm2835-codec-decode'], ['video13', 'bcm2835-isp'], ['video19', 'rpi-hevc-dec'], ['video20', 'pispbe']]) {
+    for (const [node, name] of [['video10', 'bcm2835-codec-decode'], ['video13', 'bcm2835-isp'], ['video19', 'rpi-hevc-dec'], ['video20', 'pispbe']] as const) {
       writeFileSync(join(devDir, node), '');
       mkdirSync(join(sysDir, node), { recursive: true });
       writeFileSync(join(sysDir, node, 'name'), `${name}\n`);
@@ -170,7 +172,7 @@ describe('preview', () => {
     // Another camera name, or no plugin listening: the preview reads the source itself.
     const other = await call(handlers, '/preview', { camera: { name: 'Other', source: 'testsrc', width: 160, height: 120, fps: 5 }, config }).then(
       (answer) => (answer as { from: string }).from,
-      (error: Error) => error.message,
+      messageOf,
     );
     assert.equal(other, 'source');
   });
@@ -352,7 +354,7 @@ describe('test email from the UI', () => {
     const sent = (await call(handlers, '/alerts/test', { config: { name: 'Cabin', alerts: { ses: ses(emulator.endpoint) } } })) as { via: string; to: string[]; messageId: string };
     assert.match(sent.via, /^SES \(us-west-2/);
     assert.deepEqual(sent.to, ['me@example.com']);
-    const [email] = await emulator.waitForEmails(1);
+    const email = await emulator.waitForEmail();
     assert.equal(email.subject, '[Cabin] Test email');
   });
 

@@ -20,7 +20,7 @@ import { HttpMjpegSource } from '../src/media/http-mjpeg-source';
 import { jpegSize, MultipartJpegReader, MultipartError } from '../src/media/mjpeg-parts';
 import { FrameRateCap } from '../src/media/rate-cap';
 import type { TestServer } from './helpers';
-import { basic, childProcessesNamed, freeTcpPort, get, MjpegClient, probeSize, recordingLog, sleep, startTestServer, tempDir, waitUntil } from './helpers';
+import { basic, childProcessesNamed, freeTcpPort, get, MjpegClient, nth, probeSize, recordingLog, sleep, startTestServer, tempDir, waitUntil } from './helpers';
 
 const alice = basic('alice', 'wonderland');
 const FRAME = readFileSync(join(__dirname, 'fixtures', 'frame.jpg')); // 160x120
@@ -72,7 +72,8 @@ async function measureFps(viewer: MjpegClient, windowMs = 5_000): Promise<number
   await sleep(windowMs);
   const arrivals = viewer.parts.map((part) => part.at).filter((at) => at >= startAt);
   assert.ok(arrivals.length >= 2, `${arrivals.length} frames in ${windowMs} ms`);
-  return ((arrivals.length - 1) * 1000) / (arrivals[arrivals.length - 1] - arrivals[0]);
+  const [first, last] = [nth(arrivals, 0, 'the arrivals'), nth(arrivals, arrivals.length - 1, 'the arrivals')];
+  return ((arrivals.length - 1) * 1000) / (last - first);
 }
 
 async function openViewer(t: { after: (fn: () => void) => void }, server: TestServer): Promise<MjpegClient> {
@@ -120,9 +121,9 @@ describe('FrameRateCap (pure policy)', () => {
     assert.equal(cap.dropped, times.length - passed.length);
     // After the start, no 2 s window holds more than 2 s of frames at the cap (plus one).
     const steady = passed.filter((time) => time > 3_000);
-    for (let i = 0; i < steady.length; i++) {
-      const inWindow = steady.filter((time) => time >= steady[i] && time < steady[i] + 2_000).length;
-      assert.ok(inWindow <= 31, `${inWindow} frames within 2 s from ${steady[i]}`);
+    for (const from of steady) {
+      const inWindow = steady.filter((time) => time >= from && time < from + 2_000).length;
+      assert.ok(inWindow <= 31, `${inWindow} frames within 2 s from ${from}`);
     }
   });
 
@@ -151,7 +152,7 @@ describe('MultipartJpegReader and jpegSize (pure)', () => {
     for (const size of [1, 2, 7, 100, 4096, stream.length]) {
       const frames = read(stream, size);
       assert.equal(frames.length, 3, `pieces of ${size}`);
-      assert.ok(frames[0].equals(FRAME) && frames[1].equals(tricky) && frames[2].equals(FRAME));
+      assert.ok(frames[0]?.equals(FRAME) && frames[1]?.equals(tricky) && frames[2]?.equals(FRAME));
     }
   });
 
@@ -201,7 +202,7 @@ describe('URL camera reading the project\'s own server', () => {
     assert.deepEqual(allCommandLines().filter(({ args }) => args.includes(secret)), [], 'no process carries the password');
     const ffmpegs = await ourFfmpegs();
     assert.equal(ffmpegs.length, 1, `only the upstream's capture runs: ${ffmpegs.join(' || ')}`);
-    assert.match(ffmpegs[0], /testsrc/);
+    assert.match(nth(ffmpegs, 0, 'the ffmpegs'), /testsrc/);
   });
 
   it('another size: scaled by one ffmpeg fed on stdin, still >= 14 fps, frames of the new size', async (t) => {
@@ -244,7 +245,7 @@ describe('URL camera reading the project\'s own server', () => {
     const source = await upstream(t, 15);
     const log = recordingLog();
     const server = await downstream(t, `http://alice:not-her-password@127.0.0.1:${source.port}/stream.mjpg`, { width: 320, height: 240, fps: 15 }, log);
-    const { hub } = server.runtime.cameras[0];
+    const { hub } = server.camera();
     const release = hub.hold();
     t.after(release);
     await waitUntil('the camera to go offline', () => hub.state === 'offline', 15_000);
@@ -285,7 +286,7 @@ async function runToExit(source: FrameSource): Promise<CaptureExit> {
   await waitUntil('the source to exit', () => exits.length > 0, 15_000);
   await sleep(200);
   assert.equal(exits.length, 1, 'exactly one exit');
-  return exits[0];
+  return nth(exits, 0, 'the exits');
 }
 
 describe('HttpMjpegSource: failures explained, as a FrameSource', () => {
@@ -346,7 +347,7 @@ describe('HttpMjpegSource: failures explained, as a FrameSource', () => {
     assert.equal(source.encoderPid, undefined, 'no ffmpeg for frames of the camera\'s size');
     await source.stop();
     assert.equal(exits.length, 1);
-    assert.equal(exits[0].requested, true);
+    assert.equal(exits[0]?.requested, true);
     await waitUntil('the server to see the connection closed', () => closed, 5_000);
   });
 
@@ -401,7 +402,7 @@ describe('HttpMjpegSource: failures explained, as a FrameSource', () => {
     assert.ok((await ourFfmpegs()).some((args) => args.includes(`-i ${url}`)), 'ffmpeg reads the address itself');
     await source.stop();
     assert.equal(exits.length, 1);
-    assert.equal(exits[0].requested, true);
+    assert.equal(exits[0]?.requested, true);
   });
 });
 

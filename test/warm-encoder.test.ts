@@ -190,7 +190,7 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, opt
   const server = await startTestServer(t, {
     cameras: [{ name: 'Test Cam', source: 'testsrc', width: 320, height: 240, fps: 10, homekit: { warmEncoder: true }, ...options.camera }],
   });
-  const { config, hub } = nth(server.runtime.cameras, 0, 'the cameras');
+  const { config, hub } = server.camera();
   const socketsBefore = udpSockets();
   const log = recordingLog();
   const app = new HomeApp();

@@ -36,7 +36,7 @@ function readMp4(url: string, bytes: number): Promise<{ status: number; type: st
 describe('H.264 view', () => {
   it('streams fragmented MP4 of the camera from one encoder for all viewers, stopped when they leave', async (t) => {
     const server = await startTestServer(t, { cameras: [{ name: 'Test Cam', source: 'testsrc', width: 640, height: 360, fps: 15 }], web: { h264: { bitrate: 500 } } });
-    const stage = server.runtime.cameras[0].h264;
+    const stage = server.camera().h264;
     const mjpeg = new MjpegClient(`${server.url}/stream.mjpg`, AUTH);
     await mjpeg.open();
     t.after(() => mjpeg.close());
@@ -56,6 +56,7 @@ describe('H.264 view', () => {
     writeFileSync(file, a.data);
     const probe = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', file]);
     const [stream] = (JSON.parse(probe.stdout) as { streams: Array<{ codec_name: string; width: number; height: number; nb_read_frames: string }> }).streams;
+    assert.ok(stream, 'a video stream');
     assert.deepEqual([stream.codec_name, stream.width, stream.height], ['h264', 640, 360]);
     assert.ok(Number(stream.nb_read_frames) > 15, `${stream.nb_read_frames} frames decoded`);
     assert.equal(b.data.toString('latin1', 4, 8), 'ftyp');
