@@ -64,8 +64,8 @@ export class CameraAccessory {
     const { hap } = api;
 
     const model = deviceCardName(camera) ?? (camera.source === 'testsrc' ? 'Test pattern' : camera.source.startsWith('/dev/') ? 'USB webcam' : 'Network stream');
-    accessory
-      .getService(hap.Service.AccessoryInformation)!
+    // Homebridge gives every accessory this service; added here should one ever lack it.
+    (accessory.getService(hap.Service.AccessoryInformation) ?? accessory.addService(hap.Service.AccessoryInformation))
       .setCharacteristic(hap.Characteristic.Manufacturer, 'Webcam Server')
       .setCharacteristic(hap.Characteristic.Model, model.slice(0, 64))
       .setCharacteristic(hap.Characteristic.SerialNumber, camera.id.slice(0, 64))

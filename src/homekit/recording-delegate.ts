@@ -190,15 +190,16 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
   /** Holds the stage with the selected settings while recording is on, the camera is on and a configuration is selected. */
   private apply(): void {
     const { stage, capture, encoder, log } = this.options;
-    const wanted = this.active && this.cameraOn && this.configuration !== undefined && !this.closed;
-    if (!wanted) {
+    const configuration = this.configuration;
+    const wanted = this.active && this.cameraOn && !this.closed;
+    if (!wanted || configuration === undefined) {
       if (this.release) log.debug('Recording prebuffer stopped.');
       this.release?.();
       this.release = undefined;
       return;
     }
     // A running stream keeps the settings it started with (HAP's rule); new ones wait for its end.
-    if (this.streams.size === 0) stage.configure(stageSettingsFor(selectedRecording(this.configuration!, this.audioFor()), capture, encoder));
+    if (this.streams.size === 0) stage.configure(stageSettingsFor(selectedRecording(configuration, this.audioFor()), capture, encoder));
     if (!this.release) {
       this.release = stage.hold();
       log.debug('Recording prebuffer started.');

@@ -22,8 +22,8 @@ export const HOMEKIT_RESOLUTIONS: ReadonlyArray<readonly [number, number, number
   [320, 180, 15],
 ];
 
-/** The resolutions to advertise: HomeKit's list capped at what the capture delivers. */
-export function supportedResolutions(capture: { width: number; height: number; fps: number }): Array<[number, number, number]> {
+/** The resolutions to advertise: HomeKit's list capped at what the capture delivers (never none). */
+export function supportedResolutions(capture: { width: number; height: number; fps: number }): [[number, number, number], ...Array<[number, number, number]>] {
   const seen = new Set<string>();
   const result: Array<[number, number, number]> = [];
   for (const [width, height, fps] of HOMEKIT_RESOLUTIONS) {
@@ -34,9 +34,10 @@ export function supportedResolutions(capture: { width: number; height: number; f
     seen.add(key);
     result.push([width, height, capped]);
   }
+  const first = result.at(0);
   // A capture smaller than every entry still offers its own size.
-  if (result.length === 0) result.push([capture.width, capture.height, Math.min(30, capture.fps)]);
-  return result;
+  if (!first) return [[capture.width, capture.height, Math.min(30, capture.fps)]];
+  return [first, ...result.slice(1)];
 }
 
 /** One advertised stream configuration: [width, height, fps]. */
@@ -100,18 +101,18 @@ export function clampVideo(requested: RequestedVideo, offered: readonly Resoluti
   const changes: string[] = [];
   let outsideOffer = false;
 
-  const exact = offered.filter(([w, h]) => w === requested.width && h === requested.height);
-  let candidates = exact;
-  if (candidates.length === 0) {
+  let size = offered.find(([w, h]) => w === requested.width && h === requested.height);
+  if (!size) {
     const inside = offered.filter(([w, h]) => w <= requested.width && h <= requested.height);
     const pool = inside.length > 0 ? inside : offered;
     const pick = inside.length > 0 ? Math.max(...pool.map(area)) : Math.min(...pool.map(area));
-    const [w, h] = pool.find((entry) => area(entry) === pick)!;
-    candidates = offered.filter(([cw, ch]) => cw === w && ch === h);
-    changes.push(`${requested.width}x${requested.height} -> ${w}x${h}`);
+    size = pool.find((entry) => area(entry) === pick);
+    if (!size) throw new Error('no offered resolution has a size');
+    changes.push(`${requested.width}x${requested.height} -> ${size[0]}x${size[1]}`);
     outsideOffer = true;
   }
-  const [width, height] = candidates[0];
+  const [width, height] = size;
+  const candidates = offered.filter(([w, h]) => w === width && h === height);
   const maxFps = Math.max(...candidates.map(([, , fps]) => fps));
   let fps = positive(requested.fps) ? Math.max(1, Math.round(requested.fps)) : maxFps;
   if (fps > maxFps) fps = maxFps;
@@ -162,7 +163,7 @@ export function rtcpTimeoutMs(intervalSeconds: number | undefined): number {
 
 /** True for a datagram that is RTCP (or SRTCP: its first 8 bytes are clear): version 2, packet type 192..223. */
 export function isRtcpPacket(packet: Buffer): boolean {
-  return packet.length >= 8 && packet[0] >> 6 === 2 && packet[1] >= 192 && packet[1] <= 223;
+  return packet.length >= 8 && packet.readUInt8(0) >> 6 === 2 && packet.readUInt8(1) >= 192 && packet.readUInt8(1) <= 223;
 }
 
 export type H264ProfileName = H264Profile;
@@ -225,7 +226,7 @@ export function videoChoiceOf(video: StartVideo, captureFps: number): VideoChoic
  */
 export function predictVideoChoice(capture: { width: number; height: number; fps: number }, addressVersion: 'ipv4' | 'ipv6', previous?: VideoChoice): VideoChoice {
   if (previous) return previous;
-  const [width, height, fps] = supportedResolutions(capture)[0];
+  const [[width, height, fps]] = supportedResolutions(capture);
   return { width, height, fps, bitrate: 802, profile: 'high', level: '4.0', payloadType: 99, mtu: addressVersion === 'ipv6' ? 1228 : 1378 };
 }
 

@@ -81,7 +81,11 @@ export class StreamSession {
     });
   }
 
-  private get ended(): boolean {
+  /**
+   * A method, not a getter: it is asked again after each await (stop() may run meanwhile), where
+   * a property read already tested would count, for the type checker, as still known.
+   */
+  private hasEnded(): boolean {
     return this.lifetime.signal.aborted;
   }
 
@@ -107,20 +111,20 @@ export class StreamSession {
   setRtcpTimeout(ms: number): void {
     if (ms === this.rtcpTimeoutMs) return;
     this.rtcpTimeoutMs = ms;
-    if (this.watchdog && !this.ended) this.armWatchdog();
+    if (this.watchdog && !this.hasEnded()) this.armWatchdog();
   }
 
   private async startNow(adopted?: AdoptedEncoder): Promise<void> {
-    if (this.ended) return;
+    if (this.hasEnded()) return;
     this.armWatchdog();
     this.options.rtcpSocket.on('message', (packet: Buffer) => {
-      if (!isRtcpPacket(packet) || this.ended) return;
+      if (!isRtcpPacket(packet) || this.hasEnded()) return;
       this.reports++;
       this.armWatchdog();
     });
     if (adopted) this.attach(adopted.child, adopted.relay);
     else await this.spawnEncoder(this.options.args);
-    if (this.ended) return;
+    if (this.hasEnded()) return;
     this.subscription = this.options.hub.subscribe(
       (frame, done) => {
         const stdin = this.child?.stdin;
@@ -148,9 +152,9 @@ export class StreamSession {
   reconfigure(args: string[]): Promise<void> {
     this.currentArgs = args;
     return this.serially(async () => {
-      if (this.ended) return;
+      if (this.hasEnded()) return;
       await this.stopEncoder();
-      if (!this.ended) await this.spawnEncoder(args);
+      if (!this.hasEnded()) await this.spawnEncoder(args);
     });
   }
 

@@ -152,9 +152,9 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
         else this.options.log.debug(`Snapshot ${request.width}x${request.height} in ${took} ms.`);
         callback(undefined, image);
       },
-      (error: Error) => {
-        this.options.log.warn(`Snapshot failed: ${error.message}`);
-        callback(error);
+      (error: unknown) => {
+        this.options.log.warn(`Snapshot failed: ${(error as Error).message}`);
+        callback(error as Error);
       },
     );
   }
@@ -162,9 +162,9 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   prepareStream(request: PrepareStreamRequest, callback: PrepareStreamCallback): void {
     void this.prepare(request).then(
       (response) => callback(undefined, response),
-      (error: Error) => {
-        this.options.log.error(`Could not prepare the stream: ${error.message}`);
-        callback(error);
+      (error: unknown) => {
+        this.options.log.error(`Could not prepare the stream: ${(error as Error).message}`);
+        callback(error as Error);
       },
     );
   }
@@ -256,12 +256,12 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     })();
     work.then(
       () => answer(),
-      (error: Error) => {
-        log.error(`Stream request ${request.type} failed: ${error.message}`);
-        answer(error);
+      (error: unknown) => {
+        log.error(`Stream request ${request.type} failed: ${(error as Error).message}`);
+        answer(error as Error);
         // HAP forgets a session whose request failed, and sends no STOP for it: end ours too, so
         // no encoder outlives the session HomeKit knows.
-        this.stopStream(request.sessionID).catch((thrown: Error) => log.error(`Could not stop the stream: ${thrown.message}`));
+        this.stopStream(request.sessionID).catch((thrown: unknown) => log.error(`Could not stop the stream: ${(thrown as Error).message}`));
       },
     );
   }
@@ -313,17 +313,18 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   /** What a START asks for, the video kept inside the offer (and a log line when it was not). */
   private parametersOf(prepared: PendingSession, request: StartStreamRequest): StreamParameters {
     const { hap, camera, log } = this.options;
-    const codec: AudioCodecName | undefined =
+    const asked: AudioCodecName | undefined =
       request.audio.codec === hap.AudioStreamingCodecType.OPUS ? 'opus' : request.audio.codec === hap.AudioStreamingCodecType.AAC_ELD ? 'aac-eld' : undefined;
-    const audio = prepared.audio && codec && this.options.audioCodecs.includes(codec) ? prepared.audio : undefined;
+    const codec = asked && this.options.audioCodecs.includes(asked) ? asked : undefined;
+    const audio = codec ? prepared.audio : undefined;
     if (prepared.audio && !audio) log.warn(`The Home app asked for ${request.audio.codec} sound, which this camera does not offer: the stream is silent.`);
     const video = this.withinOffer(request.video);
     return {
       prepared,
       video,
       choice: videoChoiceOf(video, camera.fps),
-      audio: audio && {
-        codec: codec!,
+      audio: audio && codec && {
+        codec,
         source: camera.audio.source,
         sampleRate: request.audio.sample_rate,
         bitrate: request.audio.max_bit_rate,

@@ -79,9 +79,9 @@ export class WarmEncoder {
     const child = spawn(ffmpegPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child = child;
     track(child);
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', this.onStderr);
-    child.stdin?.on('error', () => {
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', this.onStderr);
+    child.stdin.on('error', () => {
       // EPIPE when it exits first; the exit is handled below.
     });
     const exited = (detail: string) => this.lifetime.abort({ kind: 'exited', detail } satisfies WarmEnd);
