@@ -100,16 +100,17 @@ export function parseV4l2Formats(text: string): VideoFormat[] {
   const formats: VideoFormat[] = [];
   let format: VideoFormat | undefined;
   let size: FrameSize | undefined;
+  // Every group below takes part in its pattern's every match.
   for (const line of text.split('\n')) {
     const head = /^\s*\[\d+\]: '(.{4})' \((.*)\)\s*$/.exec(line);
     if (head) {
-      const fourcc = head[1];
-      const description = head[2].replace(/, compressed$/, '');
+      const [, fourcc = '', details = ''] = head;
+      const description = details.replace(/, compressed$/, '');
       format = {
         inputFormat: FOURCC_TO_FFMPEG[fourcc] ?? fourcc.trim().toLowerCase(),
         fourcc: fourcc.trim(),
         description,
-        compressed: /compressed/.test(head[2]) || fourcc === 'MJPG' || fourcc === 'JPEG',
+        compressed: /compressed/.test(details) || fourcc === 'MJPG' || fourcc === 'JPEG',
         sizes: [],
       };
       formats.push(format);
@@ -125,8 +126,8 @@ export function parseV4l2Formats(text: string): VideoFormat[] {
     }
     const stepwise = /^\s*Size: (?:Stepwise|Continuous) (\d+)x(\d+) - (\d+)x(\d+)/.exec(line);
     if (stepwise) {
-      const [minWidth, minHeight, maxWidth, maxHeight] = stepwise.slice(1, 5).map(Number);
-      format.range = { minWidth, minHeight, maxWidth, maxHeight };
+      const [, minWidth = '', minHeight = '', maxWidth = '', maxHeight = ''] = stepwise;
+      format.range = { minWidth: Number(minWidth), minHeight: Number(minHeight), maxWidth: Number(maxWidth), maxHeight: Number(maxHeight) };
       size = undefined;
       continue;
     }
@@ -149,9 +150,12 @@ export function parseFfmpegFormats(text: string): VideoFormat[] {
   const formats: VideoFormat[] = [];
   for (const line of text.split('\n')) {
     // "Raw       :     yuyv422 :           YUYV 4:2:2 : 640x480 ..." (a description may hold "4:2:2").
-    const fields = /\]\s*((?:Raw|Compressed|Unsupported)\s*:.*)$/.exec(line)?.[1].split(/\s*:\s+/);
-    if (!fields || fields.length < 4) continue;
-    const [kind, name, description] = fields;
+    const match = /\]\s*((?:Raw|Compressed|Unsupported)\s*:.*)$/.exec(line);
+    if (!match) continue;
+    const [, listed = ''] = match; // the group takes part in every match
+    const fields = listed.split(/\s*:\s+/);
+    if (fields.length < 4) continue;
+    const [kind, name = '', description = ''] = fields;
     const sizesText = fields.slice(3).join(' ');
     const format: VideoFormat = {
       inputFormat: name === 'Unsupported' ? description.toLowerCase() : name,

@@ -93,7 +93,7 @@ function cameraOf(body: unknown): CameraConfig {
   const raw = isRecord(body) ? body.camera : undefined;
   if (!isRecord(raw)) throw new UiError('BAD_REQUEST', 'No camera given: add one under Settings › Cameras first.');
   const { config, problems } = normalizeConfig({ cameras: [raw] });
-  const camera = config.cameras[0];
+  const camera = config.cameras.at(0);
   if (!camera) throw new UiError('CAMERA_INVALID', problems.join(' ') || 'This camera entry is not valid.');
   return camera;
 }
