@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { CHROMIUM, openLoggedInPage, startTestServer } from './helpers';
+import { CHROMIUM, messageOf, openLoggedInPage, startTestServer } from './helpers';
 
 // Skipped only outside CI: CI installs Chromium, so there a missing browser is a failure.
 const skip = CHROMIUM || process.env.CI ? false : 'Chromium is not installed (apt-get install chromium)';
@@ -23,7 +23,7 @@ describe('live page in Chromium', { skip }, () => {
     const refused = await browser.newContext({ httpCredentials: { username: 'alice', password: 'wrong' } });
     const denied = await (await refused.newPage()).goto(server.url + '/').then(
       (res) => `status ${res?.status()}`,
-      (error: Error) => error.message,
+      messageOf,
     );
     assert.match(denied, /status 401|ERR_INVALID_AUTH_CREDENTIALS/);
 

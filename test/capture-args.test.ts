@@ -129,10 +129,12 @@ describe('normalizeConfig', () => {
     const { config, problems } = normalizeConfig({ cameras: [{ name: 'Front Porch!', source: 'testsrc' }, { name: 'Back door', source: '/dev/video1' }] });
     assert.deepEqual(problems, []);
     assert.deepEqual(config.cameras.map((c) => c.id), ['front-porch', 'back-door']);
-    assert.equal(config.cameras[0].width, 1280);
+    const [front, back] = config.cameras;
+    assert.ok(front && back);
+    assert.equal(front.width, 1280);
     assert.equal(config.web.port, 8181);
-    assert.equal(controlsDeviceOf(config.cameras[1]), 'video1');
-    assert.equal(controlsDeviceOf(config.cameras[0]), undefined);
+    assert.equal(controlsDeviceOf(back), 'video1');
+    assert.equal(controlsDeviceOf(front), undefined);
   });
 
   it('disables only the bad camera and says how to fix it', () => {
@@ -140,7 +142,7 @@ describe('normalizeConfig', () => {
       cameras: [{ name: 'No source' }, { name: 'Good', source: 'testsrc', fps: 'fast' }, 'oops', { name: 'Bad', source: 'C:\\cam' }],
     });
     assert.deepEqual(config.cameras.map((c) => c.name), ['Good']);
-    assert.equal(config.cameras[0].fps, 30);
+    assert.equal(config.cameras[0]?.fps, 30);
     assert.ok(problems.some((p) => /"No source"\) has no "source"/.test(p)));
     assert.ok(problems.some((p) => /fps must be a whole number/.test(p)));
     assert.ok(problems.some((p) => /cameras\[2\] must be an object/.test(p)));
@@ -151,8 +153,8 @@ describe('normalizeConfig', () => {
     const { config, problems } = normalizeConfig({ web: { trustedNetworks: ['192.168.1.0/24', 'fd00::/8', '10.0.0.7', 'lan', 42] } });
     assert.deepEqual(config.web.trustedNetworks, ['192.168.1.0/24', 'fd00::/8', '10.0.0.7']);
     assert.equal(problems.length, 2);
-    assert.match(problems[0], /"lan" must be an IP address or a CIDR range/);
-    assert.match(problems[1], /"42" must be an IP address or a CIDR range/);
+    assert.match(problems[0] ?? '', /"lan" must be an IP address or a CIDR range/);
+    assert.match(problems[1] ?? '', /"42" must be an IP address or a CIDR range/);
   });
 
   it('turns sound off by default and checks the ALSA device name', () => {
@@ -164,7 +166,7 @@ describe('normalizeConfig', () => {
       ],
     });
     assert.deepEqual(config.cameras.map((c) => [c.audio.enabled, c.audio.source]), [[false, 'default'], [true, 'hw:1,0'], [true, 'default']]);
-    assert.match(problems[0], /"hw:1; rm -rf \/" must be an ALSA device name/);
+    assert.match(problems[0] ?? '', /"hw:1; rm -rf \/" must be an ALSA device name/);
   });
 
   it('slugifies names for URLs', () => {

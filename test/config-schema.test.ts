@@ -39,7 +39,11 @@ function withValue(config: Json, path: string, value: unknown): Json {
     const name = list ? key.slice(0, -2) : key;
     const last = i === keys.length - 1;
     if (last) node[name] = list ? [value] : value;
-    else if (list) node = (node[name] as Json[])[0];
+    else if (list) {
+      const [first] = node[name] as Json[];
+      assert.ok(first, `${path}: no list entry at ${name}`);
+      node = first;
+    }
     else node = (node[name] ??= {}) as Json;
   });
   return copy;
@@ -69,7 +73,7 @@ describe('config.schema.json, the plugin\'s one config truth', () => {
       '"bogus" is not a setting of this plugin (a typo?); ignoring it.',
     ]);
     assert.deepEqual(cameraIds, ['porch'], 'the camera runs');
-    assert.equal(config.cameras[0].motion.sensitivity, 50, 'the misspelt key is not taken');
+    assert.equal(config.cameras[0]?.motion.sensitivity, 50, 'the misspelt key is not taken');
     assert.deepEqual(config.cameras[0].controls, { Zoom: 3 }, "a camera's control names are its own, not the schema's");
     assert.equal(config.web.port, 8282, 'the rest of the block is taken');
     assert.equal(config.alerts?.ses?.region, 'us-west-2', 'SES stays on');

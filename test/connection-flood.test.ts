@@ -119,6 +119,7 @@ describe('connection floods', { skip: floodSkip }, () => {
     writeFileSync(config, JSON.stringify({ cameras: [{ name: 'Demo', source: 'testsrc', width: 320, height: 240, fps: 10 }], web: { host: '127.0.0.1', port: 0 } }));
     const server = serveWithFileLimit(t, ['--config', config, '--users', users], NOFILE);
     const [, url] = await waitForOutput(server, /Web server listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    assert.ok(url);
     const port = Number(new URL(url).port);
     assert.match(readFileSync(`/proc/${server.pid}/limits`, 'utf8'), new RegExp(`Max open files\\s+${NOFILE}\\s`), 'the server runs with the low limit');
 

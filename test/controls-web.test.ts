@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { basic, childProcessesNamed, CHROMIUM, MjpegClient, openLoggedInPage, sleep, startTestServer, tempDir } from './helpers';
+import { basic, childProcessesNamed, CHROMIUM, messageOf, MjpegClient, openLoggedInPage, sleep, startTestServer, tempDir } from './helpers';
 
 const FAKE_BIN = join(__dirname, 'fixtures', 'controls', 'bin');
 const auth = { authorization: basic('alice', 'wonderland') };
@@ -190,8 +190,8 @@ describe('controls with a C920 stand-in on PATH', () => {
     await row('Power Line Frequency').locator('select').selectOption({ label: '50 Hz' });
     await row('Pan (Absolute)').locator('input[type="range"]').fill('-3600');
     // Each change runs the tool once (a process each): bounded generously for a busy machine.
-    await waitFor('the page changes', () => (setCalls(dir).length >= mark + 4 ? true : undefined), SPAWNS_MS).catch((error: Error) => {
-      throw new Error(`${error.message}; the tool ran ${JSON.stringify(setCalls(dir).slice(mark))}; page errors ${JSON.stringify(errors)}`);
+    await waitFor('the page changes', () => (setCalls(dir).length >= mark + 4 ? true : undefined), SPAWNS_MS).catch((error: unknown) => {
+      throw new Error(`${messageOf(error)}; the tool ran ${JSON.stringify(setCalls(dir).slice(mark))}; page errors ${JSON.stringify(errors)}`);
     });
     assert.deepEqual(setCalls(dir).slice(mark).map((c) => c.args), [
       ['--device=video0', '--set=Brightness', '--', '200'],

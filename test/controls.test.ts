@@ -13,7 +13,7 @@ import type { ControlInfo } from '../src/controls/types';
 import { ControlsError } from '../src/controls/types';
 import { parseUvcControls, UvcDynCtrl } from '../src/controls/uvcdynctrl';
 import { parseV4l2Controls, V4l2Ctl } from '../src/controls/v4l2-ctl';
-import { execFileAsync, recordingLog, tempDir } from './helpers';
+import { commandFailure, execFileAsync, recordingLog, tempDir } from './helpers';
 
 const FIXTURES = join(__dirname, 'fixtures', 'controls');
 const FAKE = { uvcdynctrl: join(FIXTURES, 'bin', 'uvcdynctrl'), 'v4l2-ctl': join(FIXTURES, 'bin', 'v4l2-ctl') };
@@ -154,9 +154,9 @@ describe('control checks', () => {
     assert.deepEqual(ok.changes.map((c) => [c.control.name, c.value]), [['Exposure, Auto', 1], ['Exposure (Absolute)', 300], ['Brightness', 90]]);
     const bad = checkRequest(C920, { Brightness: 90, Sparkle: 3, Contrast: 999 });
     assert.equal(bad.errors.length, 2);
-    assert.match(bad.errors[0], /No control "Sparkle" on this device\. Controls: Brightness; Contrast;/);
-    assert.match(bad.errors[1], /"Contrast": 999 is out of range/);
-    assert.match(checkRequest(C920, { brightness: 1, Brightness: 2 }).errors[0], /given twice/);
+    assert.match(bad.errors[0] ?? '', /No control "Sparkle" on this device\. Controls: Brightness; Contrast;/);
+    assert.match(bad.errors[1] ?? '', /"Contrast": 999 is out of range/);
+    assert.match(checkRequest(C920, { brightness: 1, Brightness: 2 }).errors[0] ?? '', /given twice/);
   });
 });
 
@@ -191,8 +191,8 @@ describe('drivers', () => {
     await uvc.set(pan, -3600);
     assert.deepEqual(calls().at(-1), { tool: 'uvcdynctrl', args: ['--device=video0', '--set=Pan (Absolute)', '--', '-3600'] });
     assert.equal((await uvc.read([pan])).get('Pan (Absolute)'), -3600);
-    assert.deepEqual(calls()[0].args, ['--device=video0', '--clist', '--verbose']);
-    assert.deepEqual(calls()[1].args, ['--device=video0', '--get=Brightness']);
+    assert.deepEqual(calls()[0]?.args, ['--device=video0', '--clist', '--verbose']);
+    assert.deepEqual(calls()[1]?.args, ['--device=video0', '--get=Brightness']);
   });
 
   it('v4l2-ctl stand-in: one call lists every value; sets with --set-ctrl', async (t) => {
@@ -302,7 +302,7 @@ describe('webcam-server controls', () => {
   const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
     execFileAsync(process.execPath, ['--import', 'tsx', CLI, 'controls', ...args], { env: { ...process.env, ...env } }).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (error: { code: number; stdout: string; stderr: string }) => error,
+      commandFailure,
     );
 
   it('prints the controls with values and ranges, and sets through the same checks', async (t) => {

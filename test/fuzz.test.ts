@@ -47,11 +47,13 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TR
 const QUERIES = ['fps=abc', 'fps=-1', 'fps=1e9', 'fps=0.0001', 'fps=NaN', 'fps=15', 'fps[]=1', 'fps=1&fps=2', '%%%', 'a='.repeat(50)];
 
 function pick<T>(rand: () => number, list: readonly T[]): T {
-  return list[Math.floor(rand() * list.length)];
+  const item = list[Math.floor(rand() * list.length)];
+  assert.ok(item !== undefined, 'a pick from an empty list');
+  return item;
 }
 
 function mutate(rand: () => number, text: string): string {
-  const chars = [...text];
+  const chars = Array.from(text);
   const edits = 1 + Math.floor(rand() * 4);
   for (let i = 0; i < edits; i++) {
     const at = Math.floor(rand() * (chars.length + 1));

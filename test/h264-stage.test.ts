@@ -18,7 +18,7 @@ import { fmp4OutputArgs } from '../src/media/h264-args';
 import type { H264Settings } from '../src/media/h264-args';
 import { H264Stage, startIndex, trimCount } from '../src/media/h264-stage';
 import type { StageItem } from '../src/media/h264-stage';
-import { childProcessesNamed, execFileAsync, tempDir, waitUntil } from './helpers';
+import { childProcessesNamed, execFileAsync, nth, tempDir, waitUntil } from './helpers';
 
 const SETTINGS: H264Settings = {
   width: 320,
@@ -131,7 +131,10 @@ describe('H.264 stage with real ffmpeg', () => {
     assert.ok(edge >= 2000, `the ring holds at least 2 s (${edge} ms)`);
     const live = await collect(stage.read(), (fragments) => fragments.length >= 1);
     assert.equal(live.order[1], 'key');
-    assert.ok(back.fragments[0].startMs < live.fragments[0].startMs, 'further back than a live reader');
+    const [backFirst] = back.fragments;
+    const [liveFirst] = live.fragments;
+    assert.ok(backFirst && liveFirst);
+    assert.ok(backFirst.startMs < liveFirst.startMs, 'further back than a live reader');
     assert.equal(stage.starts, 1, 'one encoder served every reader');
     assert.equal(hub.starts, 1, 'and one capture');
 
@@ -153,7 +156,7 @@ describe('H.264 stage with real ffmpeg', () => {
         killed = true;
         const encoders = (await childProcessesNamed(process.pid, 'ffmpeg')).filter((pid) => pid !== (hub as unknown as { source?: { pid?: number } }).source?.pid);
         assert.equal(encoders.length, 1, 'one encoder besides the capture');
-        process.kill(encoders[0], 'SIGKILL');
+        process.kill(nth(encoders, 0, 'the encoders'), 'SIGKILL');
       }
       if (order.filter((kind) => kind === 'init').length === 2 && order[order.length - 1] === 'key') controller.abort();
     }

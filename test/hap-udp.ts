@@ -55,7 +55,7 @@ export function udpBound(port: number): boolean {
 function deriveKey(masterKey: Buffer, masterSalt: Buffer, label: number, length: number): Buffer {
   const iv = Buffer.alloc(16);
   masterSalt.copy(iv, 0, 0, 14);
-  iv[7] ^= label; // key_id = label || 48-bit index 0, XORed into the 112-bit salt
+  iv.writeUInt8(iv.readUInt8(7) ^ label, 7); // key_id = label || 48-bit index 0, XORed into the 112-bit salt
   const cipher = createCipheriv('aes-128-ctr', masterKey, iv);
   return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
 }

@@ -85,7 +85,7 @@ describe('JpegSplitter', () => {
     const jpeg = craftJpeg({ id: 5, app1: exifWithThumbnail() });
     const frames = splitAll([jpeg]);
     assert.equal(frames.length, 1);
-    assert.equal(frames[0].length, jpeg.length);
+    assert.equal(frames[0]?.length, jpeg.length);
   });
 
   it('skips bytes between frames, including stray FF and FF D9', () => {

@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import type { Browser } from 'playwright-core';
 import { chromium } from 'playwright-core';
 
-import { basic, CHROMIUM, CHROMIUM_ARGS, isAlive, sleep, writeUsers } from './helpers';
+import { basic, CHROMIUM, CHROMIUM_ARGS, commandFailure, isAlive, sleep, writeUsers } from './helpers';
 
 const execFileAsync = promisify(execFile);
 const ROOT = join(__dirname, '..');
@@ -254,8 +254,9 @@ export function spawnIn(ns: string, command: string, args: string[], options: { 
 export function execIn(ns: string, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
   return execFileAsync('ip', ['netns', 'exec', ns, command, ...args], { cwd: ROOT, timeout: timeoutMs }).then(
     ({ stdout }) => stdout,
-    (error: Error & { stderr?: string }) => {
-      throw new Error(`in ${ns}: ${command} ${args.join(' ')} failed: ${(error.stderr || error.message).trim()}`, { cause: error });
+    (error: unknown) => {
+      const { stderr, message } = commandFailure(error);
+      throw new Error(`in ${ns}: ${command} ${args.join(' ')} failed: ${(stderr || message).trim()}`, { cause: error });
     },
   );
 }
@@ -273,8 +274,10 @@ export async function sendQueues(ns: string, port: number): Promise<Array<{ remo
   for (const line of table) {
     const cols = line.trim().split(/\s+/);
     // sl local_address rem_address st tx_queue:rx_queue ...; st 01 = ESTABLISHED
-    if (cols.length < 5 || !cols[1]?.endsWith(`:${hexPort}`) || cols[3] !== '01') continue;
-    rows.push({ remote: cols[2], txQueue: parseInt(cols[4].split(':')[0], 16) });
+    const [, local, remote, state, queues] = cols;
+    if (remote === undefined || queues === undefined || !local?.endsWith(`:${hexPort}`) || state !== '01') continue;
+    const [txQueue = ''] = queues.split(':');
+    rows.push({ remote, txQueue: parseInt(txQueue, 16) });
   }
   return rows;
 }
@@ -308,6 +311,8 @@ export async function startServerIn(t: After, link: ShapedLink, options: NetnsSe
   const dir = tempDir(t);
   const port = options.port ?? 8080;
   const users = options.users ?? { alice: 'wonderland' };
+  const [account] = Object.entries(users);
+  if (!account) throw new Error('serving needs at least one user');
   const usersFile = join(dir, 'users');
   await writeUsers(usersFile, users);
   const configFile = join(dir, 'config.json');
@@ -331,7 +336,7 @@ export async function startServerIn(t: After, link: ShapedLink, options: NetnsSe
     clearTimeout(timer);
   };
   t.after(stop);
-  const [name, password] = Object.entries(users)[0];
+  const [name, password] = account;
   const server: NetnsServer = {
     child,
     port,

@@ -7,7 +7,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { basic, childProcessesNamed, get, isAlive, MjpegClient, sleep, tempDir, waitForExit } from './helpers';
+import { basic, childProcessesNamed, get, isAlive, MjpegClient, nth, sleep, tempDir, waitForExit } from './helpers';
 
 const CLI = join(__dirname, '..', 'src', 'cli.ts');
 
@@ -42,10 +42,13 @@ describe('webcam-server serve', () => {
     t.after(() => child.kill('SIGKILL'));
     // Not a terminal: the first password goes to a file only its owner can read, never to the log.
     const [, note] = await waitForOutput(child, /its password is in (\S+) \(readable by this user only\)/);
+    assert.ok(note);
     assert.equal(statSync(note).mode & 0o777, 0o600);
     const [user, password] = readFileSync(note, 'utf8').trim().split('\t');
     assert.equal(user, 'admin');
+    assert.ok(password !== undefined);
     const [, url] = await waitForOutput(child, /Web server listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    assert.ok(url);
     assert.equal((await get(url + '/api/cameras')).status, 401);
 
     const viewer = new MjpegClient(`${url}/cameras/demo/stream.mjpg`, basic('admin', password));
@@ -56,7 +59,7 @@ describe('webcam-server serve', () => {
 
     child.kill('SIGTERM');
     assert.equal(await waitForExit(child), 0);
-    assert.equal(isAlive(capture[0]), false, 'the capture ffmpeg ended with the server');
+    assert.equal(isAlive(nth(capture, 0, 'the captures')), false, 'the capture ffmpeg ended with the server');
     assert.ok(!child.output().includes(password), 'the password is not in the output');
     viewer.close();
   });

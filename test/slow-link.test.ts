@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { sleep } from './helpers';
+import { messageOf, sleep } from './helpers';
 import type { Frame } from './netns';
 import { createShapedLink, execIn, launchChromiumIn, sendQueues, startMjpegViewer, startServerIn } from './netns';
 
@@ -19,7 +19,9 @@ const WINDOW_MS = 15_000;
 /** Nearest-rank percentile of numbers (p in 0..100). */
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+  const value = sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+  assert.ok(value !== undefined, 'a percentile of no values');
+  return value;
 }
 
 /** The capture's frame count and the time of its latest frame, from /api/cameras inside the server's namespace. */
@@ -46,7 +48,7 @@ describe('a viewer on a slow link', () => {
     const captureBefore = await captureCount(link.server, server.localUrl, server.authorization);
     const from = Date.now();
     await sleep(WINDOW_MS / 2);
-    const queues = await sendQueues(link.server, server.port).catch((error: Error) => error.message);
+    const queues = await sendQueues(link.server, server.port).catch(messageOf);
     await sleep(WINDOW_MS / 2);
     const to = Date.now();
     const captureAfter = await captureCount(link.server, server.localUrl, server.authorization);
@@ -137,7 +139,10 @@ describe('a viewer on a slow link', () => {
 
     assert.equal(samples.at(-1)?.label, 'H.264 (auto)', 'the page says it plays H.264, chosen by Auto');
     assert.equal(samples.at(-1)?.videoWidth, 1280, "the camera's width");
-    assert.ok(samples.at(-1)!.currentTime > samples[0].currentTime + 1, 'the video advances');
+    const [firstSample] = samples;
+    const lastSample = samples.at(-1);
+    assert.ok(firstSample && lastSample);
+    assert.ok(lastSample.currentTime > firstSample.currentTime + 1, 'the video advances');
     assert.ok(delays.every((d) => d !== undefined && d <= 1000), `the delay the page measures stays at most 1 s (${delays.join(' ')} ms)`);
     assert.ok(meanKbps <= BITRATE * 1.25, `the stream stays within its bitrate + 25% (${meanKbps.toFixed(0)} kbit/s)`);
     assert.deepEqual(errors, [], 'no script or CSP errors');
