@@ -18,6 +18,7 @@ import { consoleLog } from './log';
 import { redactSecrets } from './media/capture-args';
 import { WebcamRuntime } from './runtime';
 import { writeFileAtomic } from './util/atomic-write';
+import { isRecord } from './util/is-record';
 import { DEFAULT_PORT, PLATFORM_NAME } from './settings';
 import type { PasswdAction } from './users/passwd';
 import { EXIT_FAILED, EXIT_USAGE, runPasswd } from './users/passwd';
@@ -37,7 +38,7 @@ export function loadConfigFile(file: string): unknown {
   }
   const platforms = (raw as { platforms?: unknown }).platforms;
   if (Array.isArray(platforms)) {
-    const block: unknown = platforms.find((p) => (p as { platform?: unknown })?.platform === PLATFORM_NAME);
+    const block: unknown = platforms.find((p: unknown) => isRecord(p) && p.platform === PLATFORM_NAME);
     if (!block) throw new Error(`${file} looks like a Homebridge config.json but has no "${PLATFORM_NAME}" platform block.`);
     return block;
   }
@@ -171,10 +172,11 @@ export function buildProgram(): Command {
         ['list', 'list'],
       ];
       const chosen = flags.filter(([key]) => opts[key] !== undefined);
-      if (chosen.length !== 1) {
+      const only = chosen.length === 1 ? chosen.at(0) : undefined;
+      if (!only) {
         throw new UsageError('Give exactly one of -a/--add-user, -m/--modify-user, -d/--delete-user, -c/--check-password, -l/--list.');
       }
-      const [key, action] = chosen[0];
+      const [key, action] = only;
       const named = typeof opts[key] === 'string' ? opts[key] : undefined;
       const user = (opts.user as string | undefined) ?? named;
       if (named && opts.user && named !== opts.user) throw new UsageError(`Two different users given: "${named}" and "${opts.user as string}".`);
@@ -198,8 +200,8 @@ export function buildProgram(): Command {
       }
       for (const problem of alertProblems) process.stderr.write(`webcam-server: config: ${problem}\n`);
       // One try, no retries: say what went wrong and stop (the plugin's alerts are the ones that retry).
-      const answer = await sendTestAlert(config.alerts, config.name).catch((error: Error) => {
-        throw new Error(`The test email was not sent: ${error.message}`, { cause: error });
+      const answer = await sendTestAlert(config.alerts, config.name).catch((error: unknown) => {
+        throw new Error(`The test email was not sent: ${(error as Error).message}`, { cause: error });
       });
       process.stdout.write(`Sent through ${answer.via} to ${answer.to.join(', ')}: message id ${answer.messageId}\n`);
     });

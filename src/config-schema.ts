@@ -60,8 +60,13 @@ export const HOMEBRIDGE_KEYS = ['platform', '_bridge'];
 /** A `oneOf` of titled single values (how the form gets labelled choices): those values. */
 function choices(node: SchemaNode): unknown[] | undefined {
   const list = node.oneOf;
-  if (!Array.isArray(list) || !list.every((choice) => Array.isArray(choice.enum) && choice.enum.length === 1)) return undefined;
-  return list.map((choice) => choice.enum![0]);
+  if (!Array.isArray(list)) return undefined;
+  const values: unknown[] = [];
+  for (const choice of list) {
+    if (!Array.isArray(choice.enum) || choice.enum.length !== 1) return undefined;
+    values.push(...choice.enum);
+  }
+  return values;
 }
 
 /** True when validating an empty object against `node` fills in at least one default. */

@@ -118,7 +118,8 @@ function label(data: Json, path: Path): string {
 }
 
 function shown(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
+  // JSON.stringify gives undefined for undefined, a function or a symbol (its type says string).
+  const text = (JSON.stringify(value) as string | undefined) ?? String(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
@@ -335,17 +336,17 @@ export function validateConfig(raw: Json, doc: ConfigSchemaDoc = configSchema())
       const unitSchema = schemaNodeAt(root, schemaPath(unit.path));
       if (unit.missing.length > 0) {
         const hints = unit.missing.map((key) => ({ key, hint: missingHint(unitSchema?.properties?.[key]) }));
-        const text =
-          hints.length === 1
-            ? `has no "${hints[0].key}"${hints[0].hint ? `: ${hints[0].hint}` : ''}`
-            : `has no ${hints.map(({ key, hint }) => `"${key}"${hint ? ` (${hint})` : ''}`).join(' and no ')}`;
+        const only = hints.length === 1 ? hints.at(0) : undefined;
+        const text = only
+          ? `has no "${only.key}"${only.hint ? `: ${only.hint}` : ''}`
+          : `has no ${hints.map(({ key, hint }) => `"${key}"${hint ? ` (${hint})` : ''}`).join(' and no ')}`;
         unit.why.unshift(`${label(data, unit.path)} ${text}; ${unit.off}.`);
       }
       lines.push(...unit.why.map((text) => ({ path: unit.path, text })));
     }
     // In the schema's order of the top-level keys, cameras by their place in the list.
     const order = Object.keys(root.properties ?? {});
-    const rank = (path: Path) => [order.includes(String(path[0])) ? order.indexOf(String(path[0])) : order.length, typeof path[1] === 'number' ? path[1] : -1];
+    const rank = (path: Path): [number, number] => [order.includes(String(path[0])) ? order.indexOf(String(path[0])) : order.length, typeof path[1] === 'number' ? path[1] : -1];
     lines.sort((a, b) => {
       const [x, y] = [rank(a.path), rank(b.path)];
       return x[0] - y[0] || x[1] - y[1];
@@ -361,9 +362,9 @@ export function validateConfig(raw: Json, doc: ConfigSchemaDoc = configSchema())
     remove.sort((a, b) => b.length - a.length || Number(b[b.length - 1]) - Number(a[a.length - 1]) || 0);
     for (const path of remove) {
       const parent = valueAt(data, path.slice(0, -1));
-      const last = path[path.length - 1];
+      const last = path.at(-1);
       if (Array.isArray(parent) && typeof last === 'number') parent.splice(last, 1);
-      else if (isRecord(parent)) delete parent[last];
+      else if (isRecord(parent) && last !== undefined) Reflect.deleteProperty(parent, last);
     }
     if (remove.length === 0 && offUnits.length === 0) break;
   }

@@ -62,9 +62,10 @@ export function slugify(name: string): string {
 
 /** An IP address (four-part IPv4 or IPv6) or a CIDR range of one. */
 export function isIpOrRange(text: string): boolean {
-  const [address, bits, more] = text.split('/');
-  if (more !== undefined || !(ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address))) return false;
-  return bits === undefined || ipaddr.isValidCIDR(text);
+  const parts = text.split('/');
+  const [address = ''] = parts; // split gives at least one piece
+  if (parts.length > 2 || !(ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address))) return false;
+  return parts.length === 1 || ipaddr.isValidCIDR(text);
 }
 
 /**

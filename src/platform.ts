@@ -45,20 +45,20 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
       }
       runtime
         .start()
-        .catch((error: Error) => {
+        .catch((error: unknown) => {
           // Never take Homebridge down: say what is wrong and keep the bridge running.
-          this.log.error(`Could not start: ${error.message}`);
+          this.log.error(`Could not start: ${(error as Error).message}`);
         })
         .then(() => {
           if (!this.stopping) this.publishCameras(config);
         })
-        .catch((error: Error) => this.log.error(`Could not publish the cameras to HomeKit: ${error.message}`));
+        .catch((error: unknown) => this.log.error(`Could not publish the cameras to HomeKit: ${(error as Error).message}`));
     });
     this.api.on('shutdown', () => {
       this.stopping = true;
       void Promise.all(this.accessories.map((a) => a.stop()))
         .then(() => runtime.stop())
-        .catch((error: Error) => this.log.error(`Error while stopping: ${error.message}`));
+        .catch((error: unknown) => this.log.error(`Error while stopping: ${(error as Error).message}`));
     });
   }
 

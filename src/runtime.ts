@@ -105,7 +105,11 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     this.torndown = whenAborted(this.lifetime.signal, () => this.teardown());
   }
 
-  private get stopping(): boolean {
+  /**
+   * A method, not a getter: start() asks it again after each await (stop() may run meanwhile),
+   * where a property read already tested would count, for the type checker, as still known.
+   */
+  private isStopping(): boolean {
     return this.lifetime.signal.aborted;
   }
 
@@ -114,7 +118,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     const { config, log } = this.options;
     const { fallback, ...ffmpeg } = await findFfmpeg(config.videoProcessor);
     this.ffmpeg = ffmpeg;
-    if (this.stopping) return;
+    if (this.isStopping()) return;
     if (fallback) log.warn(fallback);
     log.info(`Using ffmpeg ${this.ffmpeg.version} at ${this.ffmpeg.path}.`);
     for (const camera of config.cameras) {
@@ -181,8 +185,8 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
     // (only with a state folder of our own: under Homebridge, not `serve` in someone's folder).
     const { stateDir } = this.options;
     const previewToken = stateDir
-      ? await writePreviewToken(stateDir).catch((error: Error) => {
-          log.debug(`No preview token for the Homebridge UI (${error.message}).`);
+      ? await writePreviewToken(stateDir).catch((error: unknown) => {
+          log.debug(`No preview token for the Homebridge UI (${(error as Error).message}).`);
           return undefined;
         })
       : undefined;
@@ -201,7 +205,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
       allowedHosts: config.web.allowedHosts,
       previewToken,
     });
-    if (this.stopping) {
+    if (this.isStopping()) {
       // stop() came while the server was being built: it is not this.app yet, so close it here.
       await this.app.close();
       this.app = undefined;
@@ -234,7 +238,7 @@ export class WebcamRuntime extends EventEmitter<RuntimeEvents> {
   /** Every request is refused while the users file is empty: say so, and how to fix it. */
   private async warnIfNoUsers(): Promise<void> {
     const { usersFile } = this.options;
-    const { users, problems } = await readUsersFile(usersFile).catch((error: Error) => ({ users: new Map(), problems: [error.message] }));
+    const { users, problems } = await readUsersFile(usersFile).catch((error: unknown) => ({ users: new Map(), problems: [(error as Error).message] }));
     if (users.size > 0) return;
     const why = problems.length > 0 ? `has no readable user (${problems[0]})` : 'has no users yet';
     this.options.log.warn(
