@@ -47,8 +47,6 @@ export interface ConfigResult {
   cameraIds: Array<string | undefined>;
 }
 
-export const SOURCE_TESTSRC = 'testsrc';
-
 /** `Front Porch!` -> `front-porch`; empty names fall back to `camera`. */
 export function slugify(name: string): string {
   const slug = name

@@ -1,9 +1,20 @@
 // Pure policy: the ffmpeg arguments that turn a camera source into a stream of JPEG frames on
 // stdout. Built as arrays (never a string split on spaces); nothing here spawns anything.
-import type { CameraConfig } from '../config';
-import { SOURCE_TESTSRC } from '../config';
+/** What a capture needs to know of its camera (a camera's config has these keys, among others). */
+export interface CaptureSource {
+  /** `testsrc`, a device path (`/dev/video0`) or a URL ffmpeg can read. */
+  source: string;
+  /** The webcam's pixel format, for a device: `mjpeg` is passed through untouched. */
+  inputFormat: string;
+  width: number;
+  height: number;
+  fps: number;
+  /** JPEG quality of encoded frames, ffmpeg's -q:v (2 best .. 31 smallest). */
+  quality: number;
+}
 
-export type CaptureSource = Pick<CameraConfig, 'source' | 'inputFormat' | 'width' | 'height' | 'fps' | 'quality'>;
+/** The `source` that stands in for a webcam: ffmpeg's moving test pattern. */
+export const SOURCE_TESTSRC = 'testsrc';
 
 export type SourceKind = 'testsrc' | 'device' | 'url';
 
