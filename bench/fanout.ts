@@ -175,7 +175,7 @@ interface Shared {
 function robustGrowth(samples: RssSample[]): number | undefined {
   if (samples.length < 2) return undefined;
   const k = Math.max(1, Math.min(10, Math.floor(samples.length / 3)));
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.ceil(xs.length / 2) - 1];
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.ceil(xs.length / 2) - 1] ?? NaN;
   return med(samples.slice(-k).map((s) => s.mib)) - med(samples.slice(0, k).map((s) => s.mib));
 }
 
@@ -324,9 +324,11 @@ async function runOne(server: ServerName, { fast, slow, burst }: Configuration, 
     if (start) {
       result.rss = samples.map((s) => ({ t: Math.round((s.at - start.at) / 100) / 10, mib: Math.round(s.mib * 10) / 10 }));
       const inWindow = samples.filter((s) => s.at >= start.at && (!end || s.at <= end.at + 500));
-      if (inWindow.length) {
-        result.rssStart = inWindow[0].mib;
-        result.rssEnd = inWindow[inWindow.length - 1].mib;
+      const [first] = inWindow;
+      const last = inWindow.at(-1);
+      if (first && last) {
+        result.rssStart = first.mib;
+        result.rssEnd = last.mib;
         result.rssMax = Math.max(...inWindow.map((s) => s.mib));
         result.rssGrowth = robustGrowth(inWindow.map((s) => ({ t: 0, mib: s.mib })));
       }

@@ -77,7 +77,7 @@ function readStat(pid: number): ProcStat | undefined {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ownTicks = Number(fields[11]) + Number(fields[12]);
     const ticks = ownTicks + Number(fields[13]) + Number(fields[14]);
-    return { pid, ppid: Number(fields[1]), comm, state: fields[0], ticks, ownTicks };
+    return { pid, ppid: Number(fields[1]), comm, state: fields[0] ?? '', ticks, ownTicks };
   } catch {
     return undefined;
   }
@@ -265,7 +265,9 @@ export class Homebridge {
   /** The ports Homebridge published external accessories on, by accessory name. */
   externalPorts(): Map<string, number> {
     const ports = new Map<string, number>();
-    for (const match of this.output.matchAll(/\] (.+?)( [0-9A-F]{4})? is running on port (\d+)/g)) ports.set(match[1], Number(match[3]));
+    for (const [, name, , port] of this.output.matchAll(/\] (.+?)( [0-9A-F]{4})? is running on port (\d+)/g)) {
+      if (name !== undefined) ports.set(name, Number(port));
+    }
     return ports;
   }
 
@@ -320,7 +322,7 @@ export function jpegSize(jpeg: Buffer): string | undefined {
   if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return undefined;
   for (let at = 2; at + 9 < jpeg.length; ) {
     if (jpeg[at] !== 0xff) return undefined;
-    const marker = jpeg[at + 1];
+    const marker = jpeg.readUInt8(at + 1);
     if (marker === 0xff) {
       at++;
       continue;
@@ -360,6 +362,13 @@ export class Camera {
     }
   }
 
+  /** The first CameraRTPStreamManagement service (found by pair()). */
+  get firstRtp(): RtpService {
+    const [service] = this.rtp;
+    if (!service) throw new Error(`${this.pairingName}: not paired, or no stream service`);
+    return service;
+  }
+
   /** One snapshot through HAP (POST /resource): the time it took, ms, and what came back. */
   async snapshot(width: number, height: number): Promise<{ ms: number; bytes: number; size?: string }> {
     const started = nowMs();
@@ -376,8 +385,9 @@ export class Camera {
   }
 
   async read(id: string): Promise<unknown> {
-    const { characteristics } = await this.client.getCharacteristics([id]);
-    return characteristics[0].value;
+    const [characteristic] = (await this.client.getCharacteristics([id])).characteristics;
+    if (!characteristic) throw new Error(`reading ${id} answered no characteristic`);
+    return characteristic.value;
   }
 
   async close(): Promise<void> {
@@ -401,6 +411,13 @@ export interface StreamRequest {
 }
 
 const PAYLOAD_TYPE = 99;
+
+/** Item `type` of a decoded TLV (`what` names it in the error when it is missing). */
+function tlvItem(tlv: Record<number, Buffer | undefined>, type: number, what: string): Buffer {
+  const value = tlv[type];
+  if (!value) throw new Error(`${what} (TLV item ${type}) is missing`);
+  return value;
+}
 
 /** What one live stream's start looked like, in ms after START was written. */
 export interface StreamStart {
@@ -491,11 +508,12 @@ export class LiveStream {
     await this.camera.write(this.service.setupEndpoints, encode(1, this.sessionId, 3, controllerAddress, 4, videoSrtp, 5, audioSrtp).toString('base64'));
     const response = decode(Buffer.from(String(await this.camera.read(this.service.setupEndpoints)), 'base64'));
     if (!response[1]?.equals(this.sessionId) || response[2]?.[0] !== 0) throw new Error('SetupEndpoints was not accepted');
-    const address = decode(response[3]);
-    this.accessoryRtcpPort = address[3].readUInt16LE(0);
-    const videoAnswer = decode(response[4]);
-    if (videoAnswer[2]?.length !== 16 || videoAnswer[3]?.length !== 14) throw new Error('SetupEndpoints answered no 16-byte SRTP key and 14-byte salt for the video');
-    this.answer = { keyAndSalt: Buffer.concat([videoAnswer[2], videoAnswer[3]]), ssrc: response[6].readUInt32LE(0) };
+    const address = decode(tlvItem(response, 3, 'SetupEndpoints: the accessory address'));
+    this.accessoryRtcpPort = tlvItem(address, 3, 'SetupEndpoints: the video RTP port').readUInt16LE(0);
+    const videoAnswer = decode(tlvItem(response, 4, 'SetupEndpoints: the video SRTP parameters'));
+    const [key, salt] = [videoAnswer[2], videoAnswer[3]];
+    if (key?.length !== 16 || salt?.length !== 14) throw new Error('SetupEndpoints answered no 16-byte SRTP key and 14-byte salt for the video');
+    this.answer = { keyAndSalt: Buffer.concat([key, salt]), ssrc: tlvItem(response, 6, 'SetupEndpoints: the video SSRC').readUInt32LE(0) };
     this.ownKey = !this.answer.keyAndSalt.equals(this.offeredKeyAndSalt);
     this.decryptor = new SrtpDecryptor(this.answer.keyAndSalt);
     if (receiverPort) await this.startReceiver(receiverPort, this.answer.keyAndSalt);
@@ -606,5 +624,7 @@ export class LiveStream {
 /** StreamingStatus of a service: 0 available, 1 in use, 2 unavailable. */
 export async function streamingStatus(camera: Camera, service: RtpService): Promise<number> {
   const status = decode(Buffer.from(String(await camera.read(service.status)), 'base64'));
-  return status[1][0];
+  const value = status[1]?.[0];
+  if (value === undefined) throw new Error('StreamingStatus holds no status');
+  return value;
 }

@@ -13,7 +13,7 @@ function deriveKey(masterKey: Buffer, masterSalt: Buffer, label: number, length:
   const iv = Buffer.alloc(16);
   masterSalt.copy(iv, 0, 0, 14);
   // key_id = label || 48-bit index (0): the label lands on byte 7 of the 112-bit salt.
-  iv[7] ^= label;
+  iv.writeUInt8(iv.readUInt8(7) ^ label, 7);
   const cipher = createCipheriv('aes-128-ctr', masterKey, iv);
   return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
 }
@@ -48,10 +48,12 @@ export class SrtpDecryptor {
 
   /** The packet decrypted, or undefined when it is too short or its tag is wrong. */
   decrypt(packet: Buffer): RtpPacket | undefined {
-    if (packet.length < 12 + AUTH_TAG_BYTES || packet[0] >> 6 !== 2) return undefined;
-    const csrcs = packet[0] & 0x0f;
+    if (packet.length < 12 + AUTH_TAG_BYTES) return undefined;
+    const first = packet.readUInt8(0);
+    if (first >> 6 !== 2) return undefined;
+    const csrcs = first & 0x0f;
     let headerLength = 12 + 4 * csrcs;
-    if (packet[0] & 0x10) headerLength += 4 + 4 * packet.readUInt16BE(headerLength + 2);
+    if (first & 0x10) headerLength += 4 + 4 * packet.readUInt16BE(headerLength + 2);
     if (packet.length < headerLength + AUTH_TAG_BYTES) return undefined;
     const seq = packet.readUInt16BE(2);
     const ssrc = packet.readUInt32BE(8);
@@ -79,19 +81,22 @@ export class SrtpDecryptor {
     const decipher = createCipheriv('aes-128-ctr', this.sessionKey, iv);
     const encrypted = authenticated.subarray(headerLength);
     const payload = Buffer.concat([decipher.update(encrypted), decipher.final()]);
-    return { payloadType: packet[1] & 0x7f, marker: (packet[1] & 0x80) !== 0, seq, timestamp: packet.readUInt32BE(4), ssrc, payload };
+    const second = packet.readUInt8(1);
+    return { payloadType: second & 0x7f, marker: (second & 0x80) !== 0, seq, timestamp: packet.readUInt32BE(4), ssrc, payload };
   }
 }
 
 /** True for RTCP (payload types 200..204 where RTP's marker bit and payload type sit). */
 export function isRtcp(packet: Buffer): boolean {
-  return packet.length >= 2 && packet[1] >= 200 && packet[1] <= 204;
+  if (packet.length < 2) return false;
+  const type = packet.readUInt8(1);
+  return type >= 200 && type <= 204;
 }
 
 /** NAL unit types in one H.264 RTP payload (the type of a FU-A's fragment only on its start). */
 export function nalTypes(payload: Buffer): number[] {
   if (payload.length === 0) return [];
-  const type = payload[0] & 0x1f;
+  const type = payload.readUInt8(0) & 0x1f;
   if (type >= 1 && type <= 23) return [type];
   if (type === 24) {
     // STAP-A: [size(2) NAL]...
@@ -99,14 +104,15 @@ export function nalTypes(payload: Buffer): number[] {
     for (let at = 1; at + 2 < payload.length; ) {
       const size = payload.readUInt16BE(at);
       if (size === 0 || at + 2 + size > payload.length) break;
-      types.push(payload[at + 2] & 0x1f);
+      types.push(payload.readUInt8(at + 2) & 0x1f);
       at += 2 + size;
     }
     return types;
   }
   if (type === 28 && payload.length >= 2) {
     // FU-A: the fragment's own type is in the FU header; count it once, on the start fragment.
-    return payload[1] & 0x80 ? [payload[1] & 0x1f] : [];
+    const header = payload.readUInt8(1);
+    return header & 0x80 ? [header & 0x1f] : [];
   }
   return [];
 }

@@ -344,7 +344,7 @@ async function settle(hb: Homebridge, ffmpegs: number, timeoutMs: number): Promi
 }
 
 async function oneStart(hb: Homebridge, camera: Camera, dir: string, withReceiver: boolean, idleFfmpegs: number): Promise<StreamStart> {
-  const stream = new LiveStream(camera, camera.rtp[0], STREAM, dir, withReceiver);
+  const stream = new LiveStream(camera, camera.firstRtp, STREAM, dir, withReceiver);
   streams.add(stream);
   try {
     await stream.start();
@@ -462,7 +462,7 @@ async function runSide(side: Side): Promise<SideResult> {
     result.starts.push(await startSeries(hb, camera, dir, 'warm', plan.starts, side.idleFfmpegs));
 
     // A live stream: CPU and memory, then snapshots while it runs.
-    const live = new LiveStream(camera, camera.rtp[0], STREAM, dir, false);
+    const live = new LiveStream(camera, camera.firstRtp, STREAM, dir, false);
     streams.add(live);
     await live.start();
     await live.started();

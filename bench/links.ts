@@ -93,7 +93,7 @@ export interface Spread {
 /** Nearest-rank p50/p95/max of `values` (NaN when empty). */
 export function spread(values: number[]): Spread {
   const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] : NaN);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
   return { count: sorted.length, p50: at(0.5), p95: at(0.95), max: at(1) };
 }
 
@@ -132,7 +132,7 @@ interface ViewerLog {
 
 function median(values: number[]): number {
   const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
-  return sorted.length ? sorted[Math.ceil(sorted.length / 2) - 1] : NaN;
+  return sorted[Math.ceil(sorted.length / 2) - 1] ?? NaN;
 }
 
 /**
@@ -152,7 +152,7 @@ function median(values: number[]): number {
  */
 export function ageOfFirstFrames(fragments: FrameEvent[]): { anchor: 'first frame' | 'flush' | 'unknown'; ages: Array<{ age: number; encoderLag: number }> } {
   const atStart = fragments.map((g) => (g.prft ?? NaN) - (g.startMs ?? NaN));
-  const atEnd = fragments.map((g, i) => atStart[i] - (g.durationMs ?? NaN));
+  const atEnd = fragments.map((g, i) => (atStart[i] ?? NaN) - (g.durationMs ?? NaN));
   const typical = median(fragments.map((g) => g.durationMs ?? NaN));
   const short = fragments.map((g) => (g.durationMs ?? NaN) < typical * 0.75);
   const normal = (lags: number[]): number => median(lags.filter((_, i) => !short[i]));
@@ -163,7 +163,7 @@ export function ageOfFirstFrames(fragments: FrameEvent[]): { anchor: 'first fram
   const anchor = !short.some((x, i) => x && Number.isFinite(atStart[i])) ? 'unknown' : cost(atStart) < cost(atEnd) ? 'first frame' : 'flush';
   const lags = anchor === 'first frame' ? atStart : atEnd;
   const t0 = Math.min(...lags.filter(Number.isFinite));
-  return { anchor, ages: fragments.map((g, i) => ({ age: (g.at - (t0 + (g.startMs ?? NaN))) / 1000, encoderLag: (lags[i] - t0) / 1000 })) };
+  return { anchor, ages: fragments.map((g, i) => ({ age: (g.at - (t0 + (g.startMs ?? NaN))) / 1000, encoderLag: ((lags[i] ?? NaN) - t0) / 1000 })) };
 }
 
 /** Bytes read by the viewer(s) between `from` and `to`, from the 200 ms counters (per second). */
@@ -515,14 +515,17 @@ function summarizeFrames(result: CellResult, variant: Variant, log: ViewerLog, f
     // T0 from every fragment of the connection (warm-up included), ages of the window's.
     const estimate = ageOfFirstFrames(log.frames);
     result.prftAnchor = estimate.anchor;
-    const ages = estimate.ages.filter((_, i) => log.frames[i].at >= from && log.frames[i].at < to);
+    const ages = estimate.ages.filter((_, i) => {
+      const at = log.frames[i]?.at ?? NaN;
+      return at >= from && at < to;
+    });
     result.age = spread(ages.map((a) => a.age).filter(Number.isFinite));
     result.encoderLag = spread(ages.map((a) => a.encoderLag).filter(Number.isFinite));
     result.inits = log.inits;
     let missing = 0;
-    for (let i = 1; i < inWindow.length; i++) {
-      const [a, b] = [inWindow[i - 1], inWindow[i]];
-      if (a.v !== b.v) continue;
+    for (const [i, a] of inWindow.entries()) {
+      const b = inWindow[i + 1];
+      if (!b || a.v !== b.v) continue;
       missing += Math.max(0, (b.startMs ?? 0) - (a.startMs ?? 0) - (a.durationMs ?? 0));
     }
     result.mediaLost = missing / (to - from);
@@ -535,7 +538,8 @@ function summarizeFrames(result: CellResult, variant: Variant, log: ViewerLog, f
   result.delay = spread(delays);
   result.delayAtEnd = delays.at(-1);
   const seqs = inWindow.map((f) => f.seq).filter((s): s is number => s !== undefined);
-  if (seqs.length > 1) result.skippedPerSecond = (seqs[seqs.length - 1] - seqs[0] + 1 - seqs.length) / seconds;
+  const [first, last] = [seqs[0], seqs.at(-1)];
+  if (seqs.length > 1 && first !== undefined && last !== undefined) result.skippedPerSecond = (last - first + 1 - seqs.length) / seconds;
 }
 
 async function runCell(variant: Variant, rateMbit: number, shared: Shared, corpus = shared.corpus): Promise<CellResult> {
@@ -638,7 +642,14 @@ async function runCpuPhases(shared: Shared): Promise<CpuPhase[]> {
             const inWindow = mine.filter((f) => f.at >= from && f.at < to);
             phase.fps.push(inWindow.reduce((sum, g) => sum + (g.samples ?? 0), 0) / ((to - from) / 1000));
             delays.push(...inWindow.filter((g) => g.prft !== undefined).map((g) => (g.at - (g.prft as number)) / 1000));
-            ages.push(...ageOfFirstFrames(mine).ages.filter((a, i) => mine[i].at >= from && mine[i].at < to && Number.isFinite(a.age)).map((a) => a.age));
+            ages.push(
+              ...ageOfFirstFrames(mine)
+                .ages.filter((a, i) => {
+                  const at = mine[i]?.at ?? NaN;
+                  return at >= from && at < to && Number.isFinite(a.age);
+                })
+                .map((a) => a.age),
+            );
           }
         }
         phase.delay = spread(delays);
@@ -707,7 +718,7 @@ export function renderReport(results: LinksResults): string {
       const c = cell(variant, rate);
       if (!c) continue;
       if (c.error && c.delay === undefined) {
-        lines.push(`| ${rate} Mbit/s | ${LABEL[variant]} | error: ${c.error.split('\n')[0].slice(0, 120)} |||||||||`);
+        lines.push(`| ${rate} Mbit/s | ${LABEL[variant]} | error: ${firstLine(c.error).slice(0, 120)} |||||||||`);
         continue;
       }
       const cpuText = c.encoderCpuPercent !== undefined ? `${f(c.serverCpuPercent, 0)} + ffmpeg ${f(c.encoderCpuPercent, 0)}` : f(c.serverCpuPercent, 0);
@@ -735,10 +746,11 @@ export function renderReport(results: LinksResults): string {
         `${s(c.encoderLag?.p95)} / ${s(c.encoderLag?.max)} |`,
     );
   }
-  if (small.length) {
+  const [firstSmall] = small;
+  if (firstSmall) {
     lines.push(
       '',
-      `**Small-frame check** (ours after, MJPEG, the same pictures at a low JPEG quality: ${f(small[0].frameKiB, 0)} KiB a frame):`,
+      `**Small-frame check** (ours after, MJPEG, the same pictures at a low JPEG quality: ${f(firstSmall.frameKiB, 0)} KiB a frame):`,
       '',
       '| link | fps received | delay p50 (s) | delay p95 (s) | delay max (s) | received kB/s | one frame on the link (s) |',
       '|---:|---:|---:|---:|---:|---:|---:|',
@@ -773,7 +785,7 @@ export function renderReport(results: LinksResults): string {
     );
     for (const p of cpu) {
       if (p.error && p.serverCpuPercent === undefined) {
-        lines.push(`| ${p.viewers} | error: ${p.error.split('\n')[0].slice(0, 120)} ||||||||||`);
+        lines.push(`| ${p.viewers} | error: ${firstLine(p.error).slice(0, 120)} ||||||||||`);
         continue;
       }
       const total = (p.serverCpuPercent ?? NaN) + (p.encoderCpuPercent ?? NaN);
@@ -831,6 +843,11 @@ async function smallCorpus(like: CorpusInfo): Promise<CorpusInfo> {
   return { path, frames: frames.length, width: like.width, height: like.height, quality: SMALL_QUALITY, averageBytes: size / frames.length, fileBytes: (await fs.stat(path)).size };
 }
 
+/** The first line of `text`. */
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0] ?? '';
+}
+
 function commandOutput(command: string, args: string[]): string {
   try {
     return execFileSync(command, args, { cwd: REPO, encoding: 'utf8', timeout: 10_000 }).trim();
@@ -879,7 +896,7 @@ async function main(): Promise<void> {
         date: new Date().toISOString(),
         commit: commandOutput('git', ['rev-parse', '--short', 'HEAD']),
         node: process.version,
-        ffmpeg: commandOutput('ffmpeg', ['-version']).split('\n')[0].split(' Copyright')[0],
+        ffmpeg: firstLine(commandOutput('ffmpeg', ['-version'])).split(' Copyright', 1)[0] ?? '',
         cpu: cpuModel(),
         cores: cpus().length,
         quick,

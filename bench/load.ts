@@ -342,12 +342,12 @@ if (!process.send) {
 }
 process.on('disconnect', () => process.exit(0));
 process.on('message', (message: unknown) => {
-  const m = message as RunMessage | GoMessage;
+  const m = message as Partial<RunMessage> | Partial<GoMessage>;
   if (m.type === 'go') {
     goAhead?.();
     return;
   }
-  if (m.type !== 'run') return;
+  if (m.type !== 'run' || !m.config) return;
   run(m.config)
     .then((stats) => send({ type: 'done', stats }))
     .catch((error: unknown) => send({ type: 'error', message: (error as Error).stack ?? String(error) }));

@@ -31,9 +31,9 @@ async function authorizer(authorization: string, usersFile: string): Promise<(re
   if (mode !== 'bcrypt') throw new Error(`BENCH_NAIVE_AUTH must be "string" or "bcrypt" (got "${mode}")`);
   const { users } = await readUsersFile(usersFile);
   return async (req) => {
-    const match = /^Basic ([A-Za-z0-9+/=]+)$/.exec(req.headers.authorization ?? '');
-    if (!match) return false;
-    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+    const [, credentials] = /^Basic ([A-Za-z0-9+/=]+)$/.exec(req.headers.authorization ?? '') ?? [];
+    if (credentials === undefined) return false;
+    const decoded = Buffer.from(credentials, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon < 0) return false;
     const hash = users.get(decoded.slice(0, colon));

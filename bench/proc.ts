@@ -50,8 +50,8 @@ export function rssMiB(pid: number): number | undefined {
 /** The CPU model, for the report. */
 export function cpuModel(): string {
   try {
-    const match = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    return match ? match[1].trim() : 'unknown';
+    const [, model] = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8')) ?? [];
+    return model?.trim() ?? 'unknown';
   } catch {
     return 'unknown';
   }
@@ -60,9 +60,9 @@ export function cpuModel(): string {
 /** CPU time the whole machine spent busy so far (all cores, user + system + irq + steal), in ms. */
 export function machineBusyMs(): number | undefined {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
-    // cpu  user nice system idle iowait irq softirq steal guest guest_nice
-    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    const [line = ''] = readFileSync('/proc/stat', 'utf8').split('\n', 1);
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice; a missing field makes it NaN
+    const [user = NaN, nice = NaN, system = NaN, , , irq = NaN, softirq = NaN, steal] = line.trim().split(/\s+/).slice(1).map(Number);
     return ((user + nice + system + irq + softirq + (steal || 0)) * 1000) / clockTicks();
   } catch {
     return undefined;

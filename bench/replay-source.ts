@@ -47,6 +47,7 @@ export class ReplaySource extends EventEmitter implements FrameSource {
     private readonly maxBurst = 5,
   ) {
     super();
+    if (frames.length === 0) throw new Error('a replay needs at least one frame');
     this.periodMs = 1000 / fps;
   }
 
@@ -89,8 +90,10 @@ export class ReplaySource extends EventEmitter implements FrameSource {
       this.stats.emitted++;
       this.stats.totalLateMs += late;
       if (late > this.stats.maxLateMs) this.stats.maxLateMs = late;
-      this.emit('frame', stampFrame(this.frames[(seq - 1) % this.frames.length], seq, scheduled));
+      const frame = this.frames[(seq - 1) % this.frames.length];
+      if (frame) this.emit('frame', stampFrame(frame, seq, scheduled));
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a frame listener may have stopped the source
     if (this.exited) return;
     if (this.done < due) {
       // Behind schedule: the next frame in the next turn of the event loop, as the next read of

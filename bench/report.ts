@@ -295,10 +295,11 @@ function targets(results: BenchResults): Target[] {
 /** The burst configuration's own table: answers, refusals, first frames, and the login's cost. */
 function burstSection(results: BenchResults): string[] {
   const runs = results.runs.filter((r) => r.burst);
-  if (!runs.length) return [];
+  const [first] = runs;
+  if (!first) return [];
   const lines = [
     '',
-    `### Burst: ${runs[0].fast} fast + ${runs[0].slow} slow viewers connecting at once to a fresh server`,
+    `### Burst: ${first.fast} fast + ${first.slow} slow viewers connecting at once to a fresh server`,
     '',
     'Every viewer\'s TCP connection is opened first; then all the requests (the same correct login) are written in one go, ' +
       'to a server started for this run (no login remembered) whose users file has bcrypt cost 12. answered: viewers ' +
@@ -414,7 +415,7 @@ export function renderReport(results: BenchResults): string {
   );
   const configs = [...new Set(results.runs.filter((r) => !r.soak).map((r) => `${r.fast}:${r.slow}:${r.burst ? 1 : 0}`))];
   for (const key of configs) {
-    const [fast, slow, burst] = key.split(':').map(Number);
+    const [fast = NaN, slow = NaN, burst] = key.split(':').map(Number);
     const ours = find(results, 'ours', fast, slow, false, burst === 1);
     const naive = find(results, 'naive', fast, slow, false, burst === 1);
     if (ours) lines.push(`| ${mainRow(ours)} |`);
@@ -422,8 +423,9 @@ export function renderReport(results: BenchResults): string {
     if (ours && naive) lines.push(`| ${ratioRow(ours, naive)} |`);
   }
   const soaks = results.runs.filter((r) => r.soak);
-  if (soaks.length) {
-    lines.push('', `### Soak: ${label(soaks[0])}, ${m.soakSeconds} s`, '', TABLE_HEAD, TABLE_RULE, ...soaks.map((run) => `| ${mainRow(run)} |`));
+  const [firstSoak] = soaks;
+  if (firstSoak) {
+    lines.push('', `### Soak: ${label(firstSoak)}, ${m.soakSeconds} s`, '', TABLE_HEAD, TABLE_RULE, ...soaks.map((run) => `| ${mainRow(run)} |`));
     const step = Math.max(1, Math.round(m.soakSeconds / 8));
     const marks: number[] = [];
     for (let t = 0; t <= m.soakSeconds; t += step) marks.push(t);

@@ -106,7 +106,7 @@ export function runServerChild(name: string, stats: ReplayStats, start: (env: Ch
     process.on('SIGTERM', shutdown);
     process.on('disconnect', shutdown);
     process.on('message', (message: unknown) => {
-      const { type } = message as ServerRequest;
+      const { type } = message as Partial<ServerRequest>;
       if (type === 'reset') {
         stats.reset();
         health.reset();

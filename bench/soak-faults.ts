@@ -136,7 +136,8 @@ function processTree(root: number): ProcInfo[] {
   const top = all.find((p) => p.pid === root);
   if (!top) return [];
   const tree = [top];
-  for (let i = 0; i < tree.length; i++) tree.push(...(byParent.get(tree[i].pid) ?? []));
+  // for..of visits what is pushed meanwhile: the whole tree, level by level.
+  for (const p of tree) tree.push(...(byParent.get(p.pid) ?? []));
   return tree;
 }
 
@@ -192,8 +193,8 @@ class ServerProcess {
   private onLine(line: string): void {
     this.tail.push(line);
     if (this.tail.length > 200) this.tail.shift();
-    const stamped = /^\[(\d{4}-\d\d-\d\dT[\d:.]+Z)\]/.exec(line);
-    const at = stamped ? Date.parse(stamped[1]) : Date.now();
+    const [, stamp] = /^\[(\d{4}-\d\d-\d\dT[\d:.]+Z)\]/.exec(line) ?? [];
+    const at = stamp ? Date.parse(stamp) : Date.now();
     const listening = /Web server listening on (http:\/\/\S+)/.exec(line);
     if (listening) this.url = listening[1];
     const ffmpeg = /Using ffmpeg (.+) at (\S+)\.$/.exec(line);
@@ -310,12 +311,15 @@ class Viewer {
     let hi = a.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (a[mid] <= at) lo = mid + 1;
+      const value = a[mid];
+      if (value !== undefined && value <= at) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = lo; i < a.length && a[i] < until; i++) {
-      const previous = i > 0 ? a[i - 1] : Number.NEGATIVE_INFINITY;
-      if (a[i] - previous >= RESUME_GAP_MS) return a[i];
+    for (let i = lo; i < a.length; i++) {
+      const arrival = a[i];
+      if (arrival === undefined || arrival >= until) break;
+      const previous = a[i - 1] ?? Number.NEGATIVE_INFINITY;
+      if (arrival - previous >= RESUME_GAP_MS) return arrival;
     }
     return undefined;
   }
@@ -641,15 +645,16 @@ async function main(): Promise<void> {
   const samples: RssSample[] = [];
   const sample = (): void => {
     const tree = processTree(s.pid);
-    if (!tree.length) return;
+    const [root] = tree;
+    if (!root) return;
     const ffmpeg = tree.filter((p) => p.comm.includes('ffmpeg')).reduce((sum, p) => sum + p.rssMiB, 0);
     samples.push({
       t: round(tOf(Date.now()), 2),
       tree: round(tree.reduce((sum, p) => sum + p.rssMiB, 0)),
-      node: round(tree[0].rssMiB),
+      node: round(root.rssMiB),
       ffmpeg: round(ffmpeg),
       processes: tree.length,
-      load1: loadavg()[0],
+      load1: loadavg()[0] ?? NaN,
     });
   };
   sample();
@@ -663,7 +668,8 @@ async function main(): Promise<void> {
       timers.delete(timer);
       const at = Date.now();
       const captures = processTree(s.pid).filter((p) => p.ppid === s.pid && p.comm.includes('ffmpeg'));
-      if (captures.length === 0) {
+      const [first] = captures;
+      if (!first) {
         kills.push({ index: i, at, skipped: 'no capture running (the server was waiting to restart it)' });
         log(`  kill ${i} at ${tOf(at).toFixed(1)} s: no capture ffmpeg running, skipped`);
         return;
@@ -675,7 +681,7 @@ async function main(): Promise<void> {
           // it ended by itself meanwhile
         }
       }
-      kills.push({ index: i, at, pid: captures[0].pid });
+      kills.push({ index: i, at, pid: first.pid });
       log(`  kill ${i} at ${tOf(at).toFixed(1)} s: SIGKILL ffmpeg ${captures.map((c) => c.pid).join(', ')}`);
     }, i * KILL_EVERY_S * 1000 - (Date.now() - t0));
     timers.add(timer);
@@ -755,10 +761,9 @@ async function main(): Promise<void> {
     for (const v of viewers) {
       const a = v.arrivals.filter((t) => t >= t0 && t <= tEnd);
       const edges = [t0, ...a, tEnd];
-      for (let i = 1; i < edges.length; i++) {
-        const from = edges[i - 1];
-        const to = edges[i];
-        if (to - from <= STALL_MS) continue;
+      for (const [i, from] of edges.entries()) {
+        const to = edges[i + 1];
+        if (to === undefined || to - from <= STALL_MS) continue;
         if (killTimes.some((k) => k >= from && k <= to)) continue; // a restart: counted in the resume times
         stalls.push({ viewer: v.id, from: round(tOf(from), 1), to: round(tOf(to), 1), seconds: round((to - from) / 1000, 1) });
       }
@@ -768,7 +773,8 @@ async function main(): Promise<void> {
     const nodeRss = summarize(samples, (x) => x.node, SECONDS);
     const inRun = samples.filter((x) => x.t <= SECONDS);
     const load1 = inRun.map((x) => x.load1);
-    const framesSeen = viewers[0].arrivals.length;
+    const [firstViewer] = viewers;
+    const framesSeen = firstViewer?.arrivals.length ?? 0;
     const result: SoakResult = {
       meta: {
         date: new Date(t0).toISOString(),
@@ -785,7 +791,7 @@ async function main(): Promise<void> {
         killEverySeconds: KILL_EVERY_S,
         rssWindowSeconds: RSS_WINDOW_S,
         tailSeconds: round(tailSeconds, 1),
-        frameBytes: framesSeen ? Math.round(viewers[0].bytes / framesSeen) : undefined,
+        frameBytes: firstViewer && framesSeen ? Math.round(firstViewer.bytes / framesSeen) : undefined,
       },
       kills: killResults,
       framesPerMinute,
