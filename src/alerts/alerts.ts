@@ -99,6 +99,8 @@ export class AlertService {
   }
 
   private listen<K extends keyof AlertEvents>(name: K, handler: (...args: AlertEvents[K]) => void): void {
+    // The typed on() resolves its listener type through a conditional type that TypeScript cannot
+    // match for a generic K; the handler's arguments are checked against AlertEvents at each call instead.
     const events = this.options.events as unknown as EventEmitter;
     const wrapped = (...args: unknown[]) => {
       try {
