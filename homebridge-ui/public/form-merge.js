@@ -90,7 +90,7 @@
       for (const [alias, name] of [['sender', 'from'], ['sender_name', 'fromName'], ['recipient', 'to'], ['smtp_username', 'username'], ['smtp_password', 'password']]) {
         if (smtp[alias] !== undefined) {
           if (smtp[name] === undefined || smtp[name] === '') smtp[name] = smtp[alias];
-          delete smtp[alias];
+          Reflect.deleteProperty(smtp, alias);
         }
       }
       if (smtp.to !== undefined) smtp.to = list(smtp.to);
