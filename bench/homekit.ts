@@ -16,6 +16,8 @@
 //                                instead of ffmpeg's test pattern (default testsrc)
 //   BENCH_FPS=N                  the source's (and the stream's) frame rate (default 30)
 //   BENCH_WARM=1                 ours with homekit.warmEncoder on (an idle encoder per camera; default off)
+//   BENCH_WEB=1                  ours with its web server on (on a unix socket, nobody logged in), as a
+//                                default install runs; off by default (camera-ffmpeg has none)
 //   BENCH_OURS_DIR=/path         our plugin from a built copy of the tree (to try a change to src/)
 //   BENCH_NODE=/path/to/node     the Node for Homebridge (default: the first `node` on PATH outside node_modules)
 //   BENCH_HOMEBRIDGE_DEBUG=1     run Homebridge with -D; BENCH_KEEP_LOGS=1 saves its logs in bench/results/
@@ -107,6 +109,7 @@ interface Source {
 const SOURCE_KIND = process.env.BENCH_SOURCE ?? 'testsrc';
 /** Ours with homekit.warmEncoder on (the opt-in fast start: one idle encoder per camera). */
 const WARM = process.env.BENCH_WARM === '1';
+const WEB = process.env.BENCH_WEB === '1';
 let cameraChild: ChildProcess | undefined;
 
 async function startSource(): Promise<Source> {
@@ -184,7 +187,7 @@ function ourSide(source: Source): Side {
   const captureFfmpegs = SOURCE_KIND === 'testsrc' ? 1 : 0;
   return {
     name: 'ours',
-    plugin: `homebridge-webcam-server@${version(OURS_DIR)}${OURS_DIR === REPO ? '' : ` from ${OURS_DIR}`}${WARM ? ' with homekit.warmEncoder on' : ''}`,
+    plugin: `homebridge-webcam-server@${version(OURS_DIR)}${OURS_DIR === REPO ? '' : ` from ${OURS_DIR}`}${WARM ? ' with homekit.warmEncoder on' : ''}${WEB ? ' and its web server' : ''}`,
     pluginPath: OURS_DIR,
     platform: {
       platform: 'WebcamServer',
@@ -195,8 +198,8 @@ function ourSide(source: Source): Side {
         { name: 'Bench', ...camera },
         ...(plan.cold ? [{ name: 'Cold', ...camera, motion: { enabled: false } }] : []),
       ],
-      // Not part of the comparison (camera-ffmpeg has no web server), and nothing off loopback.
-      web: { enabled: false },
+      // Not part of the comparison (camera-ffmpeg has no web server) unless BENCH_WEB; nothing off loopback.
+      web: WEB ? { socket: join(tmpdir(), `bench-homekit-web-${process.pid}.sock`) } : { enabled: false },
     },
     camera: 'Bench',
     coldCamera: plan.cold ? 'Cold' : undefined,
