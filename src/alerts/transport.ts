@@ -1,10 +1,11 @@
 // Sending one alert: the MIME message is built by nodemailer's MailComposer (text, HTML and the
 // JPEG inline), then handed to AWS SES (SendRawEmail) or to an SMTP server. Failures come back
 // explained: what SES or the server said, what to change, and whether trying again can help.
-import { SESClient, SendRawEmailCommand } from '@aws-sdk/client-ses';
-import nodemailer from 'nodemailer';
+// The AWS SDK and nodemailer (~27 MiB resident together) are loaded at the first email, not at
+// start: most installs have no alerts configured, and a Pi's memory is better spent elsewhere.
+import type { SESClient } from '@aws-sdk/client-ses';
 import type { Transporter } from 'nodemailer';
-import MailComposer from 'nodemailer/lib/mail-composer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import type Mail from 'nodemailer/lib/mailer';
 
 import type { SesConfig, SmtpConfig } from './config';
@@ -44,7 +45,8 @@ function mailOptions(alert: Alert, from: string, to: string[]): Mail.Options {
 }
 
 /** The raw MIME message (what SendRawEmail carries). */
-export function buildMime(alert: Alert, from: string, to: string[]): Promise<Buffer> {
+export async function buildMime(alert: Alert, from: string, to: string[]): Promise<Buffer> {
+  const { default: MailComposer } = await import('nodemailer/lib/mail-composer');
   return new MailComposer(mailOptions(alert, from, to)).compile().build();
 }
 
@@ -141,11 +143,17 @@ function withoutSdkNodeWarning<T>(make: () => T): T {
 
 export class SesSender implements Sender {
   readonly name: string;
-  private readonly client: SESClient;
+  /** Made at the first email. */
+  private client?: Promise<SESClient>;
+  private closed = false;
 
   constructor(private readonly config: SesConfig) {
     this.name = `SES (${config.region}${config.endpoint ? `, ${config.endpoint}` : ''})`;
-    this.client = withoutSdkNodeWarning(() =>
+  }
+
+  private sesClient(): Promise<SESClient> {
+    const config = this.config;
+    this.client ??= import('@aws-sdk/client-ses').then(({ SESClient }) => withoutSdkNodeWarning(() =>
       new SESClient({
         region: config.region,
         endpoint: config.endpoint,
@@ -157,13 +165,16 @@ export class SesSender implements Sender {
         maxAttempts: 1,
         requestHandler: { connectionTimeout: 5_000, requestTimeout: 15_000 },
       }),
-    );
+    ));
+    return this.client;
   }
 
   async send(alert: Alert): Promise<string> {
+    if (this.closed) throw new SendError('the SES sender was closed', false);
     const raw = await buildMime(alert, this.config.from, this.config.to);
+    const [client, { SendRawEmailCommand }] = await Promise.all([this.sesClient(), import('@aws-sdk/client-ses')]);
     try {
-      const answer = await this.client.send(
+      const answer = await client.send(
         new SendRawEmailCommand({ RawMessage: { Data: raw }, Source: this.config.from, Destinations: this.config.to }),
       );
       return answer.MessageId ?? '(no id)';
@@ -173,17 +184,34 @@ export class SesSender implements Sender {
   }
 
   close(): void {
-    this.client.destroy();
+    this.closed = true;
+    void this.client?.then((client) => client.destroy());
   }
 }
 
+type SmtpTransporter = Transporter<SMTPTransport.SentMessageInfo, SMTPTransport.Options>;
+
 export class SmtpSender implements Sender {
   readonly name: string;
-  private readonly transport: Transporter;
+  /** Made at the first email. */
+  private transport?: Promise<SmtpTransporter>;
+  private closed = false;
 
   constructor(private readonly config: SmtpConfig) {
     this.name = `SMTP (${config.host}:${config.port})`;
-    this.transport = nodemailer.createTransport({
+  }
+
+  private smtpTransport(): Promise<SmtpTransporter> {
+    this.transport ??= this.createTransport();
+    return this.transport;
+  }
+
+  private async createTransport(): Promise<SmtpTransporter> {
+    const { createTransport } = await import('nodemailer');
+    const config = this.config;
+    // nodemailer's factory makes the Transporter instance; the rule cannot see through a factory.
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
+    return createTransport({
       host: config.host,
       port: config.port,
       secure: config.port === 465,
@@ -196,9 +224,11 @@ export class SmtpSender implements Sender {
   }
 
   async send(alert: Alert): Promise<string> {
+    if (this.closed) throw new SendError('the SMTP sender was closed', false);
     const from = this.config.fromName ? { name: this.config.fromName, address: this.config.from } : this.config.from;
+    const transport = await this.smtpTransport();
     try {
-      const info = (await this.transport.sendMail({ ...mailOptions(alert, '', this.config.to), from })) as { messageId?: string };
+      const info = (await transport.sendMail({ ...mailOptions(alert, '', this.config.to), from })) as { messageId?: string };
       return info.messageId ?? '(no id)';
     } catch (error) {
       throw explainSmtpError(error, this.config);
@@ -206,6 +236,7 @@ export class SmtpSender implements Sender {
   }
 
   close(): void {
-    this.transport.close();
+    this.closed = true;
+    void this.transport?.then((transport) => transport.close());
   }
 }
