@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { silentLog } from '../src/log';
-import { changedFraction, DEFAULT_SAMPLE_FPS, isSampleDue, MotionDetector, motionThreshold } from '../src/media/motion';
+import { changedFraction, DEFAULT_SAMPLE_FPS, isSampleDue, MotionDetector, motionThreshold, sampleInterval, STILL_AFTER_MS, STILL_SAMPLE_FPS } from '../src/media/motion';
 import type { Frame } from '../src/media/frame-hub';
 import { Snapshotter } from '../src/media/snapshot';
 import { execFileAsync, probeSize, sleep, startTestServer, tempDir } from './helpers';
@@ -36,6 +36,60 @@ describe('sampling', () => {
     assert.equal(isSampleDue(1_000, 0, 250), true);
     assert.equal(isSampleDue(1_249, 1_000, 250), false);
     assert.equal(isSampleDue(1_250, 1_000, 250), true);
+  });
+
+  it(`samples a scene that has not changed for ${STILL_AFTER_MS / 1000} s at ${STILL_SAMPLE_FPS} a second, a moving one at ${DEFAULT_SAMPLE_FPS}`, () => {
+    const policy = { intervalMs: 250, stillIntervalMs: 1000, stillAfterMs: 10_000 };
+    assert.equal(sampleInterval(5_000, 0, policy), 250, 'changed 5 s ago: still moving');
+    assert.equal(sampleInterval(9_999, 0, policy), 250);
+    assert.equal(sampleInterval(10_000, 0, policy), 1000, 'unchanged for 10 s: still');
+    assert.equal(sampleInterval(10_000, 9_000, policy), 250, 'a change makes it moving again');
+  });
+
+  it('slows down on a still picture and speeds up again when it changes', async () => {
+    const jpeg = async (color: string) =>
+      (
+        await execFileAsync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `color=${color}:size=160x120`, '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'], {
+          encoding: 'buffer',
+        })
+      ).stdout;
+    const [grey, white] = [await jpeg('gray'), await jpeg('white')];
+    const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
+    const hub = new FrameHub({ name: 'still', log: silentLog, createSource: () => source });
+    // Moving: up to 50 a second; still after 300 ms: at most 5 a second.
+    const detector = new MotionDetector(hub, { sensitivity: 50, cooldownSeconds: 30, sampleFps: 50, stillSampleFps: 5, stillAfterMs: 300 }, silentLog);
+    let motions = 0;
+    detector.on('motion', () => motions++);
+    detector.start();
+    const feed = async (frame: Buffer, count: number, gapMs: number) => {
+      for (let i = 0; i < count; i++) {
+        source.emit('frame', frame);
+        await sleep(gapMs);
+      }
+    };
+    try {
+      await feed(grey, 40, 10); // 0.4 s: past stillAfterMs
+      const startedStill = Date.now();
+      const beforeStill = detector.framesAnalysed;
+      await feed(grey, 100, 10); // ~1 s of an unchanged picture
+      const stillMs = Date.now() - startedStill;
+      const still = detector.framesAnalysed - beforeStill;
+      const most = Math.floor(stillMs / 200) + 1;
+      assert.ok(still >= 1, 'a still picture is still looked at');
+      assert.ok(still <= most, `${still} frames analysed in ${stillMs} ms of a still picture: at most ${most} (5 a second)`);
+
+      // A change: seen at the still rate, then the scene counts as moving (motion is detected) and
+      // every frame 25 ms apart is analysed again, far more than 5 a second would allow.
+      await feed(white, 30, 25);
+      assert.equal(motions, 1, 'the change is motion');
+      const beforeMoving = detector.framesAnalysed;
+      await feed(grey, 24, 25);
+      const moving = detector.framesAnalysed - beforeMoving;
+      assert.ok(moving >= 8, `${moving} of 24 frames 25 ms apart analysed once the scene moved (a still scene: at most 4)`);
+    } finally {
+      detector.stop();
+      await hub.close();
+    }
   });
 
   it(`decodes at most ${DEFAULT_SAMPLE_FPS} frames a second of a camera sending many more, the rest passed over`, async () => {

@@ -1,7 +1,10 @@
 // Motion detection on a FrameHub: a few frames a second (sampleFps, 4 by default; the others are
 // passed over undecoded) are shrunk to a small grey image (sharp, decoding the JPEG at 1/8 of its
 // size: a 1280x720 frame costs about half a full decode, ~5 ms of one core here) and compared with
-// the previous one; enough changed pixels is motion. Motion sets `detected`
+// the previous one; enough changed pixels is motion. A scene in which nothing has changed for 10 s
+// is sampled once a second (stillSampleFps) until something does: the usual case of a camera
+// watching an empty room costs a quarter, and motion is still seen within a second, well inside
+// HomeKit Secure Video's 4 s prebuffer. Motion sets `detected`
 // for `cooldownSeconds`, then clears; new motion inside that window does not extend it, so a
 // scene that keeps moving gives one notification per cooldown, as HomeKit users expect.
 import { EventEmitter } from 'node:events';
@@ -18,9 +21,27 @@ export const PIXEL_THRESHOLD = 24;
 /** Frames analysed per second at most, unless the options say otherwise. */
 export const DEFAULT_SAMPLE_FPS = 4;
 
+/** Frames analysed per second of a still scene. */
+export const STILL_SAMPLE_FPS = 1;
+/** A scene counts as still after this long without a change worth a second look (ms). */
+export const STILL_AFTER_MS = 10_000;
+
 /** Pure policy: whether a frame that arrived at `frameTime` is analysed, the last one having been at `lastSample` (ms). */
 export function isSampleDue(frameTime: number, lastSample: number, intervalMs: number): boolean {
   return frameTime - lastSample >= intervalMs;
+}
+
+export interface SamplingPolicy {
+  /** Between samples while the scene moves, or moved within stillAfterMs (ms). */
+  intervalMs: number;
+  /** Between samples of a still scene (ms). */
+  stillIntervalMs: number;
+  stillAfterMs: number;
+}
+
+/** Pure policy: the interval before the next sample, the scene having last changed at `lastChangeAt` (ms). */
+export function sampleInterval(now: number, lastChangeAt: number, policy: SamplingPolicy): number {
+  return now - lastChangeAt >= policy.stillAfterMs ? policy.stillIntervalMs : policy.intervalMs;
 }
 
 /** Pure policy: the fraction of changed pixels that counts as motion for a sensitivity 0..100. */
@@ -57,6 +78,10 @@ export interface MotionOptions {
   cooldownSeconds: number;
   /** Frames analysed per second at most (default DEFAULT_SAMPLE_FPS). */
   sampleFps?: number;
+  /** Frames analysed per second of a still scene (default STILL_SAMPLE_FPS). */
+  stillSampleFps?: number;
+  /** How long without change makes a scene still, ms (default STILL_AFTER_MS). */
+  stillAfterMs?: number;
 }
 
 export interface MotionEvent {
@@ -79,10 +104,12 @@ export class MotionDetector extends EventEmitter<MotionDetectorEvents> {
   private subscription?: Subscription;
   private previous?: Buffer;
   private lastSample = 0;
+  /** When the picture last changed enough to be worth a second look (or the detector began comparing). */
+  private lastChangeAt = 0;
   private clearTimer?: NodeJS.Timeout;
   private _detected = false;
   private readonly threshold: number;
-  private readonly intervalMs: number;
+  private readonly sampling: SamplingPolicy;
   /** Frames decoded and compared so far (the rest were passed over). */
   framesAnalysed = 0;
 
@@ -93,7 +120,13 @@ export class MotionDetector extends EventEmitter<MotionDetectorEvents> {
   ) {
     super();
     this.threshold = motionThreshold(options.sensitivity);
-    this.intervalMs = 1000 / (options.sampleFps ?? DEFAULT_SAMPLE_FPS);
+    const intervalMs = 1000 / (options.sampleFps ?? DEFAULT_SAMPLE_FPS);
+    this.sampling = {
+      intervalMs,
+      // Never more often than a moving scene is sampled.
+      stillIntervalMs: Math.max(intervalMs, 1000 / (options.stillSampleFps ?? STILL_SAMPLE_FPS)),
+      stillAfterMs: options.stillAfterMs ?? STILL_AFTER_MS,
+    };
   }
 
   get detected(): boolean {
@@ -111,7 +144,7 @@ export class MotionDetector extends EventEmitter<MotionDetectorEvents> {
     this.hub.on('offline', this.forget);
     this.hub.on('online', this.forget);
     this.subscription = this.hub.subscribe((frame, done) => {
-      if (!isSampleDue(frame.time, this.lastSample, this.intervalMs)) {
+      if (!isSampleDue(frame.time, this.lastSample, sampleInterval(frame.time, this.lastChangeAt, this.sampling))) {
         done();
         return;
       }
@@ -141,8 +174,15 @@ export class MotionDetector extends EventEmitter<MotionDetectorEvents> {
     const grey = await greyThumbnail(frame.data);
     const previous = this.previous;
     this.previous = grey;
-    if (!previous || !this.subscription) return;
+    if (!this.subscription) return;
+    // Comparing begins (or begins again after a restart) at the moving scene's rate.
+    if (!previous) {
+      this.lastChangeAt = frame.time;
+      return;
+    }
     const score = changedFraction(previous, grey);
+    // Half the motion threshold, or motion still detected, keeps the scene "moving".
+    if (score >= this.threshold / 2 || this._detected) this.lastChangeAt = frame.time;
     if (score < this.threshold || this._detected) return;
     this._detected = true;
     this.log.debug(`Motion: ${(score * 100).toFixed(1)} % of the picture changed.`);
