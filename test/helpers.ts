@@ -53,7 +53,9 @@ export function nth<T>(list: ArrayLike<T>, index: number, what = 'the list'): T 
 
 export function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'webcam-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Retried: a process the test started may still be finishing a write into it (ENOTEMPTY seen when
+  // a controls tool spawned by the page's refresh wrote its log while the folder went).
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   return dir;
 }
 
