@@ -12,6 +12,18 @@ import { FrameHub } from '../src/media/frame-hub';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** A 160x120 JPEG of one colour, made by ffmpeg. */
+async function solidJpeg(color: string): Promise<Buffer> {
+  const args = ['-v', 'error', '-f', 'lavfi', '-i', `color=${color}:size=160x120`, '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'];
+  return (await execFileAsync('ffmpeg', args, { encoding: 'buffer' })).stdout;
+}
+
+/** A FrameHub whose capture is an emitter the test drives: `source.emit('frame', jpeg)`. */
+function drivenHub(name: string): { source: EventEmitter; hub: FrameHub } {
+  const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
+  return { source, hub: new FrameHub({ name, log: silentLog, createSource: () => source }) };
+}
+
 describe('motion scoring', () => {
   it('counts the pixels that changed by more than the threshold', () => {
     const a = new Uint8Array([0, 10, 100, 200]);
@@ -47,15 +59,8 @@ describe('sampling', () => {
   });
 
   it('slows down on a still picture and speeds up again when it changes', async () => {
-    const jpeg = async (color: string) =>
-      (
-        await execFileAsync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `color=${color}:size=160x120`, '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'], {
-          encoding: 'buffer',
-        })
-      ).stdout;
-    const [grey, white] = [await jpeg('gray'), await jpeg('white')];
-    const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
-    const hub = new FrameHub({ name: 'still', log: silentLog, createSource: () => source });
+    const [grey, white] = [await solidJpeg('gray'), await solidJpeg('white')];
+    const { source, hub } = drivenHub('still');
     // Moving: up to 50 a second; still after 300 ms: at most 5 a second.
     const detector = new MotionDetector(hub, { sensitivity: 50, cooldownSeconds: 30, sampleFps: 50, stillSampleFps: 5, stillAfterMs: 300 }, silentLog);
     let motions = 0;
@@ -93,11 +98,8 @@ describe('sampling', () => {
   });
 
   it(`decodes at most ${DEFAULT_SAMPLE_FPS} frames a second of a camera sending many more, the rest passed over`, async () => {
-    const jpeg = (
-      await execFileAsync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'color=gray:size=160x120', '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'], { encoding: 'buffer' })
-    ).stdout;
-    const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
-    const hub = new FrameHub({ name: 'fast', log: silentLog, createSource: () => source });
+    const jpeg = await solidJpeg('gray');
+    const { source, hub } = drivenHub('fast');
     const detector = new MotionDetector(hub, { sensitivity: 50, cooldownSeconds: 1 }, silentLog);
     // Every frame the detector was handed, as the hub timed it.
     const times: number[] = [];
@@ -128,17 +130,8 @@ describe('sampling', () => {
 
 describe('on a still scene', () => {
   it('sees nothing while the picture stays the same, and motion when it changes', async () => {
-    const jpeg = async (color: string) =>
-      (
-        await execFileAsync(
-          'ffmpeg',
-          ['-v', 'error', '-f', 'lavfi', '-i', `color=${color}:size=160x120`, '-frames:v', '1', '-c:v', 'mjpeg', '-f', 'mjpeg', 'pipe:1'],
-          { encoding: 'buffer' },
-        )
-      ).stdout;
-    const [grey, white] = [await jpeg('gray'), await jpeg('white')];
-    const source = Object.assign(new EventEmitter(), { start: () => {}, stop: () => Promise.resolve() });
-    const hub = new FrameHub({ name: 'still', log: silentLog, createSource: () => source });
+    const [grey, white] = [await solidJpeg('gray'), await solidJpeg('white')];
+    const { source, hub } = drivenHub('still');
     const detector = new MotionDetector(hub, { sensitivity: 100, cooldownSeconds: 1, sampleFps: 50 }, silentLog);
     let seen = 0;
     detector.on('motion', () => seen++);
