@@ -51,21 +51,11 @@ export function nth<T>(list: ArrayLike<T>, index: number, what = 'the list'): T 
   return value;
 }
 
-/** Temporary folders of this test file, removed when its process exits. */
-const tempDirs = new Set<string>();
-process.once('exit', () => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
-});
-
-/**
- * A temporary folder, removed when the test file's process exits, not in the test's own clean-up:
- * node:test runs a test's `after` hooks first-in first-out, so a folder made before the server that
- * uses it would go while that server still writes there (a controls tool's log: ENOTEMPTY, and the
- * failed hook skipped the server's close). `_t`, the test's context, is no longer needed.
- */
-export function tempDir(_t?: unknown): string {
+export function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'webcam-test-'));
-  tempDirs.add(dir);
+  // Retried: a process the test started may still be finishing a write into it (ENOTEMPTY seen when
+  // a controls tool spawned by the page's refresh wrote its log while the folder went).
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   return dir;
 }
 
