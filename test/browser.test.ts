@@ -47,14 +47,12 @@ describe('live page in Chromium', { skip }, () => {
       });
     })`);
     const live = page.locator('#live');
-    await page.waitForFunction(() => {
+    // Read in one step: each MJPEG frame is a new blob URL, 0 wide while it decodes.
+    const size = await page.waitForFunction(() => {
       const img = document.getElementById('live') as HTMLImageElement | null;
-      return img !== null && img.naturalWidth > 0;
+      return img !== null && img.naturalWidth > 0 ? [img.naturalWidth, img.naturalHeight] : false;
     });
-    assert.deepEqual(
-      await live.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]),
-      [320, 240],
-    );
+    assert.deepEqual(await size.jsonValue(), [320, 240]);
     assert.equal(await page.locator('#clock').isHidden(), true, 'no clock unless configured');
 
     const first = await live.screenshot();
