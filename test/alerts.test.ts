@@ -152,7 +152,7 @@ describe('alerts through the SES emulator', () => {
     const [attachment] = email.attachments;
     assert.ok(attachment);
     assert.equal(attachment.contentType, 'image/jpeg');
-    const file = join(tempDir(t), 'attached.jpg');
+    const file = join(tempDir(), 'attached.jpg');
     writeFileSync(file, Buffer.from(attachment.content, 'base64'));
     assert.deepEqual(await probeSize(file), [320, 240], 'a decodable JPEG of the camera');
     // The detector's own cooldown is 1 s: wait for it to report motion again.
@@ -211,7 +211,7 @@ describe('alerts through the SES emulator', () => {
   it('a public IP change seen through DNS sends one email; a restart with the same IP sends none', async (t) => {
     const emulator = await SesEmulator.start(t);
     const dns = await TinyDns.start(t, 'myip.opendns.com', '203.0.113.7');
-    const stateDir = tempDir(t);
+    const stateDir = tempDir();
     const alerts = { ses: ses(emulator), on: { ...quiet, publicIpChange: true }, publicIp: { resolver: dns.resolver } };
     const first = await startTestServer(t, { alerts, stateDir });
     await first.runtime.alerts?.publicIp?.check();
@@ -258,7 +258,7 @@ describe('alerts through the SES emulator', () => {
 describe('webcam-server alert-test', () => {
   it('sends a test email and prints what SES answered; a bad config exits 1 with the reason', async (t) => {
     const emulator = await SesEmulator.start(t);
-    const dir = tempDir(t);
+    const dir = tempDir();
     const file = join(dir, 'config.json');
     writeFileSync(file, JSON.stringify({ platforms: [{ platform: 'WebcamServer', name: 'Cabin', cameras: [], alerts: { ses: ses(emulator) } }] }));
     const cli = join(__dirname, '..', 'src', 'cli.ts');
@@ -276,12 +276,12 @@ describe('webcam-server alert-test', () => {
     assert.match(failed.stderr, /No usable "alerts" block .*"alerts.ses" has no "from": set the sender, an address verified in SES/);
   });
 
-  it('sendTestAlert rejects with the explained reason when SES cannot be reached; the command says so and promises no retry', async (t) => {
+  it('sendTestAlert rejects with the explained reason when SES cannot be reached; the command says so and promises no retry', async () => {
     const port = await freeTcpPort();
     const ses = { region: 'us-west-2', from: 'a@b.cd', to: 'c@d.ef', accessKeyId: 'A', secretAccessKey: 'B', endpoint: `http://127.0.0.1:${port}` };
     const config = normalizeAlerts({ ses }).alerts!;
     await assert.rejects(sendTestAlert(config, 'Home'), /SES could not be reached/);
-    const file = join(tempDir(t), 'config.json');
+    const file = join(tempDir(), 'config.json');
     writeFileSync(file, JSON.stringify({ alerts: { ses } }));
     const failed = await execFileAsync(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'src', 'cli.ts'), 'alert-test', '--config', file]).then(
       () => ({ code: 0, stderr: '' }),

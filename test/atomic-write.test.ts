@@ -9,8 +9,8 @@ import { removeStaleTempFiles, STALE_TEMP_MS, tempPathFor, writeFileAtomic } fro
 import { tempDir } from './helpers';
 
 describe('writeFileAtomic', () => {
-  it('replaces a file with the new content, mode 0600 by default, even over a file that was 0644', async (t) => {
-    const dir = tempDir(t);
+  it('replaces a file with the new content, mode 0600 by default, even over a file that was 0644', async () => {
+    const dir = tempDir();
     const file = join(dir, 'state');
     writeFileSync(file, 'old\n');
     chmodSync(file, 0o644);
@@ -22,8 +22,8 @@ describe('writeFileAtomic', () => {
     assert.deepEqual(readdirSync(dir), ['state'], 'no temp file left');
   });
 
-  it('a write that fails leaves the old state and no temp file', async (t) => {
-    const dir = tempDir(t);
+  it('a write that fails leaves the old state and no temp file', async () => {
+    const dir = tempDir();
     const target = join(dir, 'taken');
     mkdirSync(target); // renaming a file over a folder fails (EISDIR) after the temp file was written
     await assert.rejects(writeFileAtomic(target, 'data'), /EISDIR|ENOTEMPTY|EEXIST|EPERM/);
@@ -31,8 +31,8 @@ describe('writeFileAtomic', () => {
     await assert.rejects(writeFileAtomic(join(dir, 'no', 'such', 'file'), 'data'), /ENOENT/);
   });
 
-  it('removes temp files a killed writer left once they are stale, and only those of its own file', async (t) => {
-    const dir = tempDir(t);
+  it('removes temp files a killed writer left once they are stale, and only those of its own file', async () => {
+    const dir = tempDir();
     const file = join(dir, 'users');
     const stale = tempPathFor(file);
     const fresh = tempPathFor(file);

@@ -112,7 +112,7 @@ const floodSkip = !PRLIMIT
 
 describe('connection floods', { skip: floodSkip }, () => {
   it('one address flooding with idle connections stops neither /healthz nor a logged-in viewer elsewhere', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const users = join(dir, 'users');
     await writeUsers(users, { alice: 'wonderland' });
     const config = join(dir, 'config.json');
@@ -206,7 +206,7 @@ describe('idle connections', () => {
   });
 
   it('over HTTPS: closes a connection whose TLS handshake never starts, keeps a stream', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
     await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);

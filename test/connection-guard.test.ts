@@ -224,7 +224,7 @@ describe('connection guard on real sockets', () => {
   });
 
   it('follows HTTPS connections through the handshake: logged-in TLS streams do not count, stalled handshakes close', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
     await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);

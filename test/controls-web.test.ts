@@ -55,7 +55,7 @@ describe('controls with a C920 stand-in on PATH', () => {
   });
 
   const start = async (t: Parameters<typeof startTestServer>[0]) => {
-    dir = tempDir(t);
+    dir = tempDir();
     process.env.FAKE_CONTROLS_DIR = dir;
     return startTestServer(t, {
       cameras: [

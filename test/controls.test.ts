@@ -21,8 +21,8 @@ const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
 const C920 = parseUvcControls(fixture('uvcdynctrl-c920-clist.txt'));
 
 /** Points the stand-ins at a fresh folder; returns a reader of the command lines they got. */
-function fakeTools(t: Parameters<typeof tempDir>[0]): () => Array<{ tool: string; args: string[] }> {
-  const dir = tempDir(t);
+function fakeTools(): () => Array<{ tool: string; args: string[] }> {
+  const dir = tempDir();
   process.env.FAKE_CONTROLS_DIR = dir;
   return () => {
     const file = join(dir, 'calls.jsonl');
@@ -182,8 +182,8 @@ describe('drivers', () => {
     assert.match(error.message, /sudo apt-get install uvcdynctrl/);
   });
 
-  it('uvcdynctrl stand-in: lists, reads and sets with exact command lines, negatives after --', async (t) => {
-    const calls = fakeTools(t);
+  it('uvcdynctrl stand-in: lists, reads and sets with exact command lines, negatives after --', async () => {
+    const calls = fakeTools();
     const uvc = new UvcDynCtrl('video0', FAKE.uvcdynctrl);
     const controls = await uvc.list(true);
     assert.equal(controls.find((c) => c.name === 'Brightness')?.value, 128);
@@ -195,8 +195,8 @@ describe('drivers', () => {
     assert.deepEqual(calls()[1]?.args, ['--device=video0', '--get=Brightness']);
   });
 
-  it('v4l2-ctl stand-in: one call lists every value; sets with --set-ctrl', async (t) => {
-    const calls = fakeTools(t);
+  it('v4l2-ctl stand-in: one call lists every value; sets with --set-ctrl', async () => {
+    const calls = fakeTools();
     const v4l2 = new V4l2Ctl('/dev/video0', FAKE['v4l2-ctl']);
     const controls = await v4l2.list();
     await v4l2.set(controls.find((c) => c.name === 'zoom_absolute')!, 250);
@@ -215,8 +215,8 @@ describe('CameraControls', () => {
     assert.deepEqual(deviceNames('/dev/video2'), { uvcdynctrl: 'video2', 'v4l2-ctl': '/dev/video2' });
   });
 
-  it('applies the config at start (modes first), logs bad entries and runs nothing for them', async (t) => {
-    const calls = fakeTools(t);
+  it('applies the config at start (modes first), logs bad entries and runs nothing for them', async () => {
+    const calls = fakeTools();
     const log = recordingLog();
     const controls = new CameraControls({
       device: 'video0',
@@ -236,8 +236,8 @@ describe('CameraControls', () => {
     assert.ok(log.lines.some((l) => l === 'info Camera controls set from the config: Focus, Auto = off (0), Focus (absolute) = 30.'));
   });
 
-  it('imports the mapping file (uvcdynctrl -i) before it applies the values', async (t) => {
-    const calls = fakeTools(t);
+  it('imports the mapping file (uvcdynctrl -i) before it applies the values', async () => {
+    const calls = fakeTools();
     const log = recordingLog();
     const controls = new CameraControls({ device: 'video0', tool: 'auto', config: { 'LED1 Mode': 0 }, mappingFile: '/usr/share/uvcdynctrl/data/046d/logitech.xml', log, commands: FAKE });
     await controls.applyConfig();
@@ -247,8 +247,8 @@ describe('CameraControls', () => {
     assert.ok(log.lines.some((l) => /^info Imported the control mapping \/usr\/share\/uvcdynctrl\/data\/046d\/logitech\.xml/.test(l)), log.lines.join('\n'));
   });
 
-  it('falls back to v4l2-ctl when uvcdynctrl is missing (auto), and a config for uvcdynctrl still applies', async (t) => {
-    const calls = fakeTools(t);
+  it('falls back to v4l2-ctl when uvcdynctrl is missing (auto), and a config for uvcdynctrl still applies', async () => {
+    const calls = fakeTools();
     const controls = new CameraControls({
       device: 'video0',
       tool: 'auto',
@@ -276,15 +276,15 @@ describe('CameraControls', () => {
     await unconfigured.applyConfig();
     assert.equal(log.lines.filter((l) => /no device to tune: set "controlsDevice"/.test(l)).length, 1, 'warned once');
 
-    fakeTools(t);
+    fakeTools();
     process.env.FAKE_CONTROLS_MODE = 'no-controls';
     t.after(() => delete process.env.FAKE_CONTROLS_MODE);
     const empty = new CameraControls({ device: 'video0', tool: 'uvcdynctrl', config: {}, log: recordingLog(), commands: FAKE });
     assert.deepEqual(await empty.list(), []);
   });
 
-  it('shares one read between callers and runs tool calls one at a time', async (t) => {
-    const calls = fakeTools(t);
+  it('shares one read between callers and runs tool calls one at a time', async () => {
+    const calls = fakeTools();
     const controls = new CameraControls({ device: 'video0', tool: 'uvcdynctrl', config: {}, log: recordingLog(), commands: FAKE });
     const [a, b, c] = await Promise.all([controls.list(), controls.list(), controls.list()]);
     assert.equal(a, b);
@@ -305,8 +305,8 @@ describe('webcam-server controls', () => {
       commandFailure,
     );
 
-  it('prints the controls with values and ranges, and sets through the same checks', async (t) => {
-    const calls = fakeTools(t);
+  it('prints the controls with values and ranges, and sets through the same checks', async () => {
+    const calls = fakeTools();
     const env = { PATH: `${join(FIXTURES, 'bin')}:${process.env.PATH}`, FAKE_CONTROLS_DIR: process.env.FAKE_CONTROLS_DIR };
     const listed = await cli([], env);
     assert.equal(listed.code, 0, listed.stderr);

@@ -93,7 +93,7 @@ describe('users file faults', () => {
 
 describe('config faults', () => {
   it('a bad camera entry is skipped with a clear problem; a missing source goes offline; the others stream', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const usersFile = `${dir}/users`;
     await writeUsers(usersFile, { alice: 'wonderland' });
     const { config, problems } = normalizeConfig({
@@ -128,7 +128,7 @@ describe('config faults', () => {
 
 describe('setup faults the log explains', () => {
   it('says when "videoProcessor" does not exist and which ffmpeg is used instead', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const log = recordingLog();
     const { config } = normalizeConfig({ videoProcessor: '/opt/no/such/ffmpeg', cameras: [], web: { enabled: false } });
     const runtime = new WebcamRuntime({ config, log, usersFile: `${dir}/users` });
@@ -139,7 +139,7 @@ describe('setup faults the log explains', () => {
   });
 
   it('says that the folder of a unix socket does not exist (not "no permission")', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     await writeUsers(`${dir}/users`, { alice: 'wonderland' });
     const { config } = normalizeConfig({ cameras: [], web: { socket: `${dir}/run/webcam/cam.sock` } });
     const runtime = new WebcamRuntime({ config, log: silentLog, usersFile: `${dir}/users` });

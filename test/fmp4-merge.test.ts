@@ -56,8 +56,8 @@ function gops(fragments: Fmp4Fragment[]): Buffer[][] {
 
 describe('mergeFragments', () => {
   for (const variant of [{}, { audio: true }, { bframes: true }, { audio: true, bframes: true }]) {
-    it(`makes one moof + mdat per GOP that decodes exactly as the 250 ms fragments did (${JSON.stringify(variant)})`, async (t) => {
-      const dir = tempDir(t);
+    it(`makes one moof + mdat per GOP that decodes exactly as the 250 ms fragments did (${JSON.stringify(variant)})`, async () => {
+      const dir = tempDir();
       const { init, fragments } = await fragmented(variant);
       const groups = gops(fragments);
       assert.ok(groups.length >= 2 && groups.every((g) => g.length > 1), `several fragments per GOP: ${groups.map((g) => g.length).join(', ')}`);

@@ -118,7 +118,7 @@ describe('H.264 stage with real ffmpeg', () => {
     const first = await collect(stage.read(), (fragments) => mediaMs(fragments) >= 4000);
     assert.equal(first.order[0], 'init');
     assert.equal(first.order[1], 'key', 'a new reader starts at a key frame');
-    const file = join(tempDir(t), 'first.mp4');
+    const file = join(tempDir(), 'first.mp4');
     writeFileSync(file, Buffer.concat(first.data));
     const probe = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,profile,width,height,pix_fmt', '-of', 'json', file]);
     const [stream] = (JSON.parse(probe.stdout) as { streams: Array<Record<string, unknown>> }).streams;

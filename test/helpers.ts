@@ -51,11 +51,27 @@ export function nth<T>(list: ArrayLike<T>, index: number, what = 'the list'): T 
   return value;
 }
 
-export function tempDir(t: { after: (fn: () => void) => void }): string {
+/** Temporary folders of this test file, removed when its process exits. */
+const tempDirs = new Set<string>();
+process.once('exit', () => {
+  for (const dir of tempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    } catch (error) {
+      process.stderr.write(`could not remove the test folder ${dir}: ${String(error)}\n`);
+    }
+  }
+});
+
+/**
+ * A temporary folder, removed when the test file's process exits rather than in a test's own
+ * clean-up: node:test runs a test's `after` hooks first-in first-out, so a folder made before the
+ * server that writes into it would go while that server still runs (ENOTEMPTY from a controls
+ * tool's log, and the failed hook skipped the server's close).
+ */
+export function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'webcam-test-'));
-  // Retried: a process the test started may still be finishing a write into it (ENOTEMPTY seen when
-  // a controls tool spawned by the page's refresh wrote its log while the folder went).
-  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
+  tempDirs.add(dir);
   return dir;
 }
 
@@ -97,7 +113,7 @@ export async function startTestServer(
     alertRetryWindowMs?: number;
   } = {},
 ): Promise<TestServer> {
-  const dir = tempDir(t);
+  const dir = tempDir();
   const usersFile = join(dir, 'users');
   await writeUsers(usersFile, options.users ?? { alice: 'wonderland' });
   const { config, problems } = normalizeConfig({

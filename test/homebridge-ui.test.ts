@@ -77,7 +77,7 @@ function userRow(frame: Frame, name: string): Locator {
 
 describe('the Homebridge UI', { skip, timeout: 240_000 }, () => {
   it('shows the settings form and the custom UI: webcams, preview, controls, users, test email', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const devDir = join(dir, 'dev');
     const sysDir = join(dir, 'sys');
     const controlsDir = join(dir, 'controls');

@@ -13,8 +13,8 @@ const ROOT = join(__dirname, '..');
 const HOMEBRIDGE = homebridgeCommand();
 
 
-async function startHomebridge(t: Parameters<typeof tempDir>[0] & { after: (fn: () => void) => void }, platform: Record<string, unknown>) {
-  const storage = tempDir(t);
+async function startHomebridge(t: { after: (fn: () => void) => void }, platform: Record<string, unknown>) {
+  const storage = tempDir();
   const bridgePort = await freeTcpPort();
   const config = {
     bridge: { name: 'Webcam Test Bridge', username: '0E:AA:BB:CC:DD:EE', port: bridgePort, pin: '031-45-154', advertiser: 'ciao', bind: ['lo'] },

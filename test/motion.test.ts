@@ -182,7 +182,7 @@ describe('on a real capture', () => {
     const snapshots = new Snapshotter(hub, { maxAgeMs: 600_000 });
     const [a, b] = await Promise.all([snapshots.get(320, 240), snapshots.get(320, 240)]);
     assert.equal(a, b, 'concurrent requests share one result');
-    const file = join(tempDir(t), 'snap.jpg');
+    const file = join(tempDir(), 'snap.jpg');
     writeFileSync(file, a);
     assert.deepEqual(await probeSize(file), [320, 240]);
     assert.equal(await snapshots.get(320, 240), a, 'cached');

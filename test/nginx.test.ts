@@ -70,7 +70,7 @@ describe('behind nginx', { skip }, () => {
   });
 
   it('serves pages and the live stream over TLS from the server on a unix socket', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const socket = join(dir, 'webcam.sock');
     const log = recordingLog();
     await startTestServer(t, {

@@ -100,8 +100,8 @@ describe('login lockout', () => {
     assert.equal((await get(`${server.url}/api/cameras`, { authorization: alice })).status, 200);
   });
 
-  it('runs one bcrypt check for identical logins arriving together, and none for a remembered one', async (t) => {
-    const dir = tempDir(t);
+  it('runs one bcrypt check for identical logins arriving together, and none for a remembered one', async () => {
+    const dir = tempDir();
     const file = join(dir, 'users');
     await writeUsers(file, { alice: 'wonderland' });
     let checks = 0;
@@ -135,8 +135,8 @@ describe('login lockout', () => {
     assert.deepEqual(retryWait(14 * 60_000 + 1), { seconds: 900, words: '15 minutes' });
   });
 
-  it('runs at most two bcrypt checks at once and refuses a flood beyond the queue (503)', async (t) => {
-    const dir = tempDir(t);
+  it('runs at most two bcrypt checks at once and refuses a flood beyond the queue (503)', async () => {
+    const dir = tempDir();
     let running = 0;
     let most = 0;
     const slowCheck = async () => {
@@ -199,7 +199,7 @@ describe('login lockout', () => {
 
 describe("the Homebridge UI's preview token", () => {
   it('opens snapshots and nothing else, and only the right token', async (t) => {
-    const stateDir = tempDir(t);
+    const stateDir = tempDir();
     const server = await startTestServer(t, { stateDir });
     const token = readFileSync(join(stateDir, 'preview-token'), 'utf8').trim();
     assert.equal((statSync(join(stateDir, 'preview-token')).mode & 0o777).toString(8), '600');
@@ -233,7 +233,7 @@ describe('cross-site requests', () => {
   });
 
   it('refuses a cross-site PUT before any tool runs, and takes a same-origin one', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const saved = process.env.PATH;
     process.env.PATH = `${join(__dirname, 'fixtures', 'controls', 'bin')}${delimiter}${saved}`;
     process.env.FAKE_CONTROLS_DIR = dir;

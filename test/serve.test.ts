@@ -35,7 +35,7 @@ async function waitForOutput(child: { output: () => string }, pattern: RegExp, t
 
 describe('webcam-server serve', () => {
   it('creates a first user, streams, and shuts down leaving no ffmpeg behind', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const config = join(dir, 'config.json');
     writeFileSync(config, JSON.stringify({ cameras: [{ name: 'Demo', source: 'testsrc', width: 320, height: 240, fps: 10 }], web: { host: '127.0.0.1', port: 0, usersFile: join(dir, 'users') } }));
     const child = serve(['--config', config]);
@@ -64,8 +64,8 @@ describe('webcam-server serve', () => {
     viewer.close();
   });
 
-  it('says how to get ffmpeg when there is none', async (t) => {
-    const dir = tempDir(t);
+  it('says how to get ffmpeg when there is none', async () => {
+    const dir = tempDir();
     const config = join(dir, 'config.json');
     writeFileSync(config, JSON.stringify({ videoProcessor: '/opt/none/ffmpeg', cameras: [{ name: 'Demo', source: 'testsrc' }], web: { port: 0 } }));
     const child = serve(['--config', config, '--users', join(dir, 'users')], { env: { PATH: '/nonexistent' } });
@@ -73,8 +73,8 @@ describe('webcam-server serve', () => {
     assert.match(child.output(), /No usable ffmpeg found .*videoProcessor "\/opt\/none\/ffmpeg".*apt-get install ffmpeg/s);
   });
 
-  it('names a broken config file and exits 1', async (t) => {
-    const dir = tempDir(t);
+  it('names a broken config file and exits 1', async () => {
+    const dir = tempDir();
     const config = join(dir, 'config.json');
     writeFileSync(config, '{ "cameras": [ ');
     const child = serve(['--config', config]);

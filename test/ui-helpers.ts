@@ -43,7 +43,7 @@ export async function startHomebridgeUi(
   platform: Record<string, unknown>,
   env: Record<string, string> = {},
 ): Promise<HomebridgeUi> {
-  const dir = tempDir(t);
+  const dir = tempDir();
   const storage = join(dir, 'storage');
   const plugins = join(dir, 'node_modules');
   mkdirSync(storage);

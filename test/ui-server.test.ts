@@ -92,8 +92,8 @@ describe('webcam detection', () => {
     assert.deepEqual(pi[0]?.range, { minWidth: 32, maxWidth: 2592, minHeight: 32, maxHeight: 1944 });
   });
 
-  it('lists a fake C920 with its card name, stable name and formats; the metadata node says to use the other', async (t) => {
-    const { devDir, sysDir } = fakeDevices(tempDir(t));
+  it('lists a fake C920 with its card name, stable name and formats; the metadata node says to use the other', async () => {
+    const { devDir, sysDir } = fakeDevices(tempDir());
     const scan = await scanDevices({ devDir, sysDir, v4l2Ctl: join(FIXTURES, 'bin', 'v4l2-ctl') });
     assert.equal(scan.formatTool, 'v4l2-ctl');
     assert.equal(scan.hint, undefined);
@@ -108,8 +108,8 @@ describe('webcam detection', () => {
     assert.match(scan.devices[1]?.problem ?? '', /gives no picture .*use the other one/);
   });
 
-  it('explains a node that is no camera (the real v4l2-ctl, then ffmpeg when v4l2-ctl is missing)', async (t) => {
-    const { devDir, sysDir } = fakeDevices(tempDir(t));
+  it('explains a node that is no camera (the real v4l2-ctl, then ffmpeg when v4l2-ctl is missing)', async () => {
+    const { devDir, sysDir } = fakeDevices(tempDir());
     const real = await scanDevices({ devDir, sysDir });
     assert.match(real.devices[0]?.problem ?? '', /is not a video capture device/);
     const ffmpeg = await scanDevices({ devDir, sysDir, v4l2Ctl: '/nonexistent/v4l2-ctl', ffmpeg: 'ffmpeg' });
@@ -119,8 +119,8 @@ describe('webcam detection', () => {
     assert.match(neither.hint ?? '', /install v4l-utils .* or ffmpeg/);
   });
 
-  it("leaves out a Raspberry Pi's own codec nodes, which are no cameras", async (t) => {
-    const { devDir, sysDir } = fakeDevices(tempDir(t));
+  it("leaves out a Raspberry Pi's own codec nodes, which are no cameras", async () => {
+    const { devDir, sysDir } = fakeDevices(tempDir());
     for (const [node, name] of [['video10', 'bcm2835-codec-decode'], ['video13', 'bcm2835-isp'], ['video19', 'rpi-hevc-dec'], ['video20', 'pispbe']] as const) {
       writeFileSync(join(devDir, node), '');
       mkdirSync(join(sysDir, node), { recursive: true });
@@ -135,12 +135,12 @@ describe('webcam detection', () => {
     assert.match(onlyCodecs.hint ?? '', /4 of the board's own video codec nodes are not cameras/);
   });
 
-  it('on a machine without webcams, says so and what to do', async (t) => {
-    const empty = await scanDevices({ devDir: tempDir(t) });
+  it('on a machine without webcams, says so and what to do', async () => {
+    const empty = await scanDevices({ devDir: tempDir() });
     assert.deepEqual(empty.devices, []);
     assert.match(empty.hint ?? '', /No webcam found: .*Plug the webcam in .*testsrc/);
     if (!['video0', 'video1', 'video2'].some((node) => existsSync(`/dev/${node}`))) {
-      const handlers = createUiHandlers({ storagePath: tempDir(t) });
+      const handlers = createUiHandlers({ storagePath: tempDir() });
       const scan = (await call(handlers, '/devices', {})) as Awaited<ReturnType<typeof scanDevices>>;
       assert.deepEqual(scan.devices, [], 'this machine has no /dev/video*');
       assert.match(scan.hint ?? '', /No webcam found/);
@@ -159,7 +159,7 @@ describe('preview', () => {
   });
 
   it("takes the running plugin's snapshot (with its preview token) rather than opening the webcam again", async (t) => {
-    const storagePath = tempDir(t);
+    const storagePath = tempDir();
     const server = await startTestServer(t, { stateDir: join(storagePath, 'webcam-server') });
     const handlers = createUiHandlers({ storagePath });
     const camera = { name: 'Test Cam', source: '/dev/video0', width: 320, height: 240, fps: 15 };
@@ -178,7 +178,7 @@ describe('preview', () => {
   });
 
   it("shows a renamed duplicate's own picture, not the plugin's camera of that name", async (t) => {
-    const storagePath = tempDir(t);
+    const storagePath = tempDir();
     // The plugin runs "Test Cam" at 320x240 (its id: test-cam).
     const server = await startTestServer(t, { stateDir: join(storagePath, 'webcam-server') });
     const handlers = createUiHandlers({ storagePath });
@@ -198,8 +198,8 @@ describe('preview', () => {
     assert.equal(await probeWidth(Buffer.from(first.jpeg, 'base64')), 320);
   });
 
-  it('grabs a frame of the test pattern with real ffmpeg; a missing device and a missing ffmpeg are explained', async (t) => {
-    const storagePath = tempDir(t);
+  it('grabs a frame of the test pattern with real ffmpeg; a missing device and a missing ffmpeg are explained', async () => {
+    const storagePath = tempDir();
     const handlers = createUiHandlers({ storagePath });
     const camera = { name: 'Porch', source: 'testsrc', width: 320, height: 240, fps: 10 };
     const frame = (await call(handlers, '/preview', { camera })) as { jpeg: string; at: string };
@@ -221,7 +221,7 @@ describe('preview', () => {
     assert.equal(bad.code, 'CAMERA_INVALID');
     assert.match(bad.message, /source "video0" must be a device such as \/dev\/video0, the word testsrc, or a stream URL/);
 
-    const noFfmpeg = createUiHandlers({ storagePath, env: { PATH: tempDir(t) } });
+    const noFfmpeg = createUiHandlers({ storagePath, env: { PATH: tempDir() } });
     const none = await failure(call(noFfmpeg, '/preview', { camera }));
     assert.equal(none.code, 'NO_FFMPEG');
     assert.match(none.message, /No usable ffmpeg found .*sudo apt-get install ffmpeg/);
@@ -236,8 +236,8 @@ describe('preview', () => {
 });
 
 describe('users from the UI', () => {
-  it('lists, adds, changes and deletes users in the plugin users file; never hands out a hash', async (t) => {
-    const storagePath = tempDir(t);
+  it('lists, adds, changes and deletes users in the plugin users file; never hands out a hash', async () => {
+    const storagePath = tempDir();
     const handlers = createUiHandlers({ storagePath, bcryptCost: 4 });
     const file = join(storagePath, 'webcam-server', 'users');
     assert.equal(usersFilePath(storagePath), file);
@@ -266,8 +266,8 @@ describe('users from the UI', () => {
     assert.equal(readFileSync(file, 'utf8'), '');
   });
 
-  it('uses web.usersFile, keeps a damaged file untouched, and explains a file it cannot write', async (t) => {
-    const dir = tempDir(t);
+  it('uses web.usersFile, keeps a damaged file untouched, and explains a file it cannot write', async () => {
+    const dir = tempDir();
     const handlers = createUiHandlers({ storagePath: dir, bcryptCost: 4 });
     const own = join(dir, 'flask-cam', 'users');
     mkdirSync(join(dir, 'flask-cam'));
@@ -295,7 +295,7 @@ describe('users from the UI', () => {
 
 describe('camera controls from the UI', () => {
   it('lists and sets the controls of a C920 stand-in, and explains each case without controls', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const env = { ...process.env, PATH: `${STAND_INS}${delimiter}${process.env.PATH}`, FAKE_CONTROLS_DIR: dir };
     const saved = { PATH: process.env.PATH, FAKE_CONTROLS_DIR: process.env.FAKE_CONTROLS_DIR };
     // The drivers run the tools by name on this process's PATH.
@@ -320,7 +320,7 @@ describe('camera controls from the UI', () => {
     assert.equal(testPattern.code, 'CONTROLS_NOT_CONFIGURED');
     assert.match(testPattern.message, /reads the test pattern, not a webcam.*Set "Controls device"/);
 
-    process.env.PATH = tempDir(t);
+    process.env.PATH = tempDir();
     const noTool = await failure(call(createUiHandlers({ storagePath: dir }), '/controls/list', { camera: { ...camera, name: 'Desk 2' } }));
     assert.equal(noTool.code, 'CONTROLS_NO_TOOL');
     assert.match(noTool.message, /sudo apt-get install uvcdynctrl/);
@@ -350,7 +350,7 @@ describe('test email from the UI', () => {
 
   it('sends through the SES emulator with the config as it is in the form', async (t) => {
     const emulator = await SesEmulator.start(t);
-    const handlers = createUiHandlers({ storagePath: tempDir(t) });
+    const handlers = createUiHandlers({ storagePath: tempDir() });
     const sent = (await call(handlers, '/alerts/test', { config: { name: 'Cabin', alerts: { ses: ses(emulator.endpoint) } } })) as { via: string; to: string[]; messageId: string };
     assert.match(sent.via, /^SES \(us-west-2/);
     assert.deepEqual(sent.to, ['me@example.com']);
@@ -359,7 +359,7 @@ describe('test email from the UI', () => {
   });
 
   it('explains SES refusing, SES out of reach and alerts not set up', async (t) => {
-    const handlers = createUiHandlers({ storagePath: tempDir(t) });
+    const handlers = createUiHandlers({ storagePath: tempDir() });
     const refused = await failure(call(handlers, '/alerts/test', { config: { alerts: { ses: ses(await refusingSes(t)) } } }));
     assert.equal(refused.code, 'ALERT_SEND_FAILED');
     assert.match(refused.message, /SES refused the email: not verified in us-west-2: cam@example\.com\. Verify the sender/);

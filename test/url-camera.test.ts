@@ -212,7 +212,7 @@ describe('URL camera reading the project\'s own server', () => {
     const fps = await measureFps(viewer);
     t.diagnostic(`${fps.toFixed(2)} fps`);
     assert.ok(fps >= 14, `${fps.toFixed(2)} fps delivered`);
-    const file = join(tempDir(t), 'scaled.jpg');
+    const file = join(tempDir(), 'scaled.jpg');
     writeFileSync(file, viewer.parts.at(-1)!.body);
     assert.deepEqual(await probeSize(file), [160, 120], 'ffprobe decodes a frame of the new size');
 

@@ -42,8 +42,8 @@ describe('users file', () => {
     assert.equal(serializeUsers(parseUsers(text).users), text);
   });
 
-  it('writes atomically with mode 0600 and leaves no temp file', async (t) => {
-    const dir = tempDir(t);
+  it('writes atomically with mode 0600 and leaves no temp file', async () => {
+    const dir = tempDir();
     const file = join(dir, 'users');
     writeFileSync(file, 'old\n', { mode: 0o644 });
     await writeUsersFile(file, parseUsers(readFileSync(FIXTURE, 'utf8')).users);
@@ -62,8 +62,8 @@ describe('users file', () => {
 });
 
 describe('webcam-server passwd', () => {
-  it('adds, checks, modifies and deletes a user with password.py flags', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('adds, checks, modifies and deletes a user with password.py flags', async () => {
+    const file = join(tempDir(), 'users');
     let r = await passwd(['-a', '-u', 'bob', '-p', 'first', '-f', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(statSync(file).mode & 0o777, 0o600);
@@ -90,14 +90,14 @@ describe('webcam-server passwd', () => {
     assert.match(r.stderr, /No user "bob"/);
   });
 
-  it('reads the password from standard input when -p is left out', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('reads the password from standard input when -p is left out', async () => {
+    const file = join(tempDir(), 'users');
     assert.equal((await passwd(['-a', '-u', 'carol', '-f', file], 'from stdin\nignored\n')).code, 0);
     assert.equal((await passwd(['-c', '-u', 'carol', '-f', file], 'from stdin\n')).stdout.trim(), 'True');
   });
 
-  it("checks and changes users in flask-cam's file", async (t) => {
-    const file = join(tempDir(t), 'users');
+  it("checks and changes users in flask-cam's file", async () => {
+    const file = join(tempDir(), 'users');
     copyFileSync(FIXTURE, file);
     assert.equal((await passwd(['-c', '-u', 'rita', '-p', 's3cret with spaces', '-f', file])).stdout.trim(), 'True');
     assert.equal((await passwd(['-d', 'dexter', '-f', file])).code, 0);
@@ -106,8 +106,8 @@ describe('webcam-server passwd', () => {
     assert.equal(readFileSync(file, 'utf8'), `${rita}\n`, 'rita untouched');
   });
 
-  it('exits 2 on bad usage', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('exits 2 on bad usage', async () => {
+    const file = join(tempDir(), 'users');
     assert.equal((await passwd(['-u', 'x', '-p', 'y', '-f', file])).code, 2, 'no action');
     assert.equal((await passwd(['-a', '-m', '-u', 'x', '-p', 'y', '-f', file])).code, 2, 'two actions');
     assert.equal((await passwd(['-a', '-p', 'y', '-f', file])).code, 2, 'no user');
@@ -115,8 +115,8 @@ describe('webcam-server passwd', () => {
     assert.equal((await passwd(['-a', '-u', 'a:b', '-p', 'y', '-f', file])).code, 2, 'a colon cannot be in a basic-auth user');
   });
 
-  it('refuses to rewrite a file with unreadable lines, losing nothing', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('refuses to rewrite a file with unreadable lines, losing nothing', async () => {
+    const file = join(tempDir(), 'users');
     const original = `${readFileSync(FIXTURE, 'utf8')}garbage line\n`;
     writeFileSync(file, original);
     const r = await passwd(['-a', '-u', 'new', '-p', 'pw', '-f', file]);
@@ -127,8 +127,8 @@ describe('webcam-server passwd', () => {
 });
 
 describe('users file under concurrent changes', () => {
-  it('20 `passwd -a` at the same time: all 20 users land', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('20 `passwd -a` at the same time: all 20 users land', async () => {
+    const file = join(tempDir(), 'users');
     const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => passwd(['-a', '-u', `u${i + 1}`, '-p', 'p', '-f', file])));
     for (const r of runs) assert.equal(r.code, 0, r.stderr);
     const { users, problems } = await readUsersFile(file);
@@ -137,8 +137,8 @@ describe('users file under concurrent changes', () => {
     assert.deepEqual(readdirSync(dirname(file)), ['users'], 'no lock or temp file left');
   });
 
-  it('a deletion racing with additions stays deleted: the revoked user cannot log in', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('a deletion racing with additions stays deleted: the revoked user cannot log in', async () => {
+    const file = join(tempDir(), 'users');
     await writeUsers(file, { mallory: 'old-pass', keeper: 'k' });
     // Each deletion races with three additions started at the same moment.
     const runs = await Promise.all([
@@ -155,8 +155,8 @@ describe('users file under concurrent changes', () => {
     assert.equal((await passwd(['-c', '-u', 'keeper', '-p', 'k2', '-f', file])).stdout.trim(), 'True');
   });
 
-  it('the Homebridge UI and the CLI changing users at once: every change lands', async (t) => {
-    const storagePath = tempDir(t);
+  it('the Homebridge UI and the CLI changing users at once: every change lands', async () => {
+    const storagePath = tempDir();
     const file = join(storagePath, 'webcam-server', 'users');
     const ui = Array.from({ length: 8 }, (_, i) => changeUser(file, { action: 'add', name: `ui${i}`, password: 'x' }, 4));
     const cli = Array.from({ length: 8 }, (_, i) => passwd(['-a', '-u', `cli${i}`, '-p', 'x', '-f', file]));
@@ -167,7 +167,7 @@ describe('users file under concurrent changes', () => {
   });
 
   it('a writer killed while it held the lock leaves no lock or temp file behind for the next one', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const file = join(dir, 'users');
     await writeUsers(file, { dexter: 'd' });
     // A real process takes the lock, starts a write and is killed with SIGKILL in the middle.
@@ -207,8 +207,8 @@ void updateUsersFile(file, () => {
 `;
 
 describe('users: names and passwords that could never work', () => {
-  it('refuses passwords longer than bcrypt reads (72 bytes), in the CLI and the UI', async (t) => {
-    const dir = tempDir(t);
+  it('refuses passwords longer than bcrypt reads (72 bytes), in the CLI and the UI', async () => {
+    const dir = tempDir();
     const file = join(dir, 'users');
     const long = await passwd(['-a', '-u', 'bob', '-p', `${'A'.repeat(72)}x`, '-f', file]);
     assert.equal(long.code, 1);
@@ -220,23 +220,23 @@ describe('users: names and passwords that could never work', () => {
     await assert.rejects(changeUser(join(dir, 'ui-users'), { action: 'add', name: 'carol', password: 'B'.repeat(80) }, 4), { code: 'PASSWORD_INVALID', message: /80 bytes long/ });
   });
 
-  it('refuses user names with control characters (basic auth can never send them)', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('refuses user names with control characters (basic auth can never send them)', async () => {
+    const file = join(tempDir(), 'users');
     const r = await passwd(['-a', '-u', 'bob\u0001', '-p', 'x', '-f', file]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /control characters/);
     await assert.rejects(changeUser(file, { action: 'add', name: 'eve\u007f', password: 'x' }, 4), { code: 'USER_NAME_INVALID' });
   });
 
-  it('ignores a UTF-8 byte-order mark at the start of the file', async (t) => {
-    const file = join(tempDir(t), 'users');
+  it('ignores a UTF-8 byte-order mark at the start of the file', async () => {
+    const file = join(tempDir(), 'users');
     writeFileSync(file, `\uFEFF${readFileSync(FIXTURE, 'utf8')}`);
     assert.deepEqual([...(await readUsersFile(file)).users.keys()], ['dexter', 'rita']);
     assert.equal((await passwd(['-c', '-u', 'dexter', '-p', 'flask-cam-pass', '-f', file])).stdout.trim(), 'True');
   });
 
-  it('says a missing folder does not exist and does not create it (exit 2)', async (t) => {
-    const dir = tempDir(t);
+  it('says a missing folder does not exist and does not create it (exit 2)', async () => {
+    const dir = tempDir();
     const file = join(dir, 'no', 'such', 'dir', 'users');
     const r = await passwd(['-a', '-u', 'bob', '-p', 'x', '-f', file]);
     assert.equal(r.code, 2);

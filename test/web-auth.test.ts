@@ -96,8 +96,8 @@ describe('authentication', () => {
     assert.equal((await app.inject({ url: '/api/cameras', remoteAddress: '10.0.0.1' })).statusCode, 401);
   });
 
-  it('remembers a verified login (one bcrypt), but only while the stored hash is unchanged', async (t) => {
-    const dir = tempDir(t);
+  it('remembers a verified login (one bcrypt), but only while the stored hash is unchanged', async () => {
+    const dir = tempDir();
     const store = new UsersStore(join(dir, 'users'), silentLog);
     await writeUsers(store.path, { alice: 'wonderland' });
     const checked: string[] = [];
@@ -120,8 +120,8 @@ describe('authentication', () => {
     assert.equal(await verifier.verify('alice', 'changed'), true);
   });
 
-  it('does the same bcrypt work for an unknown user as for a wrong password', async (t) => {
-    const dir = tempDir(t);
+  it('does the same bcrypt work for an unknown user as for a wrong password', async () => {
+    const dir = tempDir();
     const store = new UsersStore(join(dir, 'users'), silentLog);
     await writeUsers(store.path, { alice: 'wonderland', bob: 'builder' }); // both at cost 4
     const checked: string[] = [];
@@ -144,7 +144,7 @@ describe('authentication', () => {
 
 describe('HTTPS', () => {
   it('serves over TLS with web.tls, still behind the password', async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir();
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
     await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
@@ -166,7 +166,7 @@ describe('HTTPS', () => {
 
 describe('unix socket', () => {
   it('listens on web.socket for a proxy in front, still behind the password', async (t) => {
-    const socketPath = join(tempDir(t), 'webcam.sock');
+    const socketPath = join(tempDir(), 'webcam.sock');
     const { runtime } = await startTestServer(t, { web: { socket: socketPath } });
     assert.equal(runtime.address, `unix:${socketPath}`);
     const status = (authorization?: string) =>

@@ -52,7 +52,7 @@ describe('H.264 view', () => {
     assert.equal(a.status, 200);
     assert.match(a.type, /^video\/mp4; codecs="avc1\.[0-9a-f]{6}"$/);
     assert.equal(a.data.toString('latin1', 4, 8), 'ftyp', 'the init segment first');
-    const file = join(tempDir(t), 'view.mp4');
+    const file = join(tempDir(), 'view.mp4');
     writeFileSync(file, a.data);
     const probe = await execFileAsync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', file]);
     const [stream] = (JSON.parse(probe.stdout) as { streams: Array<{ codec_name: string; width: number; height: number; nb_read_frames: string }> }).streams;

@@ -42,7 +42,7 @@ describe('MJPEG stream', () => {
       new JpegSplitter((f) => frames.push(f)).push(part.body);
       assert.equal(frames.length, 1);
     }
-    const file = join(tempDir(t), 'part.jpg');
+    const file = join(tempDir(), 'part.jpg');
     writeFileSync(file, nth(a.parts, 5, 'the parts').body);
     assert.deepEqual(await probeSize(file), [640, 360]);
     assert.equal(snapshot.status, 200);
