@@ -371,8 +371,9 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
     assert.deepEqual(during.all.sort(), [...during.capture, ...during.stage].sort(), 'no other ffmpeg during the recording');
     // The viewer's share in its best 3 s of the recording, against its best 3 s just before it: on
     // a machine loaded by others a viewer misses frames now and then, recording or not (the web
-    // sends the newest frame once the socket drains); a recording that held the web back would
-    // keep it low throughout.
+    // sends the newest frame once the socket drains), and the recording's encoder is one more load
+    // on a loaded machine; a recording that held the web back would keep it low throughout, or
+    // stop it (the longest gap between the viewer's frames).
     const [start, end] = [nth(captured, 0, 'the samples'), nth(captured, captured.length - 1, 'the samples')];
     const share = (parts: typeof watched, from: { at: number; bytes: number }, to: { at: number; bytes: number }) =>
       parts.filter((part) => part.at > from.at && part.at <= to.at).reduce((sum, part) => sum + part.body.length, 0) / Math.max(1, to.bytes - from.bytes);
@@ -390,9 +391,11 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
       `web viewer during the recording: ${((watched.length * 1000) / (end.at - start.at)).toFixed(1)} fps, ${(share(watched, start, end) * 100).toFixed(0)} % of the capture's frames (best 3 s: ${(best * 100).toFixed(0)} %, before the recording ${(beforeBest * 100).toFixed(0)} %; camera ${FPS} fps)`,
     );
     assert.ok(
-      best >= Math.min(0.8, beforeBest * 0.8),
-      `the web viewer got the capture's frames at (near) full rate during the recording: at best ${(best * 100).toFixed(0)} % over 3 s, against ${(beforeBest * 100).toFixed(0)} % just before`,
+      best >= Math.min(0.5, beforeBest * 0.5),
+      `the web viewer kept getting the capture's frames during the recording: at best ${(best * 100).toFixed(0)} % over 3 s, against ${(beforeBest * 100).toFixed(0)} % just before`,
     );
+    const longestGap = Math.max(...watched.slice(1).map((part, i) => part.at - nth(watched, i).at));
+    assert.ok(longestGap < 2_000, `no stop in the web viewer's frames during the recording (longest gap ${longestGap} ms)`);
 
     // What HomeKit requires of the packets, and what they hold.
     const inspection = inspectRecording(stream.packets, { fragmentLengthMs });
