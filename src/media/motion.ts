@@ -1,10 +1,11 @@
-// Motion detection on a FrameHub: a few frames a second (sampleFps, 4 by default; the others are
-// passed over undecoded) are shrunk to a small grey image (sharp, decoding the JPEG at 1/8 of its
-// size: a 1280x720 frame costs about half a full decode, ~5 ms of one core here) and compared with
-// the previous one; enough changed pixels is motion. A scene in which nothing has changed for 10 s
-// is sampled once a second (stillSampleFps) until something does: the usual case of a camera
-// watching an empty room costs a quarter, and motion is still seen within a second, well inside
-// HomeKit Secure Video's 4 s prebuffer. Motion sets `detected`
+// Motion detection on a FrameHub: two frames a second (sampleFps; the others are passed over
+// undecoded) are shrunk to a small grey image (sharp, decoding the JPEG at 1/8 of its size: a
+// 1280x720 frame costs about half a full decode, ~4-5 ms of one core here) and compared with the
+// previous one; enough changed pixels is motion. Half a second apart, a person walking through
+// the picture has moved far enough to count, and motion is seen well inside HomeKit Secure
+// Video's 4 s prebuffer. A scene in which nothing has changed for 10 s is sampled once a second
+// (stillSampleFps) until something does: the usual case of a camera watching an empty room costs
+// half, and motion is still seen within a second. Motion sets `detected`
 // for `cooldownSeconds`, then clears; new motion inside that window does not extend it, so a
 // scene that keeps moving gives one notification per cooldown, as HomeKit users expect.
 import { EventEmitter } from 'node:events';
@@ -19,7 +20,7 @@ export const ANALYSIS_HEIGHT = 48;
 /** A pixel counts as changed when its grey level moved by more than this (0..255). */
 export const PIXEL_THRESHOLD = 24;
 /** Frames analysed per second at most, unless the options say otherwise. */
-export const DEFAULT_SAMPLE_FPS = 4;
+export const DEFAULT_SAMPLE_FPS = 2;
 
 /** Frames analysed per second of a still scene. */
 export const STILL_SAMPLE_FPS = 1;
