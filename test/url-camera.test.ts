@@ -17,7 +17,7 @@ import { FfmpegCapture } from '../src/media/capture';
 import { buildCaptureArgs, buildScaleArgs } from '../src/media/capture-args';
 import { FrameHub } from '../src/media/frame-hub';
 import { HttpMjpegSource } from '../src/media/http-mjpeg-source';
-import { jpegSize, MultipartJpegReader, MultipartError } from '../src/media/mjpeg-parts';
+import { JpegChunks, jpegSize, MultipartJpegReader, MultipartError } from '../src/media/mjpeg-parts';
 import { FrameRateCap } from '../src/media/rate-cap';
 import type { TestServer } from './helpers';
 import { basic, childProcessesNamed, freeTcpPort, get, MjpegClient, nth, probeSize, recordingLog, sleep, startTestServer, tempDir, waitUntil } from './helpers';
@@ -140,7 +140,7 @@ describe('MultipartJpegReader and jpegSize (pure)', () => {
   /** Feeds `bytes` in pieces of `size`; returns the frames read. */
   function read(bytes: Buffer, size: number): Buffer[] {
     const frames: Buffer[] = [];
-    const reader = new MultipartJpegReader((jpeg) => frames.push(jpeg));
+    const reader = new MultipartJpegReader((jpeg) => frames.push(jpeg.bytes()));
     for (let i = 0; i < bytes.length; i += size) reader.push(bytes.subarray(i, i + size));
     return frames;
   }
@@ -167,12 +167,35 @@ describe('MultipartJpegReader and jpegSize (pure)', () => {
 
   it('drops parts that are not JPEG, and refuses what is not multipart at all', () => {
     const frames: Buffer[] = [];
-    const reader = new MultipartJpegReader((jpeg) => frames.push(jpeg));
+    const reader = new MultipartJpegReader((jpeg) => frames.push(jpeg.bytes()));
     reader.push(part(Buffer.from('{"not":"a picture"}'), 'Content-Type: application/json\r\nContent-Length: 19'));
     assert.equal(frames.length, 0);
     assert.equal(reader.lastSkippedType, 'application/json');
     assert.throws(() => new MultipartJpegReader(() => {}).push(Buffer.alloc(20_000, 0x41)), MultipartError);
     assert.throws(() => new MultipartJpegReader(() => {}).push(Buffer.from('--b\r\nContent-Length: 99999999999\r\n\r\n')), /cannot be a frame/);
+  });
+
+  it('hands a frame on as its chunks: the head is read in place, the bytes joined once into memory of their own', () => {
+    const stream = Buffer.from(part(FRAME));
+    const chunks: JpegChunks[] = [];
+    const reader = new MultipartJpegReader((jpeg) => chunks.push(jpeg));
+    const size = 400;
+    for (let i = 0; i < stream.length; i += size) reader.push(stream.subarray(i, i + size));
+    const [jpeg] = chunks;
+    assert.ok(jpeg);
+    assert.equal(jpeg.length, FRAME.length);
+    assert.equal(jpeg.head(64).buffer, stream.buffer, 'the head is a view of the stream, not a copy');
+    assert.deepEqual(jpegSize(jpeg.head(4096)), { width: 160, height: 120 }, 'the size is found in the first chunk');
+    const bytes = jpeg.bytes();
+    assert.ok(bytes.equals(FRAME));
+    assert.equal(jpeg.bytes(), bytes, 'joined once');
+    assert.notEqual(bytes.buffer, stream.buffer, "the joined frame does not keep the stream's chunks alive");
+    stream.fill(0);
+    assert.ok(jpeg.bytes().equals(FRAME), 'and does not change with them');
+
+    const single = Buffer.from(FRAME);
+    assert.notEqual(JpegChunks.borrowed([single]).bytes().buffer, single.buffer, 'a borrowed chunk is copied');
+    assert.equal(JpegChunks.owned(single).bytes(), single, 'a buffer of its own is used as it is');
   });
 
   it('reads the size from the SOF marker', () => {
@@ -338,7 +361,7 @@ describe('HttpMjpegSource: failures explained, as a FrameSource', () => {
     const source = newSource(`${base.replace('//', '//b%C3%B6b:p%40ss%3Aword@')}/stream`);
     const frames: Buffer[] = [];
     const exits: CaptureExit[] = [];
-    source.on('frame', (frame: Buffer) => frames.push(frame));
+    source.on('frame', (frame: JpegChunks) => frames.push(frame.bytes()));
     source.on('exit', (exit: CaptureExit) => exits.push(exit));
     source.start();
     await waitUntil('three frames', () => frames.length >= 3, 10_000);

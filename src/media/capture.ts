@@ -39,7 +39,7 @@ export class LineRing {
 
 /** What the hub needs of a frame source; the ffmpeg capture is one, tests and benches add others. */
 export interface FrameSource extends EventEmitter {
-  /** Starts producing frames; emits 'frame' (Buffer) and exactly one 'exit' (CaptureExit). */
+  /** Starts producing frames; emits 'frame' (a Buffer, or JpegChunks) and exactly one 'exit' (CaptureExit). */
   start(): void;
   /** Stops; resolves once the source has exited and emitted its 'exit'. */
   stop(): Promise<void>;

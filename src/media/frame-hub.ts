@@ -9,10 +9,11 @@ import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
 import { once, whenAborted } from '../util/lifetime';
 import type { CaptureExit, FrameSource } from './capture';
+import { JpegChunks } from './mjpeg-parts';
 
 export interface Frame {
   /** One complete JPEG. Consumers must not modify it. */
-  data: Buffer;
+  readonly data: Buffer;
   /** Counts frames from this hub, starting at 1. */
   seq: number;
   /** Arrival time, milliseconds since the epoch. */
@@ -352,7 +353,7 @@ export class FrameHub extends EventEmitter<FrameHubEvents> {
     this.firstFrameAt = 0;
     this.lastFrameAt = 0;
     if (this._state !== 'offline') this.setState('starting');
-    source.on('frame', (data: Buffer) => this.onFrame(source, data));
+    source.on('frame', (data: Buffer | JpegChunks) => this.onFrame(source, data));
     source.once('exit', (exit: CaptureExit) => this.onExit(source, exit));
     this.watchdog = setInterval(() => this.checkStall(source), Math.min(1_000, this.opts.stallTimeoutMs / 2));
     this.watchdog.unref();
@@ -371,9 +372,12 @@ export class FrameHub extends EventEmitter<FrameHubEvents> {
     await source.stop();
   }
 
-  private onFrame(source: FrameSource, data: Buffer): void {
+  private onFrame(source: FrameSource, data: Buffer | JpegChunks): void {
     if (source !== this.source) return;
-    const frame: Frame = { data, seq: ++this.seq, time: Date.now() };
+    const seq = ++this.seq;
+    const time = Date.now();
+    // A frame still in its stream's chunks is joined when a consumer first reads its bytes.
+    const frame: Frame = data instanceof JpegChunks ? { get data() { return data.bytes(); }, seq, time } : { data, seq, time };
     this.firstFrameAt ||= frame.time;
     this.lastFrameAt = frame.time;
     this._latest = frame;

@@ -19,6 +19,7 @@ import type { CaptureExit, FrameSource } from './capture';
 import { LineRing } from './capture';
 import { redactSecrets } from './capture-args';
 import { JpegSplitter } from './jpeg-splitter';
+import type { JpegChunks } from './mjpeg-parts';
 import { jpegSize, MultipartJpegReader } from './mjpeg-parts';
 import { stopProcess, track } from './processes';
 import { FrameRateCap } from './rate-cap';
@@ -59,6 +60,9 @@ export function isDigestOnly(headers: IncomingHttpHeaders): boolean {
   const challenge = headers['www-authenticate'] ?? '';
   return /\bdigest\b/i.test(challenge) && !/\bbasic\b/i.test(challenge);
 }
+
+/** How far into a frame its size is looked for before joining it (SOF follows the tables). */
+const SIZE_LOOKUP_BYTES = 4096;
 
 /** Sources already warned about handing Digest to ffmpeg (once per address, not at every restart). */
 const digestWarned = new Set<string>();
@@ -249,11 +253,12 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
     res.on('close', () => ended('the connection closed'));
   }
 
-  private onJpeg(jpeg: Buffer): void {
+  private onJpeg(jpeg: JpegChunks): void {
     if (this.ending) return;
     this.framesRead++;
     if (!this.cap.admit(Date.now())) return;
-    const size = jpegSize(jpeg);
+    // The size is in the first few hundred bytes (its SOF marker): read there, unjoined.
+    const size = jpegSize(jpeg.head(SIZE_LOOKUP_BYTES)) ?? jpegSize(jpeg.bytes());
     const { width, height } = this.options;
     if (size && size.width === width && size.height === height) {
       this.noteMode(`Frames are ${width}x${height}: passed through as they come.`);
@@ -261,7 +266,7 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
       return;
     }
     this.noteMode(`Frames are ${size ? `${size.width}x${size.height}` : 'of unknown size'}: ffmpeg scales them to ${width}x${height}.`);
-    this.encode(jpeg);
+    this.encode(jpeg.bytes());
   }
 
   private noteMode(message: string): void {
