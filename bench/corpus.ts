@@ -99,7 +99,7 @@ export async function ensureCorpus(options: CorpusOptions = {}): Promise<CorpusI
 /** The corpus as separate JPEG frames (split with the project's own JPEG splitter). */
 export async function loadCorpus(path: string): Promise<Buffer[]> {
   const frames: Buffer[] = [];
-  const splitter = new JpegSplitter((frame) => frames.push(frame));
+  const splitter = new JpegSplitter((frame) => frames.push(frame.bytes()));
   splitter.push(await fs.readFile(path));
   if (frames.length === 0) throw new Error(`${path} holds no JPEG frames`);
   return frames;

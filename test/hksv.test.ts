@@ -395,7 +395,8 @@ describe(`HomeKit Secure Video under Homebridge ${HOMEBRIDGE.version}`, { skip: 
       `the web viewer kept getting the capture's frames during the recording: at best ${(best * 100).toFixed(0)} % over 3 s, against ${(beforeBest * 100).toFixed(0)} % just before`,
     );
     const longestGap = Math.max(...watched.slice(1).map((part, i) => part.at - nth(watched, i).at));
-    assert.ok(longestGap < 2_000, `no stop in the web viewer's frames during the recording (longest gap ${longestGap} ms)`);
+    // A loaded machine pauses a viewer for a second or two; a recording holding the web back stops it for the recording's ~10 s.
+    assert.ok(longestGap < 5_000, `no stop in the web viewer's frames during the recording (longest gap ${longestGap} ms)`);
 
     // What HomeKit requires of the packets, and what they hold.
     const inspection = inspectRecording(stream.packets, { fragmentLengthMs });

@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
+import type { JpegChunks } from '../src/media/jpeg-chunks';
 import { JpegSplitter } from '../src/media/jpeg-splitter';
 
 const run = promisify(execFile);
@@ -38,7 +39,7 @@ const exifWithThumbnail = (): number[] => [0x45, 0x78, 0x69, 0x66, 0, 0, ...craf
 
 function splitAll(chunks: Buffer[]): Buffer[] {
   const frames: Buffer[] = [];
-  const splitter = new JpegSplitter((frame) => frames.push(frame));
+  const splitter = new JpegSplitter((frame) => frames.push(frame.bytes()));
   for (const chunk of chunks) splitter.push(chunk);
   return frames;
 }
@@ -55,6 +56,20 @@ function cut(data: Buffer, offsets: number[]): Buffer[] {
 }
 
 describe('JpegSplitter', () => {
+  it('hands a frame on unjoined, and its bytes, once read, are a copy of their own', () => {
+    const jpeg = craftJpeg({ id: 7 });
+    const stream = Buffer.concat([jpeg, jpeg]);
+    const frames: JpegChunks[] = [];
+    const splitter = new JpegSplitter((frame) => frames.push(frame));
+    for (const chunk of cut(stream, [5, 20, jpeg.length + 3])) splitter.push(chunk);
+    assert.deepEqual(frames.map((frame) => frame.length), [jpeg.length, jpeg.length], 'sized without joining');
+    const first = frames[0]!.bytes();
+    assert.ok(first.equals(jpeg));
+    assert.equal(frames[0]!.bytes(), first, 'joined once');
+    stream.fill(0);
+    assert.ok(first.equals(jpeg), "a copy of its own: it does not keep (or change with) the stream's chunks");
+  });
+
   it('finds a whole frame in one chunk', () => {
     const jpeg = craftJpeg({ id: 1 });
     assert.deepEqual(splitAll([jpeg]), [jpeg]);
@@ -115,7 +130,7 @@ describe('JpegSplitter', () => {
     const big = craftJpeg({ id: 11, app1: new Array<number>(4000).fill(0x41) });
     const small = craftJpeg({ id: 12 });
     const frames: Buffer[] = [];
-    const splitter = new JpegSplitter((f) => frames.push(f), { maxFrameBytes: 1000 });
+    const splitter = new JpegSplitter((f) => frames.push(f.bytes()), { maxFrameBytes: 1000 });
     splitter.push(Buffer.concat([big, small]));
     assert.deepEqual(frames, [small]);
     assert.equal(splitter.dropped, 1);

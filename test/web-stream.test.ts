@@ -39,7 +39,7 @@ describe('MJPEG stream', () => {
       assert.ok(isCompleteJpeg(part.body));
       // The structural splitter agrees it is exactly one frame.
       const frames: Buffer[] = [];
-      new JpegSplitter((f) => frames.push(f)).push(part.body);
+      new JpegSplitter((f) => frames.push(f.bytes())).push(part.body);
       assert.equal(frames.length, 1);
     }
     const file = join(tempDir(), 'part.jpg');

@@ -9,7 +9,7 @@ import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
 import { once, whenAborted } from '../util/lifetime';
 import type { CaptureExit, FrameSource } from './capture';
-import { JpegChunks } from './mjpeg-parts';
+import { JpegChunks } from './jpeg-chunks';
 
 export interface Frame {
   /** One complete JPEG. Consumers must not modify it. */

@@ -19,7 +19,7 @@ import type { CaptureExit, FrameSource } from './capture';
 import { LineRing } from './capture';
 import { redactSecrets } from './capture-args';
 import { JpegSplitter } from './jpeg-splitter';
-import type { JpegChunks } from './mjpeg-parts';
+import type { JpegChunks } from './jpeg-chunks';
 import { jpegSize, MultipartJpegReader } from './mjpeg-parts';
 import { stopProcess, track } from './processes';
 import { FrameRateCap } from './rate-cap';

@@ -3,7 +3,9 @@
 // marker segments are skipped by their length (so an EXIF thumbnail, a JPEG inside an APP1
 // segment, cannot end the frame early), and only entropy-coded data after SOS is scanned for
 // markers. Markers and lengths split across chunks, several frames in one chunk and bytes
-// between frames are all handled.
+// between frames are all handled. Frames are handed on as the chunks they came in (JpegChunks).
+
+import { JpegChunks } from './jpeg-chunks';
 
 const enum State {
   /** Outside a frame, looking for the SOI marker (FF D8). */
@@ -47,7 +49,7 @@ export class JpegSplitter {
   dropped = 0;
 
   constructor(
-    private readonly onFrame: (frame: Buffer) => void,
+    private readonly onFrame: (frame: JpegChunks) => void,
     options: JpegSplitterOptions = {},
   ) {
     this.maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
@@ -194,8 +196,7 @@ export class JpegSplitter {
 
   /** Completes the frame ending before `end` in `chunk`; returns the new frame start (-1). */
   private emitFrame(chunk: Buffer, frameStart: number, end: number): number {
-    const last = chunk.subarray(frameStart, end);
-    const frame = Buffer.concat([...this.parts, last], this.partBytes + last.length);
+    const frame = JpegChunks.borrowed([...this.parts, chunk.subarray(frameStart, end)]);
     this.parts = [];
     this.partBytes = 0;
     this.state = State.SeekSoi;

@@ -4,6 +4,7 @@
 // and blank lines between parts are skipped whatever they say (cameras disagree on the leading
 // dashes). A camera that sends parts without Content-Length is read with the JPEG splitter from
 // then on, which skips the text between frames. Pure: bytes in, frames out.
+import { JpegChunks } from './jpeg-chunks';
 import { JpegSplitter } from './jpeg-splitter';
 
 /** Largest part header block kept while looking for its end. */
@@ -17,52 +18,6 @@ export interface MultipartJpegReaderOptions {
 /** Thrown from push() when the bytes are not a multipart MJPEG stream. */
 export class MultipartError extends Error {
   override name = 'MultipartError';
-}
-
-/**
- * A JPEG as the chunks of the stream it arrived in, joined into one buffer of its own the first
- * time its bytes are read. Most frames of a camera nobody watches are only passed over (motion
- * looks at two a second): left unjoined, each saves a ~100 KiB copy and the garbage collections
- * that 30 such copies a second set off in Homebridge's process (bench/README.md, "Footprint").
- */
-export class JpegChunks {
-  private joined?: Buffer;
-
-  private constructor(
-    private parts: Buffer[],
-    /** Its size in bytes. */
-    readonly length: number,
-    /** True when `parts` is one buffer that is this JPEG's alone (nothing else shares its memory). */
-    private readonly own: boolean,
-  ) {}
-
-  /** Views into a stream's chunks, which other frames' bytes may share: copied when joined. */
-  static borrowed(parts: Buffer[]): JpegChunks {
-    return new JpegChunks(parts, parts.reduce((sum, part) => sum + part.length, 0), false);
-  }
-
-  /** A JPEG already in a buffer of its own. */
-  static owned(jpeg: Buffer): JpegChunks {
-    return new JpegChunks([jpeg], jpeg.length, true);
-  }
-
-  /** Its first `n` bytes (fewer when it is shorter), joining only when the first chunk is shorter. */
-  head(n: number): Buffer {
-    const first = this.parts[0];
-    if (this.joined || !first || (first.length < n && this.parts.length > 1)) return this.bytes().subarray(0, n);
-    return first.subarray(0, n);
-  }
-
-  /** The whole JPEG in one buffer of its own; joined once, after which the chunks are let go. */
-  bytes(): Buffer {
-    if (!this.joined) {
-      const only = this.parts.length === 1 ? this.parts[0] : undefined;
-      // A frame that lives on in the hub must not keep the stream's chunks alive.
-      this.joined = only && this.own ? only : only ? Buffer.from(only) : Buffer.concat(this.parts, this.length);
-      this.parts = [];
-    }
-    return this.joined;
-  }
 }
 
 export class MultipartJpegReader {
@@ -146,7 +101,7 @@ export class MultipartJpegReader {
     this.bodyType = headers.get('content-type') ?? '';
     if (lengthText === undefined) {
       // No length to cut by: follow the JPEG structure for the rest of the stream.
-      this.splitter = new JpegSplitter((jpeg) => this.onFrame(JpegChunks.owned(jpeg)), { maxFrameBytes: this.maxFrameBytes });
+      this.splitter = new JpegSplitter(this.onFrame, { maxFrameBytes: this.maxFrameBytes });
       this.buffer = Buffer.alloc(0);
       this.splitter.push(rest);
       return true;

@@ -1,0 +1,59 @@
+// A JPEG as the chunks of the byte stream it arrived in (an HTTP answer, ffmpeg's pipe), joined
+// into one buffer of its own the first time its bytes are read. The readers (mjpeg-parts.ts, the
+// JPEG splitter) hand frames on this way; the FrameHub joins one when a consumer reads its data.
+//
+// Why: most frames of a camera nobody watches are only passed over (motion looks at two a
+// second). Left unjoined, each saves a ~100 KiB copy, and Homebridge's process the garbage
+// collections that 30 such copies a second set off (bench/README.md, "Footprint").
+
+/** A JPEG as the chunks it arrived in, joined into one buffer of its own when first read. */
+export class JpegChunks {
+  private joined?: Buffer;
+
+  private constructor(
+    private parts: Buffer[],
+    /** Its size in bytes. */
+    readonly length: number,
+    /** True when `parts` is one buffer that is this JPEG's alone (nothing else shares its memory). */
+    private readonly own: boolean,
+  ) {}
+
+  /** Views into a stream's chunks, which other frames' bytes may share: copied when joined. */
+  static borrowed(parts: Buffer[]): JpegChunks {
+    return new JpegChunks(parts, parts.reduce((sum, part) => sum + part.length, 0), false);
+  }
+
+  /** A JPEG already in a buffer of its own. */
+  static owned(jpeg: Buffer): JpegChunks {
+    return new JpegChunks([jpeg], jpeg.length, true);
+  }
+
+  /**
+   * Its first `n` bytes (fewer when it is shorter): a view of the first chunk when that holds
+   * them, else a small copy of the first chunks' bytes; the frame itself stays unjoined.
+   */
+  head(n: number): Buffer {
+    if (this.joined) return this.joined.subarray(0, n);
+    const first = this.parts[0] ?? Buffer.alloc(0);
+    if (first.length >= n || this.parts.length === 1) return first.subarray(0, n);
+    const pieces: Buffer[] = [];
+    let left = n;
+    for (const part of this.parts) {
+      if (left <= 0) break;
+      pieces.push(part.subarray(0, left));
+      left -= part.length;
+    }
+    return Buffer.concat(pieces);
+  }
+
+  /** The whole JPEG in one buffer of its own; joined once, after which the chunks are let go. */
+  bytes(): Buffer {
+    if (!this.joined) {
+      const only = this.parts.length === 1 ? this.parts[0] : undefined;
+      // A frame that lives on in the hub must not keep the stream's chunks alive.
+      this.joined = only && this.own ? only : only ? Buffer.from(only) : Buffer.concat(this.parts, this.length);
+      this.parts = [];
+    }
+    return this.joined;
+  }
+}
