@@ -201,10 +201,9 @@ describe('MultipartJpegReader and jpegSize (pure)', () => {
     assert.ok(jpeg.bytes().equals(FRAME), "a copy of its own: it does not keep (or change with) the stream's chunks");
 
     const single = Buffer.from(FRAME);
-    const borrowed = JpegChunks.borrowed([single]).bytes();
+    const copied = new JpegChunks([single]).bytes();
     single.fill(0);
-    assert.ok(borrowed.equals(FRAME), 'a borrowed chunk is copied');
-    assert.equal(JpegChunks.owned(single).bytes(), single, 'a buffer of its own is used as it is');
+    assert.ok(copied.equals(FRAME), 'a frame of one chunk is copied too');
   });
 
   it('reads the size from the SOF marker', () => {

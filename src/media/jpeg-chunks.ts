@@ -10,22 +10,12 @@
 export class JpegChunks {
   private joined?: Buffer;
 
-  private constructor(
-    private parts: Buffer[],
-    /** Its size in bytes. */
-    readonly length: number,
-    /** True when `parts` is one buffer that is this JPEG's alone (nothing else shares its memory). */
-    private readonly own: boolean,
-  ) {}
+  /** Its size in bytes. */
+  readonly length: number;
 
-  /** Views into a stream's chunks, which other frames' bytes may share: copied when joined. */
-  static borrowed(parts: Buffer[]): JpegChunks {
-    return new JpegChunks(parts, parts.reduce((sum, part) => sum + part.length, 0), false);
-  }
-
-  /** A JPEG already in a buffer of its own. */
-  static owned(jpeg: Buffer): JpegChunks {
-    return new JpegChunks([jpeg], jpeg.length, true);
+  /** `parts`: views into a stream's chunks, which other frames' bytes may share (copied when joined). */
+  constructor(private parts: Buffer[]) {
+    this.length = parts.reduce((sum, part) => sum + part.length, 0);
   }
 
   /**
@@ -49,9 +39,8 @@ export class JpegChunks {
   /** The whole JPEG in one buffer of its own; joined once, after which the chunks are let go. */
   bytes(): Buffer {
     if (!this.joined) {
-      const only = this.parts.length === 1 ? this.parts[0] : undefined;
-      // A frame that lives on in the hub must not keep the stream's chunks alive.
-      this.joined = only && this.own ? only : only ? Buffer.from(only) : Buffer.concat(this.parts, this.length);
+      // Copied even from one chunk: a frame that lives on in the hub must not keep the stream's chunks alive.
+      this.joined = Buffer.concat(this.parts, this.length);
       this.parts = [];
     }
     return this.joined;

@@ -196,7 +196,7 @@ export class JpegSplitter {
 
   /** Completes the frame ending before `end` in `chunk`; returns the new frame start (-1). */
   private emitFrame(chunk: Buffer, frameStart: number, end: number): number {
-    const frame = JpegChunks.borrowed([...this.parts, chunk.subarray(frameStart, end)]);
+    const frame = new JpegChunks([...this.parts, chunk.subarray(frameStart, end)]);
     this.parts = [];
     this.partBytes = 0;
     this.state = State.SeekSoi;

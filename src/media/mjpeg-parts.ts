@@ -70,7 +70,7 @@ export class MultipartJpegReader {
     this.bodyLeft -= take;
     if (this.bodyLeft > 0) return false;
     // Handed on as the chunks it came in: joined only when something reads its bytes.
-    const jpeg = JpegChunks.borrowed(this.body);
+    const jpeg = new JpegChunks(this.body);
     this.body = [];
     this.bodyLeft = -1;
     const head = jpeg.head(2);
