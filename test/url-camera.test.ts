@@ -79,6 +79,18 @@ async function measureFps(viewer: MjpegClient, windowMs = 5_000, around?: { star
   return ((arrivals.length - 1) * 1000) / (last - first);
 }
 
+/**
+ * A viewer's rate on `server` (measureFps), and over the same window the frames per second each
+ * hub took in: `made` by the upstream camera, `passed` into the downstream one (after its cap).
+ */
+async function measureRates(t: { after: (fn: () => void) => void }, source: TestServer, server: TestServer) {
+  const counts = () => [source.camera().hub.latest?.seq ?? 0, server.camera().hub.latest?.seq ?? 0, Date.now()] as const;
+  let [before, after] = [counts(), counts()];
+  const fps = await measureFps(await openViewer(t, server), 5_000, { start: () => (before = counts()), end: () => (after = counts()) });
+  const seconds = (after[2] - before[2]) / 1000;
+  return { fps, seconds, made: (after[0] - before[0]) / seconds, passed: (after[1] - before[1]) / seconds };
+}
+
 async function openViewer(t: { after: (fn: () => void) => void }, server: TestServer): Promise<MjpegClient> {
   const viewer = new MjpegClient(`${server.url}/stream.mjpg`, alice);
   viewer.keepBodies = 500; // enough for the measuring window
@@ -261,11 +273,7 @@ describe('URL camera reading the project\'s own server', () => {
   it('a 10 fps source at fps 15 gives its 10 fps (>= 9.5)', async (t) => {
     const source = await upstream(t, 10);
     const server = await downstream(t, `http://alice:wonderland@127.0.0.1:${source.port}/stream.mjpg`, { width: 320, height: 240, fps: 15 });
-    const counts = () => [source.camera().hub.latest?.seq ?? 0, server.camera().hub.latest?.seq ?? 0, Date.now()] as const;
-    let [before, after] = [counts(), counts()];
-    const fps = await measureFps(await openViewer(t, server), 5_000, { start: () => (before = counts()), end: () => (after = counts()) });
-    const seconds = (after[2] - before[2]) / 1000;
-    const [made, passed] = [(after[0] - before[0]) / seconds, (after[1] - before[1]) / seconds];
+    const { fps, made, passed, seconds } = await measureRates(t, source, server);
     t.diagnostic(`${fps.toFixed(2)} fps delivered; the camera made ${made.toFixed(1)} fps, ${passed.toFixed(1)} came through`);
     assert.ok(fps <= 10.5, `${fps.toFixed(2)} fps delivered`);
     // Under the cap nothing is dropped: every frame the camera made (one either side of the window's edges).
@@ -275,12 +283,7 @@ describe('URL camera reading the project\'s own server', () => {
   it('a 30 fps source at fps 15 is capped near 15 (<= 16)', async (t) => {
     const source = await upstream(t, 30);
     const server = await downstream(t, `http://alice:wonderland@127.0.0.1:${source.port}/stream.mjpg`, { width: 320, height: 240, fps: 15 });
-    // Frames each hub took in, over the viewer's measuring window.
-    const counts = () => [source.camera().hub.latest?.seq ?? 0, server.camera().hub.latest?.seq ?? 0, Date.now()] as const;
-    let [before, after] = [counts(), counts()];
-    const fps = await measureFps(await openViewer(t, server), 5_000, { start: () => (before = counts()), end: () => (after = counts()) });
-    const seconds = (after[2] - before[2]) / 1000;
-    const [made, admitted] = [(after[0] - before[0]) / seconds, (after[1] - before[1]) / seconds];
+    const { fps, made, passed: admitted } = await measureRates(t, source, server);
     t.diagnostic(`${fps.toFixed(2)} fps delivered; the camera made ${made.toFixed(1)} fps, the cap let ${admitted.toFixed(1)} through`);
     assert.ok(fps <= 16, `${fps.toFixed(2)} fps delivered: no more than the cap`);
     assert.ok(admitted <= 16, `${admitted.toFixed(1)} fps through the cap`);
