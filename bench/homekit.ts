@@ -11,6 +11,7 @@
 //   BENCH_SIDES=camera-ffmpeg,ours  which sides, in this order (default ours,camera-ffmpeg)
 //   BENCH_SNAPSHOTS=N            fresh snapshots per series (default 12; quick 4)
 //   BENCH_STARTS=N               timed stream starts per side (default 10; quick 3)
+//   BENCH_CPU_SECONDS=N          the idle and streaming CPU/memory windows (default 10; quick 5)
 //   BENCH_COLD=N                 ours with a stopped capture: snapshots and starts (default 3; quick 1; 0 skips)
 //   BENCH_SOURCE=mjpeg-http      both read a network camera (homekit-camera.ts: MJPEG over HTTP)
 //                                instead of ffmpeg's test pattern (default testsrc)
@@ -62,7 +63,7 @@ const plan = {
   cachedGapMs: 100,
   starts: envNumber('BENCH_STARTS', quick ? 3 : 10),
   cold: envNumber('BENCH_COLD', quick ? 1 : 3),
-  cpuWindowSeconds: quick ? 5 : 10,
+  cpuWindowSeconds: envNumber('BENCH_CPU_SECONDS', quick ? 5 : 10),
 };
 const SNAPSHOT = { width: 640, height: 360 };
 const SOURCE = { width: 1280, height: 720, fps: envNumber('BENCH_FPS', 30) };

@@ -190,7 +190,7 @@ describe('MultipartJpegReader and jpegSize (pure)', () => {
     assert.throws(() => new MultipartJpegReader(() => {}).push(Buffer.from('--b\r\nContent-Length: 99999999999\r\n\r\n')), /cannot be a frame/);
   });
 
-  it('hands a frame on as its chunks: the head is read in place, the bytes joined once into memory of their own', () => {
+  it('hands a frame on as its chunks: the head read in place, pieces to write unjoined, the bytes joined once into memory of their own', () => {
     const stream = Buffer.from(part(FRAME));
     const chunks: JpegChunks[] = [];
     const reader = new MultipartJpegReader((jpeg) => chunks.push(jpeg));
@@ -208,9 +208,14 @@ describe('MultipartJpegReader and jpegSize (pure)', () => {
     // Across chunks, a copy of just those bytes: enough to find the size.
     assert.ok(jpeg.head(1000).equals(FRAME.subarray(0, 1000)));
     assert.deepEqual(jpegSize(jpeg.head(4096)), { width: 160, height: 120 });
+    // Written to a pipe or socket as its pieces: the stream's chunks, in order, not joined.
+    const pieces = jpeg.pieces();
+    assert.ok(pieces.length > 1, `${pieces.length} piece(s)`);
+    assert.ok(Buffer.concat(pieces).equals(FRAME));
     const bytes = jpeg.bytes();
     assert.ok(bytes.equals(FRAME));
     assert.equal(jpeg.bytes(), bytes, 'joined once');
+    assert.deepEqual(jpeg.pieces(), [bytes], 'once joined, its one piece is the joined buffer');
     stream.fill(0);
     assert.ok(jpeg.bytes().equals(FRAME), "a copy of its own: it does not keep (or change with) the stream's chunks");
 

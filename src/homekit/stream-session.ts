@@ -13,6 +13,7 @@ import type { Socket } from 'node:dgram';
 import type { Log } from '../log';
 import { LineRing } from '../media/capture';
 import type { FrameHub, Subscription } from '../media/frame-hub';
+import { writeFramePart } from '../media/frame-pipe';
 import { stopProcess, track } from '../media/processes';
 import { closeQuietly } from '../util/close-quietly';
 import { whenAborted } from '../util/lifetime';
@@ -133,13 +134,7 @@ export class StreamSession {
           return;
         }
         this.framesIn++;
-        stdin.cork();
-        stdin.write(`--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${frame.data.length}\r\n\r\n`);
-        stdin.write(frame.data);
-        const flushed = stdin.write('\r\n');
-        stdin.uncork();
-        if (flushed) done();
-        else stdin.once('drain', done);
+        writeFramePart(stdin, frame, done);
       },
       { onClose: () => this.finish('the camera shut down') },
     );

@@ -12,8 +12,12 @@ import type { CaptureExit, FrameSource } from './capture';
 import { JpegChunks } from './jpeg-chunks';
 
 export interface Frame {
-  /** One complete JPEG. Consumers must not modify it. */
+  /** One complete JPEG in one buffer (joined on first read). Consumers must not modify it. */
   readonly data: Buffer;
+  /** The same bytes as buffers to write one after the other, unjoined: for pipes and sockets. */
+  readonly pieces: readonly Buffer[];
+  /** Its size in bytes. */
+  readonly size: number;
   /** Counts frames from this hub, starting at 1. */
   seq: number;
   /** Arrival time, milliseconds since the epoch. */
@@ -377,7 +381,10 @@ export class FrameHub extends EventEmitter<FrameHubEvents> {
     const seq = ++this.seq;
     const time = Date.now();
     // A frame still in its stream's chunks is joined when a consumer first reads its bytes.
-    const frame: Frame = data instanceof JpegChunks ? { get data() { return data.bytes(); }, seq, time } : { data, seq, time };
+    const frame: Frame =
+      data instanceof JpegChunks
+        ? { get data() { return data.bytes(); }, get pieces() { return data.pieces(); }, size: data.length, seq, time }
+        : { data, pieces: [data], size: data.length, seq, time };
     this.firstFrameAt ||= frame.time;
     this.lastFrameAt = frame.time;
     this._latest = frame;

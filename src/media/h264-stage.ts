@@ -326,7 +326,7 @@ export class H264Stage extends EventEmitter {
         done();
         return;
       }
-      writeFramePart(stdin, frame.data, done);
+      writeFramePart(stdin, frame, done);
     });
     this.emit('running');
   }

@@ -18,6 +18,7 @@ import { whenAborted } from '../util/lifetime';
 import type { CaptureExit, FrameSource } from './capture';
 import { LineRing } from './capture';
 import { redactSecrets } from './capture-args';
+import { writeJpegPart } from './frame-pipe';
 import { JpegSplitter } from './jpeg-splitter';
 import type { JpegChunks } from './jpeg-chunks';
 import { jpegSize, MultipartJpegReader } from './mjpeg-parts';
@@ -266,7 +267,7 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
       return;
     }
     this.noteMode(`Frames are ${size ? `${size.width}x${size.height}` : 'of unknown size'}: ffmpeg scales them to ${width}x${height}.`);
-    this.encode(jpeg.bytes());
+    this.encode(jpeg);
   }
 
   private noteMode(message: string): void {
@@ -276,15 +277,11 @@ export class HttpMjpegSource extends EventEmitter implements FrameSource {
   }
 
   /** Hands a frame to the scaling ffmpeg; a frame that finds it busy is dropped (latest wins). */
-  private encode(jpeg: Buffer): void {
+  private encode(jpeg: JpegChunks): void {
     const encoder = this.encoder ?? this.startEncoder();
     const stdin = encoder.stdin;
     if (!stdin || stdin.destroyed || !stdin.writable || stdin.writableNeedDrain) return;
-    stdin.cork();
-    stdin.write(`--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`);
-    stdin.write(jpeg);
-    stdin.write('\r\n');
-    stdin.uncork();
+    writeJpegPart(stdin, jpeg.pieces(), jpeg.length);
   }
 
   private startEncoder(): ChildProcess {

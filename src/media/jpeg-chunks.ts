@@ -3,8 +3,9 @@
 // JPEG splitter) hand frames on this way; the FrameHub joins one when a consumer reads its data.
 //
 // Why: most frames of a camera nobody watches are only passed over (motion looks at two a
-// second). Left unjoined, each saves a ~100 KiB copy, and Homebridge's process the garbage
-// collections that 30 such copies a second set off (bench/README.md, "Footprint").
+// second), and the encoder's stdin and a viewer's socket take a frame's chunks as they are.
+// Left unjoined, each saves a ~100 KiB copy, and Homebridge's process the garbage collections
+// that 30 such copies a second set off (bench/README.md, "Footprint").
 
 /** A JPEG as the chunks it arrived in, joined into one buffer of its own when first read. */
 export class JpegChunks {
@@ -34,6 +35,14 @@ export class JpegChunks {
       left -= part.length;
     }
     return Buffer.concat(pieces);
+  }
+
+  /**
+   * Its bytes as buffers to write one after the other (a socket's or pipe's writev), without
+   * joining them: the stream's chunks, or the one joined buffer once something has read `bytes()`.
+   */
+  pieces(): readonly Buffer[] {
+    return this.joined ? [this.joined] : this.parts;
   }
 
   /** The whole JPEG in one buffer of its own; joined once, after which the chunks are let go. */

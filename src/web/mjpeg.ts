@@ -37,7 +37,7 @@ const headers = new WeakMap<Frame, Buffer>();
 export function partHeader(frame: Frame): Buffer {
   let header = headers.get(frame);
   if (!header) {
-    header = Buffer.from(`Content-Type: image/jpeg\r\nContent-Length: ${frame.data.length}\r\n\r\n`);
+    header = Buffer.from(`Content-Type: image/jpeg\r\nContent-Length: ${frame.size}\r\n\r\n`);
     headers.set(frame, header);
   }
   return header;
@@ -88,10 +88,10 @@ export function streamMjpeg(
       }
       lastSent = now;
     }
-    if (gate && res.socket) gate.probe.noteWritten(res.socket, frame.data.length);
+    if (gate && res.socket) gate.probe.noteWritten(res.socket, frame.size);
     res.cork();
     res.write(partHeader(frame));
-    res.write(frame.data);
+    for (const piece of frame.pieces) res.write(piece);
     // The callback runs once this part has left user space for the kernel: then the next frame
     // may go. (write()'s return value only compares with the high-water mark, which can be larger
     // than a frame, so it cannot tell.)
