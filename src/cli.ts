@@ -19,6 +19,7 @@ import { redactSecrets } from './media/capture-args';
 import { WebcamRuntime } from './runtime';
 import { writeFileAtomic } from './util/atomic-write';
 import { isRecord } from './util/is-record';
+import { whenAborted } from './util/lifetime';
 import { DEFAULT_PORT, PLATFORM_NAME } from './settings';
 import type { PasswdAction } from './users/passwd';
 import { EXIT_FAILED, EXIT_USAGE, runPasswd } from './users/passwd';
@@ -100,18 +101,17 @@ async function serve(options: { config?: string; port?: string; host?: string; u
   if (config.web.enabled) await ensureFirstUser(usersFile, log);
 
   const runtime = new WebcamRuntime({ config, log, usersFile });
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info(`${signal}: shutting down.`);
+  // The first signal ends the server (a second one while it stops changes nothing).
+  const lifetime = new AbortController();
+  void whenAborted(lifetime.signal, (signal) => {
+    log.info(`${String(signal)}: shutting down.`);
     runtime.stop().then(
       () => process.exit(0),
       () => process.exit(1),
     );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+  process.on('SIGINT', () => lifetime.abort('SIGINT'));
+  process.on('SIGTERM', () => lifetime.abort('SIGTERM'));
   try {
     await runtime.start();
   } catch (error) {

@@ -10,13 +10,15 @@ import { CameraAccessory, cameraUuid } from './homekit/camera-accessory';
 import { prefixed } from './log';
 import { WebcamRuntime } from './runtime';
 import { PLATFORM_NAME, PLUGIN_NAME, pluginStorageDir, usersFilePath } from './settings';
+import { whenAborted } from './util/lifetime';
 
 export class WebcamServerPlatform implements DynamicPlatformPlugin {
   /** Bridged accessories Homebridge restored from its cache, by UUID. */
   private readonly cached = new Map<string, PlatformAccessory>();
   private readonly accessories: CameraAccessory[] = [];
   private runtime?: WebcamRuntime;
-  private stopping = false;
+  /** Aborted when Homebridge shuts down: cameras are no longer published after it. */
+  private readonly lifetime = new AbortController();
 
   constructor(
     private readonly log: Logging,
@@ -50,16 +52,16 @@ export class WebcamServerPlatform implements DynamicPlatformPlugin {
           this.log.error(`Could not start: ${(error as Error).message}`);
         })
         .then(() => {
-          if (!this.stopping) this.publishCameras(config);
+          if (!this.lifetime.signal.aborted) this.publishCameras(config);
         })
         .catch((error: unknown) => this.log.error(`Could not publish the cameras to HomeKit: ${(error as Error).message}`));
     });
-    this.api.on('shutdown', () => {
-      this.stopping = true;
-      void Promise.all(this.accessories.map((a) => a.stop()))
+    void whenAborted(this.lifetime.signal, () =>
+      Promise.all(this.accessories.map((a) => a.stop()))
         .then(() => runtime.stop())
-        .catch((error: unknown) => this.log.error(`Error while stopping: ${(error as Error).message}`));
-    });
+        .catch((error: unknown) => this.log.error(`Error while stopping: ${(error as Error).message}`)),
+    );
+    this.api.on('shutdown', () => this.lifetime.abort());
   }
 
   /** Homebridge hands back each cached (bridged) accessory before didFinishLaunching. */

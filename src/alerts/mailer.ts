@@ -4,6 +4,7 @@
 // streaming goes on whatever the mail service does.
 import type { Log } from '../log';
 import { backoffDelay } from '../util/backoff';
+import { whenAborted } from '../util/lifetime';
 import type { Alert } from './messages';
 import type { SendHistory } from './policy';
 import { admit } from './policy';
@@ -37,19 +38,28 @@ export class AlertMailer {
   private readonly queue: Pending[] = [];
   private sending = false;
   private retryTimer?: NodeJS.Timeout;
-  private closed = false;
+  /** Aborted by close() (shutting down): the queue is dropped, the sender closed. */
+  private readonly lifetime = new AbortController();
   private idleWaiters: Array<() => void> = [];
 
-  constructor(private readonly options: MailerOptions) {}
+  constructor(private readonly options: MailerOptions) {
+    void whenAborted(this.lifetime.signal, () => {
+      clearTimeout(this.retryTimer);
+      if (this.queue.length > 0) this.options.log.warn(`${this.queue.length} alert(s) not sent: shutting down.`);
+      this.queue.length = 0;
+      this.options.sender.close();
+      this.wakeIdle();
+    });
+  }
 
   /** Until close(); pump() reads it again after each send it awaits, as close() may run meanwhile. */
   private get open(): boolean {
-    return !this.closed;
+    return !this.lifetime.signal.aborted;
   }
 
   /** Queues an alert unless its cooldown or the hourly cap holds it back. */
   submit(alert: Alert): SubmitResult {
-    if (this.closed) return 'cap';
+    if (!this.open) return 'cap';
     const { log } = this.options;
     const admission = admit(this.history, alert.key, Date.now(), this.options.cooldownMs, this.options.maxPerHour);
     if (admission === 'cooldown') {
@@ -79,16 +89,11 @@ export class AlertMailer {
   }
 
   close(): void {
-    this.closed = true;
-    clearTimeout(this.retryTimer);
-    if (this.queue.length > 0) this.options.log.warn(`${this.queue.length} alert(s) not sent: shutting down.`);
-    this.queue.length = 0;
-    this.options.sender.close();
-    this.wakeIdle();
+    this.lifetime.abort();
   }
 
   private async pump(): Promise<void> {
-    if (this.sending || this.retryTimer || this.closed) return;
+    if (this.sending || this.retryTimer || this.lifetime.signal.aborted) return;
     this.sending = true;
     const { sender, log } = this.options;
     while (this.open) {

@@ -8,6 +8,7 @@ import type { Transporter } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import type Mail from 'nodemailer/lib/mailer';
 
+import { whenAborted } from '../util/lifetime';
 import type { SesConfig, SmtpConfig } from './config';
 import type { Alert } from './messages';
 
@@ -145,10 +146,12 @@ export class SesSender implements Sender {
   readonly name: string;
   /** Made at the first email. */
   private client?: Promise<SESClient>;
-  private closed = false;
+  /** Aborted by close(): the client (if one was made) is destroyed, and nothing more is sent. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly config: SesConfig) {
     this.name = `SES (${config.region}${config.endpoint ? `, ${config.endpoint}` : ''})`;
+    void whenAborted(this.lifetime.signal, () => this.client?.then((client) => client.destroy()));
   }
 
   private sesClient(): Promise<SESClient> {
@@ -170,7 +173,7 @@ export class SesSender implements Sender {
   }
 
   async send(alert: Alert): Promise<string> {
-    if (this.closed) throw new SendError('the SES sender was closed', false);
+    if (this.lifetime.signal.aborted) throw new SendError('the SES sender was closed', false);
     const raw = await buildMime(alert, this.config.from, this.config.to);
     const [client, { SendRawEmailCommand }] = await Promise.all([this.sesClient(), import('@aws-sdk/client-ses')]);
     try {
@@ -184,8 +187,7 @@ export class SesSender implements Sender {
   }
 
   close(): void {
-    this.closed = true;
-    void this.client?.then((client) => client.destroy());
+    this.lifetime.abort();
   }
 }
 
@@ -195,10 +197,12 @@ export class SmtpSender implements Sender {
   readonly name: string;
   /** Made at the first email. */
   private transport?: Promise<SmtpTransporter>;
-  private closed = false;
+  /** Aborted by close(): the transport (if one was made) is closed, and nothing more is sent. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly config: SmtpConfig) {
     this.name = `SMTP (${config.host}:${config.port})`;
+    void whenAborted(this.lifetime.signal, () => this.transport?.then((transport) => transport.close()));
   }
 
   private smtpTransport(): Promise<SmtpTransporter> {
@@ -224,7 +228,7 @@ export class SmtpSender implements Sender {
   }
 
   async send(alert: Alert): Promise<string> {
-    if (this.closed) throw new SendError('the SMTP sender was closed', false);
+    if (this.lifetime.signal.aborted) throw new SendError('the SMTP sender was closed', false);
     const from = this.config.fromName ? { name: this.config.fromName, address: this.config.from } : this.config.from;
     const transport = await this.smtpTransport();
     try {
@@ -236,7 +240,6 @@ export class SmtpSender implements Sender {
   }
 
   close(): void {
-    this.closed = true;
-    void this.transport?.then((transport) => transport.close());
+    this.lifetime.abort();
   }
 }

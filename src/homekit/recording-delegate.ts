@@ -82,7 +82,8 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
   private release?: () => void;
   /** Open recording streams, by HAP's stream id: aborting one ends its generator. */
   private readonly streams = new Map<number, AbortController>();
-  private closed = false;
+  /** Aborted by stop() (Homebridge shutting down): no recording after it. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly options: RecordingDelegateOptions) {}
 
@@ -120,7 +121,7 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
   async *handleRecordingStreamRequest(streamId: number, signal?: AbortSignal): AsyncGenerator<RecordingPacket> {
     const { stage, log } = this.options;
     const configuration = this.configuration;
-    if (!configuration || this.closed) throw new Error('no recording configuration selected');
+    if (!configuration || this.lifetime.signal.aborted) throw new Error('no recording configuration selected');
     const abort = new AbortController();
     this.streams.set(streamId, abort);
     const onAbort = () => abort.abort();
@@ -175,7 +176,7 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
 
   /** Ends every stream and lets go of the stage (Homebridge shutting down). */
   stop(): void {
-    this.closed = true;
+    this.lifetime.abort();
     for (const stream of this.streams.values()) stream.abort();
     this.release?.();
     this.release = undefined;
@@ -191,7 +192,7 @@ export class WebcamRecordingDelegate implements CameraRecordingDelegate {
   private apply(): void {
     const { stage, capture, encoder, log } = this.options;
     const configuration = this.configuration;
-    const wanted = this.active && this.cameraOn && !this.closed;
+    const wanted = this.active && this.cameraOn && !this.lifetime.signal.aborted;
     if (!wanted || configuration === undefined) {
       if (this.release) log.debug('Recording prebuffer stopped.');
       this.release?.();

@@ -11,10 +11,12 @@ import type { Socket } from 'node:dgram';
 
 import type { Log } from '../log';
 import { closeQuietly } from '../util/close-quietly';
+import { whenAborted } from '../util/lifetime';
 
 export class SrtpRelay {
   private destination?: { socket: Socket; address: string; port: number };
-  private closed = false;
+  /** Aborted by close(): the relay's one teardown point. */
+  private readonly lifetime = new AbortController();
   /** Datagrams passed on to the Home app. */
   forwarded = 0;
   /** Datagrams that arrived with nowhere to go (before adoption, or after the session's socket closed). */
@@ -27,6 +29,11 @@ export class SrtpRelay {
     socket.on('message', (packet) => this.forward(packet));
     // After binding, an error must not, unhandled, end Homebridge.
     socket.on('error', (error) => log.debug(`Warm encoder relay: ${error.message}`));
+    void whenAborted(this.lifetime.signal, () => {
+      this.destination = undefined;
+      closeQuietly(this.socket);
+      if (this.dropped > 0) this.log.debug(`Warm encoder relay: ${this.dropped} datagram(s) dropped, ${this.forwarded} forwarded.`);
+    });
   }
 
   /** A relay on a free UDP port of 127.0.0.1. */
@@ -52,11 +59,7 @@ export class SrtpRelay {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.destination = undefined;
-    closeQuietly(this.socket);
-    if (this.dropped > 0) this.log.debug(`Warm encoder relay: ${this.dropped} datagram(s) dropped, ${this.forwarded} forwarded.`);
+    this.lifetime.abort();
   }
 
   private forward(packet: Buffer): void {

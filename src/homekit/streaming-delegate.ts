@@ -121,7 +121,8 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   private warm?: WarmEncoderKeeper;
   /** The last START's video: what a standby encoder is started for. */
   private lastChoice?: VideoChoice;
-  private stopped = false;
+  /** Aborted by stopAll() (Homebridge shutting down): no encoder is started after it. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly options: StreamingDelegateOptions) {
     this.resolutions = supportedResolutions(options.camera);
@@ -130,7 +131,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
   /** Starts the warm encoder, when this camera keeps one (call once the accessory is set up). */
   start(): void {
     const { camera, hap, log } = this.options;
-    if (this.warm || this.stopped || !wantsWarmEncoder(camera.homekit, this.options.audioCodecs)) return;
+    if (this.warm || this.lifetime.signal.aborted || !wantsWarmEncoder(camera.homekit, this.options.audioCodecs)) return;
     this.warm = new WarmEncoderKeeper(
       {
         ffmpegPath: this.options.ffmpegPath,
@@ -275,7 +276,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
     const choice = predictVideoChoice(camera, addressVersion, this.lastChoice);
     try {
       const standby = await WarmEncoder.start(this.options.ffmpegPath, choice, hap.CameraController.generateSynchronisationSource(), (c, target) => this.commandFor(c, target), log, 'Standby encoder');
-      if (!this.stopped) return standby;
+      if (!this.lifetime.signal.aborted) return standby;
       standby.stop();
     } catch (error) {
       log.debug(`Standby encoder: not started (${(error as Error).message}).`);
@@ -285,7 +286,7 @@ export class WebcamStreamingDelegate implements CameraStreamingDelegate {
 
   /** Ends every stream and the warm encoder (Homebridge shutting down). */
   async stopAll(): Promise<void> {
-    this.stopped = true;
+    this.lifetime.abort();
     this.warm?.stop();
     for (const id of [...this.pending.keys()]) this.dropPending(id);
     await Promise.all([...this.sessions.keys()].map((id) => this.stopStream(id)));
