@@ -8,7 +8,6 @@ import type { WebConfig } from '../config';
 import { pluginStorageDir } from '../settings';
 import { readPreviewToken } from '../web/preview-token';
 
-
 /** Where the plugin's web server listens, as this machine reaches it, from its (validated) web settings. */
 export function pluginAddress(web: WebConfig): { socketPath: string } | { host: string; port: number } | undefined {
   if (!web.enabled) return undefined;
