@@ -7,6 +7,7 @@
 // start; this one is longer and later, for the steady state. Markdown-ish lines on stdout.
 //
 //   BENCH_IDLE_SECONDS=N   the window (default 30)
+//   BENCH_FPS=N            the camera's frame rate (default 30)
 //   BENCH_WARMUP_SECONDS=N before it (default 15)
 //   BENCH_MOTION=0         motion off (the capture then stops: the cost of Homebridge and the plugin alone)
 //   BENCH_NODE_FLAGS="..." extra flags for Homebridge's node (e.g. --trace-gc; its log goes to stdout)
@@ -57,11 +58,13 @@ function role(name: string, isMain: boolean): string {
 
 async function main(): Promise<void> {
   const windowSeconds = seconds('BENCH_IDLE_SECONDS', 30);
+  const fps = Number(process.env.BENCH_FPS ?? 30);
+  if (!Number.isInteger(fps) || fps <= 0) throw new Error('BENCH_FPS must be a whole number of frames a second > 0');
   const warmupSeconds = seconds('BENCH_WARMUP_SECONDS', 15);
   const motion = process.env.BENCH_MOTION !== '0';
   const corpus = await ensureCorpus({ width: 1280, height: 720, ffmpeg: FFMPEG });
   const camera = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'homekit-camera.ts')], {
-    env: { ...process.env, BENCH_CAMERA_CORPUS: corpus.path, BENCH_CAMERA_FPS: '30' },
+    env: { ...process.env, BENCH_CAMERA_CORPUS: corpus.path, BENCH_CAMERA_FPS: String(fps) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const dir = mkdtempSync(join(tmpdir(), 'bench-idle-'));
@@ -80,7 +83,7 @@ async function main(): Promise<void> {
             platform: 'WebcamServer',
             name: 'Webcam Server',
             videoProcessor: FFMPEG,
-            cameras: [{ name: 'Bench', source: `http://127.0.0.1:${port}/stream.mjpg`, width: 1280, height: 720, fps: 30, homekit: { unbridge: true }, motion: { enabled: motion } }],
+            cameras: [{ name: 'Bench', source: `http://127.0.0.1:${port}/stream.mjpg`, width: 1280, height: 720, fps, homekit: { unbridge: true }, motion: { enabled: motion } }],
             web: { socket: join(dir, 'web.sock') },
           },
         ],
@@ -115,7 +118,7 @@ async function main(): Promise<void> {
       byRole.set(role(name.join(' '), Number(tid) === pid), sum);
     }
     const total = [...byRole.values()].reduce((sum, t) => sum + t.user + t.system, 0);
-    console.log(`Homebridge's node, idle, motion ${motion ? 'on' : 'off'}: ${(total / elapsed).toFixed(1)}% of a core over ${elapsed.toFixed(0)} s after ${warmupSeconds} s; RSS ${rssMiB.toFixed(0)} MiB`);
+    console.log(`Homebridge's node, idle, a ${fps} fps camera, motion ${motion ? 'on' : 'off'}: ${(total / elapsed).toFixed(1)}% of a core over ${elapsed.toFixed(0)} s after ${warmupSeconds} s; RSS ${rssMiB.toFixed(0)} MiB`);
     console.log('| threads | CPU | user | system |');
     console.log('|---|---|---|---|');
     for (const [name, t] of [...byRole].sort((a, b) => b[1].user + b[1].system - (a[1].user + a[1].system))) {
